@@ -1,0 +1,106 @@
+"""How one EM pass over the data is executed: in-process on NumPy, or as a Dask tree reduction.
+
+Both engines run the same kernel (:func:`dask_biglearn.numerics.chunk_stats` and its parts)
+and return the same :class:`~dask_biglearn.numerics.SuffStats`; they differ only in where the
+rows live.  Neither knows anything about the M-step or the schedule of matchings.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+
+from .numerics import (
+    DEFAULT_BLOCK_ROWS,
+    SuffStats,
+    chunk_stats,
+    combine_stats,
+    feature_pass,
+    n_quadratic_features,
+    project_stats,
+    quadratic_features,
+)
+
+#: The in-process engine caches the quadratic features of the data when they fit in this many
+#: bytes; larger data recomputes them block by block every pass.
+FEATURE_CACHE_BYTES = 512 * 2**20
+
+#: Rows per block when the in-process engine runs on cached features.
+CACHED_BLOCK_ROWS = 65536
+
+
+class InProcessEngine:
+    """Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip.
+
+    Small fits make tens of thousands of passes; the quadratic features of the data do not
+    depend on the parameters, so they are computed once and reused when they fit in
+    :data:`FEATURE_CACHE_BYTES`.
+    """
+
+    def __init__(self, X: np.ndarray, shift: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS):
+        self.X = X
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.n_samples, self.n_features = X.shape
+        self.block_rows = block_rows
+        width = n_quadratic_features(self.n_features)
+        self._features = None
+        if self.n_samples * width * 8 <= FEATURE_CACHE_BYTES:
+            self._features = quadratic_features(X, shift)
+
+    def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
+        if self._features is None:
+            return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
+        F_all = self._features
+        G_total, ll_total = None, 0.0
+        for start in range(0, self.n_samples, CACHED_BLOCK_ROWS):
+            G, ll = feature_pass(F_all[start : start + CACHED_BLOCK_ROWS], theta, need_stats)
+            ll_total += ll
+            if need_stats:
+                G_total = G if G_total is None else G_total + G
+        if not need_stats:
+            k = theta.shape[1]
+            return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
+        return project_stats(G_total, ll_total, projection)
+
+
+class DaskEngine:
+    """Passes over a row-chunked Dask array: one task per chunk and a tree reduction.
+
+    Each chunk task returns only ``K (1 + m + m^2) + 1`` numbers; ``split_every`` sets the
+    fan-in of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8).
+    One ``dask.compute`` per pass, on whatever scheduler is active (a ``distributed.Client``
+    if one is set as default, else Dask's threads).
+    """
+
+    def __init__(self, X, shift: np.ndarray, split_every: int | None = None,
+                 block_rows: int = DEFAULT_BLOCK_ROWS):
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        self.X = X
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.split_every = split_every or dask.config.get("split_every", None) or 8
+        if isinstance(self.split_every, dict):
+            self.split_every = self.split_every.get(0, 8)
+        if int(self.split_every) < 2:
+            raise ValueError(f"split_every must be >= 2, got {self.split_every}.")
+        self.block_rows = block_rows
+        self._blocks = list(X.to_delayed().ravel())
+
+    def stats_graph(self, theta, projection, need_stats=True):
+        """The lazy (``dask.delayed``) reduction for one pass."""
+        theta_d = dask.delayed(theta, pure=True)
+        shift_d = dask.delayed(self.shift, pure=True)
+        proj_d = dask.delayed(projection, pure=True)
+        chunk = dask.delayed(chunk_stats, pure=True)
+        combine = dask.delayed(combine_stats, pure=True)
+        level = [chunk(b, theta_d, shift_d, proj_d, need_stats, self.block_rows)
+                 for b in self._blocks]
+        s = int(self.split_every)
+        while len(level) > 1:
+            level = [combine(level[i : i + s]) for i in range(0, len(level), s)]
+        return level[0]
+
+    def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
+        (stats,) = dask.compute(self.stats_graph(theta, projection, need_stats))
+        return stats

@@ -1,0 +1,81 @@
+"""Initial parameters, drawn on the driver from small summaries of the data.
+
+Every initialisation needs only the data's per-feature mean and variance (one pass, computed
+with the validation) and, for ``"random_from_data"``, ``n_components`` rows fetched by index.
+The random draws depend only on the generator, never on the chunking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .em import MixtureParams
+from .numerics import floor_eigenvalues, symmetrize
+
+INIT_METHODS = ("random", "random_from_data")
+
+
+def random_params(rng, n_components, data_mean, data_var) -> MixtureParams:
+    """The paper's initialisation in the units of standardised data.
+
+    Means ``mu_k = mean + std * z_k`` with ``z_k ~ N(0, I)``, covariances ``diag(var)`` (the
+    identity after standardisation), equal weights. For data min-max scaled to [0, 1] the
+    reference draws ``mu_k ~ N(0, I)`` with ``Sigma_k = I``; standardising makes the same idea
+    work at any scale. A constant feature gets unit scale.
+    """
+    var = np.where(data_var > 0, data_var, 1.0)
+    z = rng.standard_normal((n_components, data_mean.shape[0]))
+    means = data_mean + np.sqrt(var) * z
+    covariances = np.broadcast_to(np.diag(var), (n_components, var.size, var.size)).copy()
+    weights = np.full(n_components, 1.0 / n_components)
+    return MixtureParams(weights, means, covariances)
+
+
+def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -> MixtureParams:
+    """Means at ``n_components`` distinct random rows; covariances ``diag(var)``; equal weights.
+
+    ``take_rows(sorted_indices)`` returns those rows as a NumPy array.
+    """
+    idx = np.sort(rng.choice(n_samples, size=n_components, replace=False))
+    means = np.asarray(take_rows(idx), dtype=np.float64)
+    var = np.where(data_var > 0, data_var, 1.0)
+    covariances = np.broadcast_to(np.diag(var), (n_components, var.size, var.size)).copy()
+    weights = np.full(n_components, 1.0 / n_components)
+    return MixtureParams(weights, means, covariances)
+
+
+def check_user_init(name, value, shape):
+    """Validate one of ``weights_init`` / ``means_init`` / ``precisions_init``."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf.")
+    return arr
+
+
+def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisions_init,
+                    covariance_floor) -> MixtureParams:
+    """Replace parts of ``params`` by user-supplied initial values (scikit-learn semantics)."""
+    k, d = params.means.shape
+    weights, means, covariances = params.weights, params.means, params.covariances
+    if weights_init is not None:
+        weights = check_user_init("weights_init", weights_init, (k,))
+        if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
+            raise ValueError("weights_init must be non-negative and sum to 1.")
+        weights = weights / weights.sum()
+    if means_init is not None:
+        means = check_user_init("means_init", means_init, (k, d))
+    if precisions_init is not None:
+        prec = check_user_init("precisions_init", precisions_init, (k, d, d))
+        if not np.allclose(prec, np.swapaxes(prec, 1, 2), rtol=1e-8, atol=1e-12):
+            raise ValueError("precisions_init must be symmetric.")
+        try:
+            chol = np.linalg.cholesky(prec)
+        except np.linalg.LinAlgError:
+            raise ValueError("precisions_init must be positive definite.") from None
+        eye = np.broadcast_to(np.eye(d), prec.shape)
+        inv_chol = np.linalg.solve(chol, eye)  # L^{-1}; Sigma = L^{-T} L^{-1}
+        covariances = symmetrize(np.swapaxes(inv_chol, 1, 2) @ inv_chol)
+    covariances = floor_eigenvalues(covariances, covariance_floor)
+    return MixtureParams(weights, means, covariances)

@@ -1,0 +1,411 @@
+"""Pure NumPy numerics of projected EM for full-covariance Gaussian mixtures.
+
+Everything here is a small function from arrays to arrays: no Dask, no randomness, no state.
+
+The per-chunk kernel works on *quadratic features* of the data,
+``F(x) = [1, x', x'_i x'_j (i <= j)]`` with ``x' = x - shift`` and ``shift`` a fixed centre of
+the data (its mean).  For any projection ``y = P x`` with orthonormal rows, the projected
+Gaussian log-density ``log N(P x | mu~, S~)`` is a quadratic function of ``x``, so
+
+* the E-step of every matching (joint, marginal, rotated marginal) is one matrix product
+  ``F @ theta`` with ``theta`` of shape ``(n_quadratic_features, n_components)`` built on the
+  driver (:func:`estep_coefficients`), and
+* all sufficient statistics of a pass are one matrix product ``resp.T @ F``: the counts, the
+  weighted sums and the upper triangle of the weighted second moments of ``x'``, accumulated in
+  float64 whatever the input dtype.
+
+Numerical stability: the moments are *shifted* moments (centred on the data mean rather than
+on zero), so cancellation is governed by ``|mu_k - shift|^2 / lambda_min(Sigma_k)`` rather than
+by ``|mu_k|^2 / lambda_min``. Data far from the origin with a small spread is exactly as
+accurate as centred data.  The M-step (:func:`projected_m_step`) centres the scatter on the
+new mean in closed form.  Covariances are floored in their eigenvalues and kept symmetric;
+log-densities come from Cholesky factors.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+#: Log-responsibilities below this (relative to the row maximum) are clipped before ``exp``:
+#: ``exp(-100) ~ 4e-44`` is negligible and NumPy's ``exp`` is slow on underflowing arguments.
+LOG_RESP_CLIP = -100.0
+
+#: Rows per sub-block inside a chunk: bounds the size of the temporaries of one kernel call.
+DEFAULT_BLOCK_ROWS = 4096
+
+#: The divisor ``N_k`` of the M-step is floored at this fraction of N (reference behaviour).
+NK_FLOOR_FRACTION = 1e-5
+
+
+class SuffStats(NamedTuple):
+    """Sufficient statistics of one projected EM pass (or of part of one).
+
+    All arrays are float64. Moments are shifted: they are moments of ``y - shift_y``.
+
+    resp_sum : ndarray of shape (n_components,)
+        ``sum_n r_nk``.
+    first_moment : ndarray of shape (n_components, n_dims)
+        ``sum_n r_nk (y_n - shift_y)``.
+    second_moment : ndarray of shape (n_components, n_dims, n_dims)
+        ``sum_n r_nk (y_n - shift_y)(y_n - shift_y)^T``.
+    log_lik_sum : float
+        ``sum_n log sum_k pi_k N(y_n | mu~_k, S~_k)``.
+    """
+
+    resp_sum: np.ndarray
+    first_moment: np.ndarray
+    second_moment: np.ndarray
+    log_lik_sum: float
+
+
+def combine_stats(parts) -> SuffStats:
+    """Sum a list of :class:`SuffStats` (or return a single one unchanged).
+
+    Addition is associative and commutative, which is all a tree reduction needs.
+    """
+    if isinstance(parts, SuffStats):
+        return parts
+    parts = list(parts)
+    if len(parts) == 1:
+        return parts[0]
+    return SuffStats(
+        np.sum([p.resp_sum for p in parts], axis=0),
+        np.sum([p.first_moment for p in parts], axis=0),
+        np.sum([p.second_moment for p in parts], axis=0),
+        float(sum(p.log_lik_sum for p in parts)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Quadratic features and the per-chunk kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def n_quadratic_features(n_features: int) -> int:
+    """Width of ``F(x) = [1, x, x_i x_j (i <= j)]``."""
+    return 1 + n_features + n_features * (n_features + 1) // 2
+
+
+@lru_cache(maxsize=64)
+def _triu_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    iu = np.triu_indices(n_features)
+    return iu[0].copy(), iu[1].copy()
+
+
+def quadratic_features(X, shift, out=None) -> np.ndarray:
+    """Return ``[1, x - shift, (x - shift)_i (x - shift)_j for i <= j]`` row by row, in float64.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    shift : ndarray of shape (n_features,)
+    out : ndarray of shape (n_samples, n_quadratic_features(n_features)), optional
+        Scratch buffer to write into (float64, C-contiguous).
+    """
+    n, d = X.shape
+    width = n_quadratic_features(d)
+    if out is None:
+        out = np.empty((n, width), dtype=np.float64)
+    F = out[:n]
+    F[:, 0] = 1.0
+    Xc = F[:, 1 : 1 + d]
+    np.subtract(X, shift, out=Xc, dtype=np.float64)  # float32 input is promoted first
+    start = 1 + d
+    # Row i of the upper triangle: x_i * x_j for j >= i.  D small products, no fancy indexing.
+    for i in range(d):
+        stop = start + d - i
+        np.multiply(Xc[:, i : i + 1], Xc[:, i:], out=F[:, start:stop])
+        start = stop
+    return F
+
+
+def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
+    """Rebuild symmetric ``(K, D, D)`` matrices from their packed upper triangles ``(K, D(D+1)/2)``."""
+    iu, ju = _triu_indices(n_features)
+    full = np.zeros((upper.shape[0], n_features, n_features))
+    full[:, iu, ju] = upper
+    full[:, ju, iu] = upper
+    return full
+
+
+def responsibilities_from_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, float]:
+    """Normalise weighted log-densities in place into responsibilities.
+
+    Returns ``(resp, log_lik_sum)``; ``resp`` is ``log_prob``'s buffer, overwritten.
+    """
+    row_max = log_prob.max(axis=1, keepdims=True)
+    log_prob -= row_max
+    np.maximum(log_prob, LOG_RESP_CLIP, out=log_prob)
+    np.exp(log_prob, out=log_prob)
+    row_sum = log_prob.sum(axis=1, keepdims=True)
+    log_prob /= row_sum
+    log_lik_sum = float(np.log(row_sum).sum() + row_max.sum())
+    return log_prob, log_lik_sum
+
+
+def feature_pass(F: np.ndarray, theta: np.ndarray, need_stats: bool = True):
+    """E-step and statistics for rows whose quadratic features are ``F``.
+
+    Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
+    ``(n_components, n_quadratic_features)`` (``None`` when ``need_stats`` is false).
+    """
+    log_prob = F @ theta
+    resp, log_lik_sum = responsibilities_from_log_prob(log_prob)
+    G = resp.T @ F if need_stats else None
+    return G, log_lik_sum
+
+
+def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=DEFAULT_BLOCK_ROWS):
+    """Run :func:`feature_pass` over a chunk in sub-blocks of ``block_rows`` rows.
+
+    Returns ``(G, log_lik_sum)``: the packed full-space statistics (or ``None``) and the
+    log-likelihood sum. Never allocates more than ``block_rows`` rows of temporaries.
+    """
+    n, d = X.shape
+    width = n_quadratic_features(d)
+    buf = np.empty((min(n, block_rows), width))
+    G_total = np.zeros((theta.shape[1], width)) if need_stats else None
+    ll_total = 0.0
+    for start in range(0, n, block_rows):
+        F = quadratic_features(X[start : start + block_rows], shift, out=buf)
+        G, ll = feature_pass(F, theta, need_stats)
+        ll_total += ll
+        if need_stats:
+            G_total += G
+    return G_total, ll_total
+
+
+def project_stats(G: np.ndarray, log_lik_sum: float, projection) -> SuffStats:
+    """Turn packed full-space statistics into :class:`SuffStats` of ``y = P x``.
+
+    ``projection`` is ``None`` for the identity, else ``P`` of shape ``(m, D)``.
+    """
+    d = round(float(np.sqrt(8 * G.shape[1] + 1) - 3) / 2)  # width = 1 + d + d(d+1)/2
+    resp_sum = G[:, 0].copy()
+    first = G[:, 1 : 1 + d]
+    second = unpack_second_moments(G[:, 1 + d :], d)
+    if projection is not None:
+        first = first @ projection.T
+        second = projection @ second @ projection.T
+    return SuffStats(resp_sum, np.ascontiguousarray(first), second, log_lik_sum)
+
+
+def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=DEFAULT_BLOCK_ROWS):
+    """Sufficient statistics of one chunk for a projected EM pass (the distributed kernel).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        One chunk of the data, any real dtype (converted to float64 in sub-blocks).
+    theta : ndarray of shape (n_quadratic_features, n_components)
+        E-step coefficients from :func:`estep_coefficients`.
+    shift : ndarray of shape (n_features,)
+        Centre the moments are taken about.
+    projection : ndarray of shape (n_dims, n_features) or None
+        Rows of ``P``; ``None`` means the identity.
+    need_stats : bool
+        If false only the log-likelihood is computed (an evaluation pass).
+
+    Returns
+    -------
+    SuffStats
+        Of size ``K (1 + m + m^2) + 1`` whatever the number of rows.
+    """
+    G, ll = raw_chunk_stats(X, theta, shift, need_stats, block_rows)
+    if not need_stats:
+        k = theta.shape[1]
+        return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll)
+    return project_stats(G, ll, projection)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver-side linear algebra
+# ---------------------------------------------------------------------------------------------
+
+
+def symmetrize(A: np.ndarray) -> np.ndarray:
+    """``(A + A^T) / 2`` over the last two axes."""
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def floor_eigenvalues(covariances: np.ndarray, floor: float) -> np.ndarray:
+    """Raise eigenvalues below ``floor`` to ``floor``: ``V diag(max(L, floor)) V^T``, symmetric.
+
+    Works on a stack ``(..., D, D)``. Matrices already above the floor are returned unchanged
+    (up to symmetrisation): the common case costs one batched ``eigvalsh``.
+    """
+    covariances = symmetrize(covariances)
+    low = np.linalg.eigvalsh(covariances)[..., 0] < floor
+    if not np.any(low):
+        return covariances
+    eigvals, V = np.linalg.eigh(covariances[low])
+    L = np.maximum(eigvals, floor)
+    out = covariances.copy()
+    out[low] = symmetrize((V * L[..., None, :]) @ np.swapaxes(V, -1, -2))
+    return out
+
+
+class CholeskyError(np.linalg.LinAlgError):
+    """A covariance matrix is not numerically positive definite."""
+
+
+def cholesky(covariances: np.ndarray) -> np.ndarray:
+    """Batched lower Cholesky factors, with an error that says what to do on failure."""
+    try:
+        return np.linalg.cholesky(covariances)
+    except np.linalg.LinAlgError as exc:
+        raise CholeskyError(
+            "A covariance matrix is not positive definite (a component collapsed onto too few "
+            "points). Increase covariance_floor, decrease n_components, or scale the data."
+        ) from exc
+
+
+def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
+    """Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's convention)."""
+    L = cholesky(covariances)
+    eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
+    # inv(L)^T; L is triangular and well conditioned after the eigenvalue floor.
+    return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
+
+
+def estep_coefficients(weights, means, covariances, shift, projection=None) -> np.ndarray:
+    """Coefficients ``theta`` so that ``F(x) @ theta`` is ``log pi_k + log N(P x | P mu_k, ...)``.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_dims)
+        Means in the projected space (``P mu_k``).
+    covariances : ndarray of shape (n_components, n_dims, n_dims)
+        Covariances in the projected space (``P Sigma_k P^T``).
+    shift : ndarray of shape (n_features,)
+        The centre used by :func:`quadratic_features`.
+    projection : ndarray of shape (n_dims, n_features) or None
+        ``P``; ``None`` for the identity.
+
+    Returns
+    -------
+    theta : ndarray of shape (n_quadratic_features(n_features), n_components)
+    """
+    k, m = means.shape
+    prec_chol = precision_cholesky(covariances)  # (K, m, m), Lambda = U U^T
+    shift_y = shift if projection is None else projection @ shift
+    nu = means - shift_y  # means relative to the shifted origin, (K, m)
+    # Lambda nu and nu^T Lambda nu through the factor: w = U^T nu.
+    w = np.einsum("kij,ki->kj", prec_chol, nu)
+    lam_nu = np.einsum("kij,kj->ki", prec_chol, w)  # (K, m)
+    if projection is None:
+        U = prec_chol
+        linear = lam_nu
+    else:
+        U = projection.T @ prec_chol  # (K, D, m)
+        linear = lam_nu @ projection  # (K, D)
+    Q = U @ np.swapaxes(U, -1, -2)  # (K, D, D) = P^T Lambda P
+    d = Q.shape[-1]
+    iu, ju = _triu_indices(d)
+    quad = -Q[:, iu, ju]  # off-diagonal terms appear twice in x^T Q x
+    quad[:, iu == ju] *= 0.5
+    log_det_prec = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(weights)
+    const = log_weights - 0.5 * m * LOG_2PI + log_det_prec - 0.5 * np.einsum("ki,ki->k", w, w)
+    theta = np.empty((n_quadratic_features(d), k))
+    theta[0] = const
+    theta[1 : 1 + d] = linear.T
+    theta[1 + d :] = quad.T
+    return theta
+
+
+def projected_m_step(stats: SuffStats, n_samples: int, shift_y, covariance_floor: float):
+    """Closed-form M-step in the projected space from shifted sufficient statistics.
+
+    With ``f_k = max(1e-5, N_k / N)`` (the divisor floor of the reference):
+    ``mu~_k = s_k / (N f_k)`` and
+    ``S~_k = sum_n r_nk (y_n - mu~_k)(y_n - mu~_k)^T / (N f_k)``, obtained from the shifted
+    moments by an exact rank-one correction; then the eigenvalue floor.
+
+    Returns ``(means, covariances)`` in the projected space.
+    """
+    nk = stats.resp_sum
+    divisor = np.maximum(nk, NK_FLOOR_FRACTION * n_samples)  # N f_k
+    # Raw sum of y' = y - shift_y is first_moment; mean of y' with the floored divisor.
+    mean_shifted = stats.first_moment / divisor[:, None]
+    # sum r (y' - a)(y' - a)^T = M - a s^T - s a^T + N_k a a^T, with a = mean_shifted.
+    outer_as = mean_shifted[:, :, None] * stats.first_moment[:, None, :]
+    scatter = (
+        stats.second_moment
+        - outer_as
+        - np.swapaxes(outer_as, 1, 2)
+        + nk[:, None, None] * mean_shifted[:, :, None] * mean_shifted[:, None, :]
+    )
+    covariances = floor_eigenvalues(scatter / divisor[:, None, None], covariance_floor)
+    return mean_shifted + shift_y, covariances
+
+
+def smoothed_weights(resp_sum: np.ndarray, n_samples: int, concentration: float) -> np.ndarray:
+    """``pi_k = (N_k / N + alpha) / sum_j (N_j / N + alpha)``; ``alpha = 0`` is plain EM."""
+    w = resp_sum / n_samples + concentration
+    return w / w.sum()
+
+
+def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance_floor):
+    """Write a projected update back into the full space.
+
+    ``mu <- mu + P^T (mu~ - P mu)`` and
+    ``Sigma <- floor(Sigma + P^T (S~ - P Sigma P^T) P)``: the block of the (rotated)
+    parameters seen through ``P`` is replaced, the rest is kept. ``projection=None`` is the
+    joint update, where the new parameters simply replace the old.
+    """
+    if projection is None:
+        return new_means_y, new_covs_y
+    P = projection
+    means = means + (new_means_y - means @ P.T) @ P
+    delta = new_covs_y - P @ covariances @ P.T
+    covariances = floor_eigenvalues(covariances + P.T @ delta @ P, covariance_floor)
+    return means, covariances
+
+
+def project_params(means, covariances, projection):
+    """``(P mu_k, P Sigma_k P^T)``; identity when ``projection`` is None."""
+    if projection is None:
+        return means, covariances
+    return means @ projection.T, projection @ covariances @ projection.T
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a fitted model (predict, score_samples)
+# ---------------------------------------------------------------------------------------------
+
+
+def weighted_log_prob(X, weights, means, precisions_cholesky) -> np.ndarray:
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for a block, shape ``(n_samples, n_components)``.
+
+    Uses the Cholesky factors of the precisions and one matrix product per component;
+    never forms an ``N x K x D`` array.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    k = means.shape[0]
+    out = np.empty((n, k))
+    log_det = np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(weights)
+    for j in range(k):
+        U = precisions_cholesky[j]
+        z = X @ U - means[j] @ U
+        out[:, j] = np.einsum("ij,ij->i", z, z)
+    out *= -0.5
+    out += log_weights + log_det - 0.5 * d * LOG_2PI
+    return out
+
+
+def log_sum_exp_rows(a: np.ndarray) -> np.ndarray:
+    """Row-wise ``log sum exp``."""
+    row_max = a.max(axis=1, keepdims=True)
+    with np.errstate(under="ignore"):
+        return (np.log(np.exp(a - row_max).sum(axis=1, keepdims=True)) + row_max)[:, 0]

@@ -1,0 +1,52 @@
+"""Shared fixtures: seeded data and one real LocalCluster (2 worker processes) per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def make_blobs(seed=0, n_samples=600, n_features=3, n_components=4, offset=0.0, spread=1.0):
+    """Well-separated Gaussian blobs with random full covariances."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=6.0, size=(n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    A = rng.normal(size=(n_components, n_features, n_features)) * 0.5 + np.eye(n_features)
+    noise = np.einsum("nij,nj->ni", A[labels], rng.normal(size=(n_samples, n_features)))
+    return offset + spread * (centers[labels] + noise), labels
+
+
+def random_params(seed, X, n_components):
+    """A plausible random state of the parameters (not near the optimum)."""
+    rng = np.random.default_rng(seed)
+    n, d = X.shape
+    weights = rng.dirichlet(np.full(n_components, 5.0))
+    means = X[rng.choice(n, n_components, replace=False)] + rng.normal(size=(n_components, d))
+    B = rng.normal(size=(n_components, d, d))
+    covs = B @ np.swapaxes(B, 1, 2) + np.eye(d) * X.var(axis=0).mean()
+    return weights, means, covs
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    return make_blobs()
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """A real scheduler with two single-threaded worker processes."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(local_cluster):
+    """A client on the session's LocalCluster, set as the default scheduler for the test."""
+    from distributed import Client
+
+    with Client(local_cluster) as c:
+        yield c
