@@ -25,9 +25,6 @@ from .numerics import (
 #: bytes; larger data recomputes them block by block every pass.
 FEATURE_CACHE_BYTES = 512 * 2**20
 
-#: Rows per block when the in-process engine runs on cached features.
-CACHED_BLOCK_ROWS = 65536
-
 
 class InProcessEngine:
     """Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip.
@@ -45,15 +42,18 @@ class InProcessEngine:
         width = n_quadratic_features(self.n_features)
         self._features = None
         if self.n_samples * width * 8 <= FEATURE_CACHE_BYTES:
-            self._features = quadratic_features(X, shift)
+            self._features = [
+                quadratic_features(X[start : start + block_rows], self.shift)
+                for start in range(0, self.n_samples, block_rows)
+            ]
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
         if self._features is None:
             return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
-        F_all = self._features
+        theta_t = np.ascontiguousarray(theta.T)
         G_total, ll_total = None, 0.0
-        for start in range(0, self.n_samples, CACHED_BLOCK_ROWS):
-            G, ll = feature_pass(F_all[start : start + CACHED_BLOCK_ROWS], theta, need_stats)
+        for F in self._features:
+            G, ll = feature_pass(F, theta_t, need_stats)
             ll_total += ll
             if need_stats:
                 G_total = G if G_total is None else G_total + G

@@ -184,10 +184,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             n, d = (int(s) for s in X.shape)
             self._check_n_samples(n)
             self.n_features_in_ = d
+            is_finite = da.isfinite(X)
+            X_zeroed = da.where(is_finite, X, 0.0)  # keeps NaN warnings out of the summaries
             finite, mean, var = dask.compute(
-                da.isfinite(X).all(),
-                X.mean(axis=0, dtype=np.float64),
-                X.var(axis=0, dtype=np.float64),
+                is_finite.all(),
+                X_zeroed.mean(axis=0, dtype=np.float64),
+                X_zeroed.var(axis=0, dtype=np.float64),
             )
             if not finite:
                 _raise_not_finite("checked before fitting")

@@ -133,30 +133,32 @@ def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
     return full
 
 
-def responsibilities_from_log_prob(log_prob: np.ndarray) -> tuple[np.ndarray, float]:
-    """Normalise weighted log-densities in place into responsibilities.
+def responsibilities_from_log_prob(log_prob_t: np.ndarray) -> tuple[np.ndarray, float]:
+    """Normalise weighted log-densities, laid out ``(n_components, n_rows)``, in place.
 
-    Returns ``(resp, log_lik_sum)``; ``resp`` is ``log_prob``'s buffer, overwritten.
+    The component axis comes first so that the reductions over components are elementwise
+    operations on contiguous rows (NumPy reduces a short last axis slowly).
+    Returns ``(resp_t, log_lik_sum)``; ``resp_t`` is ``log_prob_t``'s buffer, overwritten.
     """
-    row_max = log_prob.max(axis=1, keepdims=True)
-    log_prob -= row_max
-    np.maximum(log_prob, LOG_RESP_CLIP, out=log_prob)
-    np.exp(log_prob, out=log_prob)
-    row_sum = log_prob.sum(axis=1, keepdims=True)
-    log_prob /= row_sum
+    row_max = log_prob_t.max(axis=0)
+    log_prob_t -= row_max
+    np.maximum(log_prob_t, LOG_RESP_CLIP, out=log_prob_t)
+    np.exp(log_prob_t, out=log_prob_t)
+    row_sum = log_prob_t.sum(axis=0)
+    log_prob_t *= 1.0 / row_sum
     log_lik_sum = float(np.log(row_sum).sum() + row_max.sum())
-    return log_prob, log_lik_sum
+    return log_prob_t, log_lik_sum
 
 
-def feature_pass(F: np.ndarray, theta: np.ndarray, need_stats: bool = True):
+def feature_pass(F: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     """E-step and statistics for rows whose quadratic features are ``F``.
 
+    ``theta_t`` is ``theta.T``, shape ``(n_components, n_quadratic_features)``.
     Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
     ``(n_components, n_quadratic_features)`` (``None`` when ``need_stats`` is false).
     """
-    log_prob = F @ theta
-    resp, log_lik_sum = responsibilities_from_log_prob(log_prob)
-    G = resp.T @ F if need_stats else None
+    resp_t, log_lik_sum = responsibilities_from_log_prob(theta_t @ F.T)
+    G = resp_t @ F if need_stats else None
     return G, log_lik_sum
 
 
@@ -169,11 +171,12 @@ def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=DEFAULT_BLOCK_R
     n, d = X.shape
     width = n_quadratic_features(d)
     buf = np.empty((min(n, block_rows), width))
+    theta_t = np.ascontiguousarray(theta.T)
     G_total = np.zeros((theta.shape[1], width)) if need_stats else None
     ll_total = 0.0
     for start in range(0, n, block_rows):
         F = quadratic_features(X[start : start + block_rows], shift, out=buf)
-        G, ll = feature_pass(F, theta, need_stats)
+        G, ll = feature_pass(F, theta_t, need_stats)
         ll_total += ll
         if need_stats:
             G_total += G

@@ -1,0 +1,131 @@
+"""Data sets: the paper's 25-component simulation and the UCI sets it clusters.
+
+The UCI sets (pendigits with its official train/test split, vehicle) ship with the package as
+``.npz`` files (``labels`` and ``features``, loaded with ``allow_pickle=False``), converted from
+the ``.mat`` files of the paper's authors with every bit of the features kept.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import numpy as np
+from scipy.special import logsumexp
+
+__all__ = [
+    "count_modes_found",
+    "grid25_log_density",
+    "grid25_params",
+    "load_pendigits",
+    "load_vehicle",
+    "make_grid25",
+    "minmax_scale",
+    "stratified_split",
+]
+
+GRID25_VARIANCE = 0.1
+
+
+def grid25_params():
+    """True parameters of the simulation: 25 equal components on a 5 x 5 grid in 2-D.
+
+    Means ``2 (i, j) - 6`` for ``i, j = 1..5``, covariances ``0.1 I``.
+
+    Returns
+    -------
+    weights : ndarray of shape (25,)
+    means : ndarray of shape (25, 2)
+    covariances : ndarray of shape (25, 2, 2)
+    """
+    grid = np.arange(1, 6) * 2.0 - 6.0
+    means = np.array([(a, b) for a in grid for b in grid])
+    covariances = np.broadcast_to(GRID25_VARIANCE * np.eye(2), (25, 2, 2)).copy()
+    return np.full(25, 1 / 25), means, covariances
+
+
+def make_grid25(n_samples, random_state=None):
+    """Draw ``n_samples`` points of the 25-component grid mixture.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, 2)
+    labels : ndarray of shape (n_samples,)
+    """
+    rng = np.random.default_rng(random_state)
+    weights, means, _ = grid25_params()
+    labels = rng.choice(25, size=n_samples, p=weights)
+    X = means[labels] + np.sqrt(GRID25_VARIANCE) * rng.standard_normal((n_samples, 2))
+    return X, labels
+
+
+def grid25_log_density(X):
+    """``log q(x)`` of the true grid mixture, shape ``(n_samples,)``."""
+    weights, means, _ = grid25_params()
+    sq = ((X[:, None, :] - means[None]) ** 2).sum(axis=2)
+    log_comp = -0.5 * sq / GRID25_VARIANCE - np.log(2 * np.pi * GRID25_VARIANCE)
+    return logsumexp(log_comp + np.log(weights), axis=1)
+
+
+def count_modes_found(true_means, means, weights, *, radius=0.5, min_weight=0.02):
+    """How many true means have a fitted component within ``radius`` with weight above
+    ``min_weight``."""
+    ok = np.asarray(weights) > min_weight
+    if not np.any(ok):
+        return 0
+    dist = np.linalg.norm(true_means[:, None, :] - np.asarray(means)[None, ok, :], axis=2)
+    return int((dist.min(axis=1) <= radius).sum())
+
+
+def _load(name):
+    path = files("dask_biglearn.data").joinpath(f"{name}.npz")
+    with path.open("rb") as fh, np.load(fh, allow_pickle=False) as data:
+        return data["features"].astype(np.float64), data["labels"].astype(np.int64)
+
+
+def load_pendigits():
+    """UCI pendigits (16 features, 10 digits) with its official split, unscaled.
+
+    Returns
+    -------
+    X_train : ndarray of shape (7494, 16)
+    y_train : ndarray of shape (7494,)
+    X_test : ndarray of shape (3498, 16)
+    y_test : ndarray of shape (3498,)
+    """
+    X_train, y_train = _load("pendigits_train")
+    X_test, y_test = _load("pendigits_test")
+    return X_train, y_train, X_test, y_test
+
+
+def load_vehicle():
+    """UCI Statlog vehicle silhouettes (846 x 18, 4 classes), unscaled.
+
+    Returns
+    -------
+    X : ndarray of shape (846, 18)
+    y : ndarray of shape (846,)
+    """
+    return _load("vehicle")
+
+
+def minmax_scale(X_train, *others):
+    """Scale every array to [0, 1] with the *training* split's per-feature min and max.
+
+    Constant training features are left at 0.
+    """
+    lo = X_train.min(axis=0)
+    span = X_train.max(axis=0) - lo
+    span = np.where(span > 0, span, 1.0)
+    out = [(X_train - lo) / span] + [(X - lo) / span for X in others]
+    return out[0] if not others else tuple(out)
+
+
+def stratified_split(X, y, test_size=0.2, random_state=0):
+    """A stratified train/test split (scikit-learn's), returning
+    ``X_train, y_train, X_test, y_test``."""
+    from sklearn.model_selection import train_test_split
+
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_size, stratify=y, random_state=random_state
+    )
+    return X_train, y_train, X_test, y_test

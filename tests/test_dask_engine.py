@@ -1,0 +1,101 @@
+"""The Dask executor against the dense reference and the in-process engine.
+
+Runs on a real ``distributed.LocalCluster`` with two worker processes and on Dask's threads.
+"""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import random_params
+from test_numerics import KINDS, make_projection
+
+from dask_biglearn.em import MixtureParams, em_update
+from dask_biglearn.engine import DaskEngine, InProcessEngine
+from dask_biglearn.numerics import estep_coefficients
+from dask_biglearn.projection import Projection
+from dask_biglearn.testing import reference_em_update
+
+CHUNKINGS = [600, 250, 97, (300, 1, 299)]
+
+
+def dask_update(X, chunks, params, P, split_every=None, floor=1e-3, alpha=0.1):
+    Xd = da.from_array(X, chunks=(chunks, -1))
+    shift = X.mean(axis=0)
+    engine = DaskEngine(Xd, shift, split_every=split_every)
+    return em_update(engine, MixtureParams(*params), Projection("x", P),
+                     covariance_floor=floor, weight_concentration=alpha), shift
+
+
+def assert_matches_reference(X, params, P, got, shift, tol=1e-10):
+    new, ll = got
+    rw, rm, rc, rll = reference_em_update(X, *params, P, covariance_floor=1e-3,
+                                          weight_concentration=0.1, shrink_center=shift)
+    np.testing.assert_allclose(new.weights, rw, rtol=0, atol=tol)
+    np.testing.assert_allclose(new.means, rm, rtol=0, atol=tol * np.abs(X).max())
+    np.testing.assert_allclose(new.covariances, rc, rtol=0, atol=tol * np.abs(rc).max())
+    assert ll == pytest.approx(rll, abs=tol * abs(rll))
+
+
+@pytest.mark.parametrize("split_every", [2, None])
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_distributed_update_matches_reference(client, blobs, kind, chunks, split_every):
+    X, _ = blobs
+    params = random_params(7, X, 4)
+    P = make_projection(kind, X.shape[1], seed=11)
+    got, shift = dask_update(X, chunks, params, P, split_every)
+    assert_matches_reference(X, params, P, got, shift)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_threaded_update_matches_in_process(blobs, kind):
+    X, _ = blobs
+    params = random_params(8, X, 4)
+    P = make_projection(kind, X.shape[1], seed=12)
+    with dask.config.set(scheduler="threads"):
+        (new_d, ll_d), shift = dask_update(X, 97, params, P, split_every=3)
+    new_i, ll_i = em_update(InProcessEngine(X, shift), MixtureParams(*params),
+                            Projection("x", P), covariance_floor=1e-3,
+                            weight_concentration=0.1)
+    for a, b in zip((new_d.weights, new_d.means, new_d.covariances),
+                    (new_i.weights, new_i.means, new_i.covariances), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert ll_d == pytest.approx(ll_i, rel=1e-13)
+
+
+def _max_dependencies(graph):
+    from dask.core import get_dependencies
+
+    return max(len(get_dependencies(graph, k)) for k in graph)
+
+
+@pytest.mark.parametrize("split_every", [2, 3, 8])
+def test_tree_reduction_respects_split_every(blobs, split_every):
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(20, -1))  # 30 chunks
+    w, m, c = random_params(9, X, 4)
+    shift = X.mean(axis=0)
+    engine = DaskEngine(Xd, shift, split_every=split_every)
+    graph = dict(engine.stats_graph(estep_coefficients(w, m, c, shift), None).__dask_graph__())
+    from dask_biglearn.numerics import combine_stats
+
+    combines = [k for k, v in graph.items() if getattr(v, "func", None) is combine_stats
+                or (isinstance(v, tuple) and v and v[0] is combine_stats)]
+    assert combines, "the pass must reduce through combine tasks"
+    assert _max_dependencies(graph) <= split_every + 3  # chunk tasks also depend on 3 params
+
+
+def test_chunk_results_are_small(blobs):
+    """What leaves a chunk is K (1 + m + m^2) + 1 numbers, whatever its number of rows."""
+    from dask_biglearn.numerics import chunk_stats
+
+    X, _ = blobs
+    w, m, c = random_params(10, X, 4)
+    P = make_projection("rotated_marginal", 3)
+    shift = X.mean(axis=0)
+    theta = estep_coefficients(w, m @ P.T, P @ c @ P.T, shift, P)
+    stats = chunk_stats(X, theta, shift, P)
+    n_numbers = sum(np.size(s) for s in stats)
+    k, mdim = 4, 2
+    assert n_numbers == k * (1 + mdim + mdim * mdim) + 1

@@ -1,0 +1,215 @@
+"""The estimators: scikit-learn as an outside oracle, EM's monotonicity, reproducibility,
+the full BigLearn-EM loop against the dense reference, and the scikit-learn API."""
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import make_blobs, random_params
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
+from dask_biglearn.estimator import _order_free
+from dask_biglearn.projection import MatchingSchedule
+from dask_biglearn.testing import reference_biglearn_em
+
+
+def _fit_quietly(est, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X)
+
+
+@pytest.mark.parametrize("dask_input", [False, True])
+def test_plain_em_matches_scikit_learn(blobs, dask_input):
+    """Same initial parameters, negligible regularisation: same parameters after 10 steps."""
+    X, _ = blobs
+    w, m, c = random_params(3, X, 4)
+    prec = np.linalg.inv(c)
+    common = dict(weights_init=w, means_init=m, precisions_init=prec, max_iter=10, tol=0.0)
+    sk = _fit_quietly(SkGaussianMixture(4, covariance_type="full", reg_covar=0.0, **common), X)
+    Xin = da.from_array(X, chunks=(150, -1)) if dask_input else X
+    with dask.config.set(scheduler="threads"):
+        ours = _fit_quietly(GaussianMixture(4, covariance_floor=1e-12, **common), Xin)
+    assert ours.n_iter_ == sk.n_iter_ == 10
+    np.testing.assert_allclose(ours.weights_, sk.weights_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.precisions_cholesky_, sk.precisions_cholesky_, atol=1e-7)
+    np.testing.assert_allclose(ours.score_samples(X[:50]), sk.score_samples(X[:50]), atol=1e-8)
+    np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-8)
+    assert ours.bic(X) == pytest.approx(sk.bic(X), rel=1e-10)
+    assert ours.aic(X) == pytest.approx(sk.aic(X), rel=1e-10)
+
+
+def test_joint_updates_never_decrease_log_likelihood():
+    X, _ = make_blobs(seed=5, n_samples=800, n_features=4, n_components=6)
+    est = GaussianMixture(8, max_iter=60, tol=0.0, covariance_floor=1e-9, random_state=1)
+    _fit_quietly(est, X)
+    history = np.array(est.lower_bounds_ + [est.lower_bound_])
+    steps = np.diff(history)
+    assert steps.min() >= -1e-10 * np.abs(history).max(), steps.min()
+    assert history[-1] > history[0] + 0.1  # it actually moved
+
+
+def test_biglearn_joint_only_is_monotone():
+    """BigLearn with only joint matchings and no smoothing is plain EM, step by step."""
+    X, _ = make_blobs(seed=6, n_samples=500, n_features=3, n_components=5)
+    est = BigLearnGaussianMixture(
+        6, max_iter=40, n_inner_iter=1, matching_probs={"joint": 1.0},
+        weight_concentration=0.0, covariance_floor=1e-9, check_every=1, random_state=2,
+    ).fit(X)
+    steps = np.diff(est.lower_bounds_)
+    assert steps.min() >= -1e-10 * abs(est.lower_bounds_[0])
+    assert set(est.matchings_) == {"joint"}
+
+
+def test_biglearn_fit_follows_the_dense_reference():
+    X, _ = make_blobs(seed=8, n_samples=300, n_features=3, n_components=4)
+    kw = dict(max_iter=12, n_inner_iter=2, check_every=4, covariance_floor=1e-3)
+    est = BigLearnGaussianMixture(4, weight_concentration=0.25, random_state=4, **kw)
+    w, m, c = random_params(9, X, 4)
+    est.set_params(weights_init=w, means_init=m, precisions_init=np.linalg.inv(c))
+    est.fit(X)
+    # Rebuild the same generator state: the library's "random" init draws first.
+    rng = np.random.default_rng(4)
+    rng.standard_normal((4, 3))
+    schedule = MatchingSchedule(est.matching_probs, est.marginal_size_beta)
+    (rw, rm, rc), rll, kinds = reference_biglearn_em(
+        X, w, m, c, schedule=schedule, rng=rng, weight_concentration=0.25,
+        shrink_center=_order_free(X.mean(axis=0)), **kw)
+    assert kinds == est.matchings_
+    assert est.lower_bound_ == pytest.approx(rll, abs=1e-9)
+    np.testing.assert_allclose(est.weights_, rw, atol=1e-9)
+    np.testing.assert_allclose(est.means_, rm, atol=1e-8)
+    np.testing.assert_allclose(est.covariances_, rc, atol=1e-8)
+
+
+def _biglearn(seed=0):
+    return BigLearnGaussianMixture(5, max_iter=15, check_every=5, covariance_floor=1e-4,
+                                   random_state=seed)
+
+
+def _assert_same_fit(a, b, tol=1e-8):
+    assert a.matchings_ == b.matchings_
+    np.testing.assert_allclose(a.weights_, b.weights_, rtol=0, atol=tol)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=0, atol=tol)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=0, atol=tol)
+
+
+@pytest.fixture(scope="module")
+def reproducible_data():
+    return make_blobs(seed=12, n_samples=400, n_features=3, n_components=5)[0]
+
+
+@pytest.fixture(scope="module")
+def numpy_fit(reproducible_data):
+    return _biglearn().fit(reproducible_data)
+
+
+@pytest.mark.parametrize("chunks", [400, 128, 33])
+def test_same_seed_same_fit_on_threads_whatever_the_chunking(reproducible_data, numpy_fit,
+                                                               chunks):
+    Xd = da.from_array(reproducible_data, chunks=(chunks, -1))
+    with dask.config.set(scheduler="threads"):
+        _assert_same_fit(numpy_fit, _biglearn().fit(Xd))
+
+
+@pytest.mark.parametrize("chunks", [200, 41])
+def test_same_seed_same_fit_on_local_cluster(client, reproducible_data, numpy_fit, chunks):
+    Xd = da.from_array(reproducible_data, chunks=(chunks, -1))
+    _assert_same_fit(numpy_fit, _biglearn().fit(Xd))
+
+
+def test_different_seeds_draw_different_matchings(reproducible_data, numpy_fit):
+    other = _biglearn(seed=1).fit(reproducible_data)
+    assert other.matchings_ != numpy_fit.matchings_
+
+
+def test_refit_is_identical(reproducible_data, numpy_fit):
+    again = _biglearn().fit(reproducible_data)
+    _assert_same_fit(numpy_fit, again, tol=0)
+
+
+def test_float32_input_gives_float64_parameters(reproducible_data, numpy_fit):
+    est = _biglearn().fit(reproducible_data.astype(np.float32))
+    assert est.means_.dtype == np.float64
+    assert est.matchings_ == numpy_fit.matchings_
+
+
+def test_dask_input_gives_lazy_predictions(reproducible_data, numpy_fit):
+    Xd = da.from_array(reproducible_data, chunks=(64, -1))
+    for method in ("predict", "predict_proba", "score_samples"):
+        lazy = getattr(numpy_fit, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        with dask.config.set(scheduler="threads"):
+            np.testing.assert_allclose(lazy.compute(),
+                                       getattr(numpy_fit, method)(reproducible_data))
+    assert numpy_fit.score(Xd) == pytest.approx(numpy_fit.score(reproducible_data))
+
+
+def test_feature_axis_chunks_are_merged(reproducible_data, numpy_fit):
+    Xd = da.from_array(reproducible_data, chunks=(100, 2))
+    with dask.config.set(scheduler="threads"):
+        _assert_same_fit(numpy_fit, _biglearn().fit(Xd))
+
+
+def test_returns_best_checked_parameters(reproducible_data):
+    est = BigLearnGaussianMixture(5, max_iter=30, check_every=3, random_state=3,
+                                  covariance_floor=1e-4).fit(reproducible_data)
+    assert len(est.lower_bounds_) == 10
+    assert est.lower_bound_ == pytest.approx(max(est.lower_bounds_))
+    assert est.score(reproducible_data) == pytest.approx(est.lower_bound_, rel=1e-10)
+    assert est.best_iteration_ == 3 * (1 + int(np.argmax(est.lower_bounds_)))
+    assert len(est.matchings_) == est.n_iter_ == 30
+
+
+def test_biglearn_escapes_where_plain_em_gets_stuck():
+    """The paper's claim on a small scale: the 25-mode grid, two seeds."""
+    from dask_biglearn.datasets import count_modes_found, grid25_params, make_grid25
+
+    _, true_means, _ = grid25_params()
+    X, _ = make_grid25(2000, random_state=100)
+    found = {"em": [], "biglearn": []}
+    for seed in (0, 1):
+        em = _fit_quietly(GaussianMixture(25, max_iter=300, covariance_floor=1e-5,
+                                          random_state=seed), X)
+        big = BigLearnGaussianMixture(25, max_iter=400, weight_concentration=0.2,
+                                      covariance_floor=1e-5, random_state=seed).fit(X)
+        found["em"].append(count_modes_found(true_means, em.means_, em.weights_))
+        found["biglearn"].append(count_modes_found(true_means, big.means_, big.weights_))
+    assert max(found["em"]) < 25
+    assert min(found["biglearn"]) == 25, found
+
+
+def test_sample_draws_from_the_model(numpy_fit):
+    X, y = numpy_fit.sample(4000)
+    assert X.shape == (4000, 3) and y.shape == (4000,)
+    for k in range(5):
+        if (y == k).sum() > 200:
+            np.testing.assert_allclose(X[y == k].mean(axis=0), numpy_fit.means_[k], atol=0.5)
+
+
+def test_not_fitted_raises():
+    with pytest.raises(NotFittedError):
+        GaussianMixture(2).predict(np.zeros((3, 2)))
+    with pytest.raises(NotFittedError):
+        BigLearnGaussianMixture(2).score_samples(da.zeros((3, 2)))
+
+
+def test_plain_em_warns_when_not_converged(blobs):
+    X, _ = blobs
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        GaussianMixture(4, max_iter=2, tol=1e-12, random_state=0).fit(X)
+
+
+def test_init_random_from_data_places_means_on_rows(blobs):
+    X, _ = blobs
+    est = GaussianMixture(4, max_iter=0, init_params="random_from_data", random_state=0)
+    _fit_quietly(est, X)
+    dist = np.abs(X[None, :, :] - est.means_[:, None, :]).sum(axis=2).min(axis=1)
+    np.testing.assert_array_equal(dist, 0)
