@@ -7,8 +7,13 @@ rows live.  Neither knows anything about the M-step or the schedule of matchings
 
 from __future__ import annotations
 
+import itertools
+
 import dask
+import dask.threaded
 import numpy as np
+from dask.base import get_scheduler, tokenize
+from dask.core import flatten
 
 from .numerics import (
     DEFAULT_BLOCK_ROWS,
@@ -68,8 +73,12 @@ class DaskEngine:
 
     Each chunk task returns only ``K (1 + m + m^2) + 1`` numbers; ``split_every`` sets the
     fan-in of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8).
-    One ``dask.compute`` per pass, on whatever scheduler is active (a ``distributed.Client``
-    if one is set as default, else Dask's threads).
+    One scheduler call per pass, on whatever scheduler is active (a ``distributed.Client``
+    if one is the default, else Dask's threads).
+
+    The graph of a pass is built directly as a plain task dict: the (optimised) graph of the
+    data once, plus one task per chunk and per combine; nothing is tokenised per pass.
+    Persisted data stays where it is and chunk tasks run next to it.
     """
 
     def __init__(self, X, shift: np.ndarray, split_every: int | None = None,
@@ -79,28 +88,41 @@ class DaskEngine:
         self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.n_samples, self.n_features = (int(s) for s in X.shape)
-        self.split_every = split_every or dask.config.get("split_every", None) or 8
-        if isinstance(self.split_every, dict):
-            self.split_every = self.split_every.get(0, 8)
-        if int(self.split_every) < 2:
-            raise ValueError(f"split_every must be >= 2, got {self.split_every}.")
+        split_every = split_every or dask.config.get("split_every", None) or 8
+        if isinstance(split_every, dict):
+            split_every = split_every.get(0, 8)
+        if int(split_every) < 2:
+            raise ValueError(f"split_every must be >= 2, got {split_every}.")
+        self.split_every = int(split_every)
         self.block_rows = block_rows
-        self._blocks = list(X.to_delayed().ravel())
+        keys = X.__dask_keys__()
+        self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
+        self._block_keys = list(flatten(keys))
+        self._name = f"biglearn-pass-{tokenize(X, self.shift, block_rows)}"
+        self._passes = itertools.count()
 
     def stats_graph(self, theta, projection, need_stats=True):
-        """The lazy (``dask.delayed``) reduction for one pass."""
-        theta_d = dask.delayed(theta, pure=True)
-        shift_d = dask.delayed(self.shift, pure=True)
-        proj_d = dask.delayed(projection, pure=True)
-        chunk = dask.delayed(chunk_stats, pure=True)
-        combine = dask.delayed(combine_stats, pure=True)
-        level = [chunk(b, theta_d, shift_d, proj_d, need_stats, self.block_rows)
-                 for b in self._blocks]
-        s = int(self.split_every)
+        """The task graph of one pass: ``(graph, key of the reduced SuffStats)``."""
+        name = f"{self._name}-{next(self._passes)}"
+        graph = dict(self._data_graph)
+        args = (f"{name}-theta", f"{name}-shift", f"{name}-projection")
+        graph.update(zip(args, (theta, self.shift, projection), strict=True))
+        level = []
+        for i, block in enumerate(self._block_keys):
+            key = (f"{name}-chunk", i)
+            graph[key] = (chunk_stats, block, *args, need_stats, self.block_rows)
+            level.append(key)
+        depth = 0
         while len(level) > 1:
-            level = [combine(level[i : i + s]) for i in range(0, len(level), s)]
-        return level[0]
+            depth += 1
+            parts = [level[i : i + self.split_every]
+                     for i in range(0, len(level), self.split_every)]
+            level = [(f"{name}-combine-{depth}", j) for j in range(len(parts))]
+            graph.update((key, (combine_stats, part))
+                         for key, part in zip(level, parts, strict=True))
+        return graph, level[0]
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
-        (stats,) = dask.compute(self.stats_graph(theta, projection, need_stats))
-        return stats
+        graph, key = self.stats_graph(theta, projection, need_stats)
+        get = get_scheduler(collections=[self.X]) or dask.threaded.get
+        return get(graph, key)

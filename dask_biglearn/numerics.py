@@ -24,6 +24,7 @@ log-densities come from Cholesky factors.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -150,6 +151,25 @@ def responsibilities_from_log_prob(log_prob_t: np.ndarray) -> tuple[np.ndarray, 
     return log_prob_t, log_lik_sum
 
 
+_scratch = threading.local()
+
+
+def scratch_buffer(name: str, size: int) -> np.ndarray:
+    """A float64 buffer of at least ``size`` elements, reused across calls in this thread.
+
+    Passes reuse their temporaries instead of allocating them every time: large fresh
+    allocations cost page faults, all the more under distributed's nanny, which sets
+    ``MALLOC_TRIM_THRESHOLD_`` low for its workers.
+    """
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buf = buffers.get(name)
+    if buf is None or buf.size < size:
+        buf = buffers[name] = np.empty(size)
+    return buf[:size]
+
+
 def feature_pass(F: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     """E-step and statistics for rows whose quadratic features are ``F``.
 
@@ -157,7 +177,10 @@ def feature_pass(F: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
     ``(n_components, n_quadratic_features)`` (``None`` when ``need_stats`` is false).
     """
-    resp_t, log_lik_sum = responsibilities_from_log_prob(theta_t @ F.T)
+    k, n = theta_t.shape[0], F.shape[0]
+    log_prob_t = scratch_buffer("log_prob_t", k * n).reshape(k, n)
+    np.matmul(theta_t, F.T, out=log_prob_t)
+    resp_t, log_lik_sum = responsibilities_from_log_prob(log_prob_t)
     G = resp_t @ F if need_stats else None
     return G, log_lik_sum
 
@@ -166,16 +189,17 @@ def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=DEFAULT_BLOCK_R
     """Run :func:`feature_pass` over a chunk in sub-blocks of ``block_rows`` rows.
 
     Returns ``(G, log_lik_sum)``: the packed full-space statistics (or ``None``) and the
-    log-likelihood sum. Never allocates more than ``block_rows`` rows of temporaries.
+    log-likelihood sum. Temporaries are ``block_rows`` rows at most, and reused.
     """
     n, d = X.shape
     width = n_quadratic_features(d)
-    buf = np.empty((min(n, block_rows), width))
     theta_t = np.ascontiguousarray(theta.T)
     G_total = np.zeros((theta.shape[1], width)) if need_stats else None
     ll_total = 0.0
     for start in range(0, n, block_rows):
-        F = quadratic_features(X[start : start + block_rows], shift, out=buf)
+        rows = min(block_rows, n - start)
+        buf = scratch_buffer("features", rows * width).reshape(rows, width)
+        F = quadratic_features(X[start : start + rows], shift, out=buf)
         G, ll = feature_pass(F, theta_t, need_stats)
         ll_total += ll
         if need_stats:

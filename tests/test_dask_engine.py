@@ -77,13 +77,16 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
     w, m, c = random_params(9, X, 4)
     shift = X.mean(axis=0)
     engine = DaskEngine(Xd, shift, split_every=split_every)
-    graph = dict(engine.stats_graph(estep_coefficients(w, m, c, shift), None).__dask_graph__())
+    graph, key = engine.stats_graph(estep_coefficients(w, m, c, shift), None)
     from dask_biglearn.numerics import combine_stats
 
-    combines = [k for k, v in graph.items() if getattr(v, "func", None) is combine_stats
-                or (isinstance(v, tuple) and v and v[0] is combine_stats)]
+    combines = [k for k, v in graph.items() if isinstance(v, tuple) and v[0] is combine_stats]
     assert combines, "the pass must reduce through combine tasks"
-    assert _max_dependencies(graph) <= split_every + 3  # chunk tasks also depend on 3 params
+    assert max(len(graph[k][1]) for k in combines) <= split_every
+    assert _max_dependencies(graph) <= max(split_every, 4)  # chunk: block + 3 parameters
+    depth = max(int(k[0].rsplit("-", 1)[1]) for k in combines)
+    assert depth == int(np.ceil(np.log(30) / np.log(split_every) - 1e-9))
+    assert key in combines
 
 
 def test_chunk_results_are_small(blobs):
