@@ -213,3 +213,14 @@ def test_init_random_from_data_places_means_on_rows(blobs):
     _fit_quietly(est, X)
     dist = np.abs(X[None, :, :] - est.means_[:, None, :]).sum(axis=2).min(axis=1)
     np.testing.assert_array_equal(dist, 0)
+
+
+def test_verbose_reports_progress_through_logging(reproducible_data, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dask_biglearn"):
+        BigLearnGaussianMixture(3, max_iter=4, check_every=2, verbose=1,
+                                random_state=0).fit(reproducible_data)
+    messages = [r.getMessage() for r in caplog.records if r.name == "dask_biglearn"]
+    assert sum("joint mean log-likelihood" in m for m in messages) == 2
+    assert any("finished 4 iterations" in m for m in messages)
