@@ -24,6 +24,7 @@ from .numerics import (
     n_quadratic_features,
     project_stats,
     quadratic_features,
+    raw_chunk_stats,
 )
 
 #: The in-process engine caches the quadratic features of the data when they fit in this many
@@ -68,24 +69,60 @@ class InProcessEngine:
         return project_stats(G_total, ll_total, projection)
 
 
-class DaskEngine:
-    """Passes over a row-chunked Dask array: one task per chunk and a tree reduction.
+def _active_client():
+    """The ``distributed.Client`` Dask would compute on now, or None."""
+    get = get_scheduler()
+    client = getattr(get, "__self__", None)
+    if client is None:
+        return None
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover
+        return None
+    return client if isinstance(client, Client) else None
 
-    Each chunk task returns only ``K (1 + m + m^2) + 1`` numbers; ``split_every`` sets the
-    fan-in of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8).
-    One scheduler call per pass, on whatever scheduler is active (a ``distributed.Client``
-    if one is the default, else Dask's threads).
+
+def group_stats(blocks, theta, shift, projection, need_stats, block_rows) -> SuffStats:
+    """Statistics of several chunks in one task: summed full-space, projected once."""
+    G_total, ll_total = None, 0.0
+    for X in blocks:
+        G, ll = raw_chunk_stats(X, theta, shift, need_stats, block_rows)
+        ll_total += ll
+        if need_stats:
+            G_total = G if G_total is None else G_total + G
+    if not need_stats:
+        k = theta.shape[1]
+        return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
+    return project_stats(G_total, ll_total, projection)
+
+
+class DaskEngine:
+    """Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction.
+
+    Each task returns only ``K (1 + m + m^2) + 1`` numbers; ``split_every`` sets the fan-in
+    of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8). One scheduler
+    call per pass, on whatever scheduler is active (a ``distributed.Client`` if one is the
+    default, else Dask's threads).
 
     The graph of a pass is built directly as a plain task dict: the (optimised) graph of the
-    data once, plus one task per chunk and per combine; nothing is tokenised per pass.
-    Persisted data stays where it is and chunk tasks run next to it.
+    data once, plus one task per chunk group and per combine; nothing is tokenised per pass.
+
+    With a ``distributed.Client``:
+
+    * ``persist="auto"`` persists an array that is not persisted yet when it takes at most
+      half of the cluster's memory (so a pass never ships in-memory data with its graph, and
+      never re-reads a store that fits); larger arrays are read from their source every pass
+      (out of core). ``persist=False`` never persists.
+    * the chunks of persisted data are grouped by the worker holding them, one task per
+      worker thread, so a pass costs a few tasks whatever the number of chunks.
+
+    Otherwise every chunk is its own task.
     """
 
     def __init__(self, X, shift: np.ndarray, split_every: int | None = None,
-                 block_rows: int = DEFAULT_BLOCK_ROWS):
+                 block_rows: int = DEFAULT_BLOCK_ROWS, persist="auto"):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
-        self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.n_samples, self.n_features = (int(s) for s in X.shape)
         split_every = split_every or dask.config.get("split_every", None) or 8
@@ -95,11 +132,48 @@ class DaskEngine:
             raise ValueError(f"split_every must be >= 2, got {split_every}.")
         self.split_every = int(split_every)
         self.block_rows = block_rows
+        client = _active_client()
+        groups = futures = None
+        if client is not None:
+            X, futures, groups = self._place_on_cluster(client, X, persist)
+        self.X = X
         keys = X.__dask_keys__()
-        self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
+        if futures:
+            # Persisted data: the graph of a pass refers to the chunks by their futures.
+            self._data_graph = {f.key: f for f in futures}
+        else:
+            self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
         self._block_keys = list(flatten(keys))
+        self._groups = groups or [[k] for k in self._block_keys]
         self._name = f"biglearn-pass-{tokenize(X, self.shift, block_rows)}"
         self._passes = itertools.count()
+
+    @staticmethod
+    def _place_on_cluster(client, X, persist):
+        from distributed import futures_of, wait
+
+        futures = futures_of(X)
+        if not futures and persist == "auto":
+            info = client.scheduler_info()
+            memory = sum(w.get("memory_limit", 0) for w in info["workers"].values())
+            if memory and X.nbytes <= 0.5 * memory:
+                X = client.persist(X)
+                wait(X)
+                futures = futures_of(X)
+        if not futures:
+            return X, None, None
+        # Group persisted chunks by the worker holding them, one group per worker thread.
+        who_has = client.who_has(futures)
+        nthreads = client.nthreads()
+        by_worker = {}
+        for key in flatten(X.__dask_keys__()):
+            holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
+            by_worker.setdefault(min(holders), []).append(key)
+        groups = []
+        for worker, keys in sorted(by_worker.items()):
+            n_groups = max(1, min(len(keys), nthreads.get(worker, 1)))
+            groups.extend(keys[i::n_groups] for i in range(n_groups))
+        return X, futures, groups
 
     def stats_graph(self, theta, projection, need_stats=True):
         """The task graph of one pass: ``(graph, key of the reduced SuffStats)``."""
@@ -108,9 +182,12 @@ class DaskEngine:
         args = (f"{name}-theta", f"{name}-shift", f"{name}-projection")
         graph.update(zip(args, (theta, self.shift, projection), strict=True))
         level = []
-        for i, block in enumerate(self._block_keys):
+        for i, group in enumerate(self._groups):
             key = (f"{name}-chunk", i)
-            graph[key] = (chunk_stats, block, *args, need_stats, self.block_rows)
+            if len(group) == 1:
+                graph[key] = (chunk_stats, group[0], *args, need_stats, self.block_rows)
+            else:
+                graph[key] = (group_stats, list(group), *args, need_stats, self.block_rows)
             level.append(key)
         depth = 0
         while len(level) > 1:

@@ -102,3 +102,28 @@ def test_chunk_results_are_small(blobs):
     n_numbers = sum(np.size(s) for s in stats)
     k, mdim = 4, 2
     assert n_numbers == k * (1 + mdim + mdim * mdim) + 1
+
+
+def test_persisted_chunks_are_grouped_by_worker(client, blobs):
+    """On a cluster a pass costs one task per worker thread, whatever the number of chunks."""
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(40, -1))  # 15 chunks, persisted by the engine
+    engine = DaskEngine(Xd, X.mean(axis=0))
+    keys = sorted(engine._block_keys)
+    assert len(keys) == 15
+    assert len(engine._groups) == 2  # two single-threaded workers
+    assert sorted(k for g in engine._groups for k in g) == keys
+    who_has = client.who_has([engine._data_graph[k] for k in keys])
+    for group in engine._groups:
+        holders = {tuple(who_has[k]) for k in group}
+        assert len(holders) == 1, "a group's chunks live on one worker"
+
+
+def test_large_arrays_are_not_persisted(client, blobs):
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(100, -1))
+    engine = DaskEngine(Xd, X.mean(axis=0), persist=False)
+    assert len(engine._groups) == 6  # one task per chunk, read from the source each pass
+    from distributed import futures_of
+
+    assert not futures_of(engine.X)
