@@ -18,8 +18,9 @@ Part ``overhead`` (main setting N=1e6, D=16, K=25, float64) measures in one run:
 (c) ``DaskEngine`` on ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` with
     the data persisted on the workers, in 10 and 100 chunks;
 (d) the same cluster reading a Zarr store (no compression, chunks of N/10 rows, all columns)
-    written once to a temporary directory, with ``da.from_zarr`` and *not* persisted.  The store
-    was just written, so it is read from the OS page cache, not from the disk;
+    written once to a temporary directory, with ``da.from_zarr`` and *not* persisted (the engine
+    gets ``persist=False``).  The store was just written, so it is read from the OS page cache,
+    not from the disk;
 (e) a tiny pass: 1e4 rows, one chunk, persisted, on the cluster: ``engine.run_pass(theta,
     None)`` and ``em_update``, driver to driver.
 
@@ -36,7 +37,7 @@ with the variable set to a huge value (``off``) and/or with the variable not set
 Part ``scaling`` measures the per-pass time on the LocalCluster against N, K, D and the chunk
 size, one factor at a time around a base (N=1e6, D=16, K=25, chunks of 1e5 rows).  Data that
 fits in ``--memory-limit-gb`` (``N * D * 8`` bytes) is persisted on the workers; larger data is
-read out of core from a Zarr store every pass.  Data over ``--max-driver-gb`` is never held on
+read out of core from a Zarr store every pass (``persist=False``).  Data over ``--max-driver-gb`` is never held on
 the driver: it is generated chunk by chunk straight into a Zarr store (and persisted from it if
 it fits).  It writes a table, rows in the JSON file and a 4-panel PNG.
 
@@ -73,11 +74,11 @@ TARGET_PERSISTED = 0.65
 TARGET_ZARR = 1.5
 TARGET_TINY_S = 0.025
 
-TABLE_COLUMNS = ["setting", "malloc_trim", "n_samples", "n_chunks", "ms_per_pass", "vs_base",
-                 "vs_ref", "target", "ok"]
+TABLE_COLUMNS = ["setting", "malloc_trim", "n_samples", "n_chunks", "data_tasks", "ms_per_pass",
+                 "vs_base", "vs_ref", "target", "ok"]
 TABLE_FORMATS = {"ms_per_pass": ".1f", "vs_base": ".3f", "vs_ref": ".3f"}
 SCALING_COLUMNS = ["factor", "n_samples", "n_features", "n_components", "chunk_rows", "n_chunks",
-                   "source", "ms_per_pass", "rows_per_s", "ns_per_row_comp"]
+                   "data_tasks", "source", "ms_per_pass", "rows_per_s", "ns_per_row_comp"]
 SCALING_FORMATS = {"ms_per_pass": ".1f", "rows_per_s": ".3g", "ns_per_row_comp": ".2f"}
 
 
@@ -196,36 +197,20 @@ def _from_array(X, chunk_rows):
     return da.from_array(X, chunks=(chunk_rows, X.shape[1]))
 
 
-_ENGINE_WORKAROUNDS = []
-
-
-def _dask_engine(X, shift):
-    """``DaskEngine(X, shift)``, checked: the engine's optimised data graph must still hold
-    every chunk of ``X``.  With dask 2026.x, optimising the graph of a *persisted* array on a
-    distributed client drops its ``Future`` entries (``convert_legacy_graph``), and the chunk
-    tasks then receive their keys (tuples) instead of the arrays.  If that happens the engine
-    is rebuilt with ``optimization.fuse.active=False`` (which keeps them) and it is recorded."""
-    import dask
-
+def _dask_engine(X, shift, persist="auto"):
     from dask_biglearn.engine import DaskEngine
 
-    engine = DaskEngine(X, shift)
-    missing = [k for k in engine._block_keys if k not in engine._data_graph]
-    if missing:
-        if not _ENGINE_WORKAROUNDS:
-            warnings.warn(
-                f"DaskEngine dropped {len(missing)} of {len(engine._block_keys)} persisted "
-                "chunks from its data graph (a bug in dask_biglearn.engine with persisted "
-                "arrays on distributed); rebuilding it with optimization.fuse.active=False",
-                stacklevel=2)
-        _ENGINE_WORKAROUNDS.append(len(missing))
-        with dask.config.set({"optimization.fuse.active": False}):
-            engine = DaskEngine(X, shift)
-        missing = [k for k in engine._block_keys if k not in engine._data_graph]
-        if missing:
-            raise RuntimeError("DaskEngine's data graph misses chunks of the persisted array")
-    return engine
+    return DaskEngine(X, shift, persist=persist)
 
+
+def _engine_facts(engine):
+    """Tasks per pass over the data (chunk tasks or per-worker groups) and whether the engine
+    holds persisted data (its own ``persist="auto"`` included)."""
+    from distributed import futures_of
+
+    groups = getattr(engine, "_groups", None) or getattr(engine, "_block_keys", None)
+    return {"data_tasks": None if groups is None else len(groups),
+            "persisted": bool(futures_of(engine.X))}
 
 def _free(client=None):
     gc.collect()
@@ -287,6 +272,7 @@ def run_overhead(args, report):
         engine = _dask_engine(Xd, shift)
         t, times = _time_pass(engine, params, args.repeats)
     add("dask threads", t, times, n_chunks=Xd.numblocks[0], blas_threads=1,
+        data_tasks=_engine_facts(engine)["data_tasks"],
         threads=dask.config.get("num_workers", None) or os.cpu_count(), vs_base=t / base)
     del engine, Xd
     gc.collect()
@@ -319,7 +305,7 @@ def run_overhead(args, report):
                     engine = _dask_engine(Xp, shift)
                     t, times = _time_pass(engine, params, args.repeats)
                     persisted[n_chunks] = t
-                    add("cluster persisted", t, times, malloc_trim=mode,
+                    add("cluster persisted", t, times, malloc_trim=mode, **_engine_facts(engine),
                         n_chunks=Xp.numblocks[0], chunks_per_worker=per_worker, vs_base=t / base,
                         target=f"<= {TARGET_PERSISTED} x base",
                         ok=bool(t <= TARGET_PERSISTED * base))
@@ -327,10 +313,14 @@ def run_overhead(args, report):
                     _free(client)
                 # (d) from the Zarr store, not persisted
                 Xz = da.from_zarr(str(store))
-                engine = _dask_engine(Xz, shift)
+                engine = _dask_engine(Xz, shift, persist=False)
+                facts = _engine_facts(engine)
+                if facts["persisted"]:
+                    warnings.warn("the engine persisted the Zarr data: not an out-of-core pass",
+                                  stacklevel=1)
                 t_zarr, times = _time_pass(engine, params, args.repeats)
                 ref = persisted.get(10)
-                add("cluster from Zarr", t_zarr, times, malloc_trim=mode,
+                add("cluster from Zarr", t_zarr, times, malloc_trim=mode, **facts,
                     n_chunks=Xz.numblocks[0], vs_base=t_zarr / base,
                     vs_ref=None if ref is None else t_zarr / ref,
                     ref="cluster persisted, 10 chunks",
@@ -344,6 +334,7 @@ def run_overhead(args, report):
                 t_run, times = median_time(lambda e=engine: e.run_pass(tiny_theta, None),
                                            repeats=args.tiny_repeats, warmup=2)
                 add("tiny run_pass", t_run, times, malloc_trim=mode, n_samples=Xt.shape[0],
+                    **_engine_facts(engine),
                     n_chunks=1, target=f"<= {1e3 * TARGET_TINY_S:.0f} ms",
                     ok=bool(t_run <= TARGET_TINY_S))
                 t_em, times = median_time(lambda e=engine: _em_pass(e, tiny_params),
@@ -471,11 +462,12 @@ def run_scaling(args, report):
                     setup = time.perf_counter() - t0
                     _log(f"scaling N={n} D={d} K={k} chunk_rows={chunk_rows}: {source}, "
                          f"{nbytes / 1e6:.0f} MB, set up in {setup:.1f}s")
-                    engine = _dask_engine(Xd, shift)
+                    engine = _dask_engine(Xd, shift, persist=False)
                     t, times = _time_pass(engine, params, args.scaling_repeats)
-                    measured[key] = dict(
+                    facts = _engine_facts(engine)
+                    measured[key] = dict(**facts,
                         n_samples=n, n_features=d, n_components=k, chunk_rows=chunk_rows,
-                        n_chunks=Xd.numblocks[0], source=source, out_of_core=source == "zarr",
+                        n_chunks=Xd.numblocks[0], source=source, out_of_core=not facts["persisted"],
                         nbytes=nbytes, setup_s=setup, seconds=t, ms_per_pass=1e3 * t,
                         times=times, rows_per_s=n / t, ns_per_row_comp=1e9 * t / (n * k))
                     _log(f"  {1e3 * t:.1f} ms/pass")
@@ -611,13 +603,11 @@ def main(argv=None):
                       "covariance_floor=1e-6, weight_concentration=0.0)")
     params["env_" + MALLOC_KEY] = os.environ.get(MALLOC_KEY)
     report = Report("bench_engine", params)
-    report.data["params"]["engine_workaround_fuse_off"] = _ENGINE_WORKAROUNDS
     if args.part in ("overhead", "all"):
         run_overhead(args, report)
         report.write(args.output)
     if args.part in ("scaling", "all"):
         run_scaling(args, report)
-    report.summary(engine_workaround_fuse_off=bool(_ENGINE_WORKAROUNDS))
     path = report.write(args.output)
     _log(f"wrote {path}")
 

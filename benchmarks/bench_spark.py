@@ -91,17 +91,8 @@ def java_version():
 # ours
 
 
-def optimize_drops_futures(Xd):
-    """Whether Dask's array optimisation loses chunks of the persisted array ``Xd``."""
-    from dask.core import flatten
-
-    keys = Xd.__dask_keys__()
-    optimized = dict(Xd.__dask_optimize__(Xd.__dask_graph__(), keys))
-    return any(key not in optimized for key in flatten(keys))
-
 
 def time_ours(X, weights, means, covs, n_chunks, repeats):
-    import dask
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
@@ -118,27 +109,14 @@ def time_ours(X, weights, means, covs, n_chunks, repeats):
         wait(Xd)
         _log(f"ours: cluster up and data persisted in {time.perf_counter() - t0:.1f}s "
              f"({Xd.numblocks[0]} chunks)")
-        workaround = None
-        if optimize_drops_futures(Xd):
-            # This Dask's array optimisation (its legacy-graph conversion) drops the Futures
-            # of a persisted array, so DaskEngine's cached data graph would be empty and its
-            # chunk tasks would receive bare keys.  Build the engine without low-level fusion
-            # (nothing to fuse in a persisted array): the graph then keeps the Futures.
-            workaround = ("engine built inside dask.config.set(optimization.fuse.active="
-                          "False): this Dask's array optimisation drops a persisted array's "
-                          "Futures")
-            _log(f"ours: workaround: {workaround}")
-            with dask.config.set({"optimization.fuse.active": False}):
-                engine = DaskEngine(Xd, X.mean(axis=0))
-        else:
-            engine = DaskEngine(Xd, X.mean(axis=0))
+        engine = DaskEngine(Xd, X.mean(axis=0))
         med, times = median_time(
             lambda: em_update(engine, params, Projection.identity(), **PASS_KW),
             repeats=repeats, warmup=1)
         _, mean_ll = em_update(engine, params, Projection.identity(), **PASS_KW)
         n_blocks = int(Xd.numblocks[0])
     return dict(system="ours (Dask, 2 workers)", s_per_iter=med, times=times,
-                n_chunks=n_blocks, mean_log_lik=float(mean_ll), workaround=workaround)
+                n_chunks=n_blocks, mean_log_lik=float(mean_ll))
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,6 +161,13 @@ def start_spark(driver_memory):
         "jvm_max_heap_gib": round(jvm.java.lang.Runtime.getRuntime().maxMemory() / 2**30, 2),
         "startup_s": round(startup, 2),
     }
+    for key, cls in (("jvm_blas", "dev.ludovic.netlib.blas.BLAS"),
+                     ("jvm_lapack", "dev.ludovic.netlib.lapack.LAPACK")):
+        try:  # which BLAS Spark's linear algebra uses (native only if libblas.so.3 loads)
+            obj = getattr(jvm, cls).getInstance()
+            info[key] = str(obj.getClass().getName())
+        except Exception as exc:  # noqa: BLE001 - Spark without dev.ludovic.netlib
+            info[key] = f"unknown ({type(exc).__name__})"
     return spark, info
 
 
@@ -345,7 +330,8 @@ def main(argv=None):
         params.update(spark_version=info["spark"], pyspark_version=info["pyspark"],
                       java_runtime=info["java_runtime"], java_vm=info["java_vm"],
                       spark_jvm_max_heap_gib=info["jvm_max_heap_gib"],
-                      spark_startup_s=info["startup_s"], spark_data_path=how)
+                      spark_startup_s=info["startup_s"], spark_jvm_blas=info["jvm_blas"],
+                      spark_jvm_lapack=info["jvm_lapack"], spark_data_path=how)
     except SparkUnavailable as exc:
         reason = str(exc)
         _log(f"spark: cannot run: {reason}")
@@ -365,15 +351,20 @@ def main(argv=None):
         print(f"Spark could not run: {reason}")
     else:
         ratio = spark_row["spark_over_ours"]
-        met = bool(ratio >= TARGET_RATIO)
+        valid = spark_row["s_per_iter"] > 0
+        met = bool(ratio >= TARGET_RATIO) if valid else None
         report.summary(ours_s_per_iter=ours["s_per_iter"],
                        spark_s_per_iter=spark_row["s_per_iter"], spark_available=True,
-                       ratio_spark_over_ours=ratio, target=TARGET_RATIO, target_met=met)
-        if spark_row["s_per_iter"] <= 0:
-            print("warning: Spark's slope is not positive; the fits are too short or too noisy "
-                  "for this size (raise --iters B or --n-samples)")
-        print(f"Spark / ours per iteration: {ratio:.2f}x (target >= {TARGET_RATIO:g}x): "
-              f"{'met' if met else 'NOT met'}")
+                       ratio_spark_over_ours=ratio if valid else None, target=TARGET_RATIO,
+                       target_met=met,
+                       note=None if valid else "Spark's slope is not positive: its fits are "
+                                               "too short or too noisy at this size")
+        if not valid:
+            print("Spark's slope is not positive: its fits are too short or too noisy at this "
+                  "size (raise --iters B or --n-samples); no ratio")
+        else:
+            print(f"Spark / ours per iteration: {ratio:.2f}x (target >= {TARGET_RATIO:g}x): "
+                  f"{'met' if met else 'NOT met'}")
     path = report.write(args.output)
     print(f"wrote {Path(path)}")
     return 0
