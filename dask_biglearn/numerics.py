@@ -39,6 +39,8 @@ LOG_RESP_CLIP = -100.0
 #: Rows per sub-block inside a chunk: bounds the size of the temporaries of one kernel call.
 DEFAULT_BLOCK_ROWS = 4096
 
+TINY = np.finfo(np.float64).tiny
+
 #: The divisor ``N_k`` of the M-step is floored at this fraction of N (reference behaviour).
 NK_FLOOR_FRACTION = 1e-5
 
@@ -96,6 +98,13 @@ def n_quadratic_features(n_features: int) -> int:
 def _triu_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
     iu = np.triu_indices(n_features)
     return iu[0].copy(), iu[1].copy()
+
+
+@lru_cache(maxsize=64)
+def _triu_signs(n_features: int) -> np.ndarray:
+    """Coefficient of ``Q_ij`` in ``-x^T Q x / 2`` for the packed upper triangle."""
+    iu, ju = _triu_indices(n_features)
+    return np.where(iu == ju, -0.5, -1.0)
 
 
 def quadratic_features(X, shift, out=None) -> np.ndarray:
@@ -294,10 +303,8 @@ def cholesky(covariances: np.ndarray) -> np.ndarray:
 
 def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
     """Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's convention)."""
-    L = cholesky(covariances)
-    eye = np.broadcast_to(np.eye(covariances.shape[-1]), covariances.shape)
     # inv(L)^T; L is triangular and well conditioned after the eigenvalue floor.
-    return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
+    return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
 
 def estep_coefficients(weights, means, covariances, shift, projection=None) -> np.ndarray:
@@ -335,11 +342,10 @@ def estep_coefficients(weights, means, covariances, shift, projection=None) -> n
     Q = U @ np.swapaxes(U, -1, -2)  # (K, D, D) = P^T Lambda P
     d = Q.shape[-1]
     iu, ju = _triu_indices(d)
-    quad = -Q[:, iu, ju]  # off-diagonal terms appear twice in x^T Q x
-    quad[:, iu == ju] *= 0.5
+    # Off-diagonal terms appear twice in x^T Q x, diagonal ones once.
+    quad = Q[:, iu, ju] * _triu_signs(d)
     log_det_prec = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
+    log_weights = np.log(np.maximum(weights, TINY))  # a dead component gets ~ -708, not -inf
     const = log_weights - 0.5 * m * LOG_2PI + log_det_prec - 0.5 * np.einsum("ki,ki->k", w, w)
     theta = np.empty((n_quadratic_features(d), k))
     theta[0] = const
