@@ -8,6 +8,7 @@ BigLearn-EM. The seeds run concurrently from driver threads, so both workers sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -52,10 +53,16 @@ def run_demo(args) -> int:
 
     from .datasets import make_grid25
 
-    print(f"Starting a LocalCluster with {args.n_workers} single-threaded worker processes...")
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=args.dashboard) as cluster, Client(cluster) as client:
+    if args.scheduler_address:
+        print(f"Connecting to the Dask scheduler at {args.scheduler_address}...")
+        cluster = contextlib.nullcontext(args.scheduler_address)
+    else:
+        print(f"Starting a LocalCluster with {args.n_workers} single-threaded worker "
+              "processes...")
+        cluster = LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
+                               dashboard_address=args.dashboard)
+    with cluster as address, Client(address) as client:
         if args.dashboard:
             print(f"Dashboard: {client.dashboard_link}")
         jobs = []
@@ -101,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="BigLearn-EM outer iterations (default 300; the paper used 2000)")
     demo.add_argument("--em-max-iter", type=int, default=300,
                       help="plain EM iterations (default 300)")
-    demo.add_argument("--n-workers", type=int, default=2)
+    demo.add_argument("--scheduler-address", default=None, metavar="ADDRESS",
+                      help="use a running Dask scheduler (e.g. tcp://host:8786) instead of "
+                      "starting a LocalCluster")
+    demo.add_argument("--n-workers", type=int, default=2,
+                      help="workers of the embedded LocalCluster")
     demo.add_argument("--chunk-rows", type=int, default=1000)
     demo.add_argument("--dashboard", default=None, metavar="ADDRESS",
                       help="serve the Dask dashboard at this address, e.g. :8787")

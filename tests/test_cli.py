@@ -18,3 +18,12 @@ def test_demo_runs_on_a_local_cluster(capsys):
 def test_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
+
+
+def test_demo_on_a_running_scheduler(local_cluster, capsys):
+    argv = ["demo", "--seeds", "1", "--max-iter", "3", "--em-max-iter", "3",
+            "--scheduler-address", local_cluster.scheduler_address]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"Connecting to the Dask scheduler at {local_cluster.scheduler_address}" in out
+    assert "all 25 modes found" in out
