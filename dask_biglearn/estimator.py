@@ -299,8 +299,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (a float; computed for Dask input)."""
+        return self._mean_score(X)[0]
+
+    def _mean_score(self, X):
         scores = self.score_samples(X)
-        return float(scores.mean().compute() if _is_dask_array(scores) else scores.mean())
+        mean = scores.mean().compute() if _is_dask_array(scores) else scores.mean()
+        return float(mean), int(scores.shape[0])
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -332,17 +336,15 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         k, d = self.means_.shape
         return int(k * d * (d + 1) / 2 + k * d + k - 1)
 
-    def _n_samples(self, X):
-        return int(X.shape[0])
-
     def bic(self, X):
         """Bayesian information criterion of the fitted model on ``X`` (lower is better)."""
-        n = self._n_samples(X)
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        mean, n = self._mean_score(X)
+        return -2 * mean * n + self._n_parameters() * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
-        return -2 * self.score(X) * self._n_samples(X) + 2 * self._n_parameters()
+        mean, n = self._mean_score(X)
+        return -2 * mean * n + 2 * self._n_parameters()
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.

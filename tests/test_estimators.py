@@ -224,3 +224,11 @@ def test_verbose_reports_progress_through_logging(reproducible_data, caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "dask_biglearn"]
     assert sum("joint mean log-likelihood" in m for m in messages) == 2
     assert any("finished 4 iterations" in m for m in messages)
+
+
+def test_information_criteria_on_dask_input(reproducible_data, numpy_fit):
+    Xd = da.from_array(reproducible_data, chunks=(64, -1))
+    Xd = Xd[Xd[:, 0] > -np.inf]  # unknown chunk sizes
+    with dask.config.set(scheduler="threads"):
+        assert numpy_fit.bic(Xd) == pytest.approx(numpy_fit.bic(reproducible_data))
+        assert numpy_fit.aic(Xd) == pytest.approx(numpy_fit.aic(reproducible_data))
