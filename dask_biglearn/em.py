@@ -64,6 +64,7 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
     means_y, covs_y = project_params(params.means, params.covariances, P)
     theta = estep_coefficients(params.weights, means_y, covs_y, engine.shift, P)
     stats = engine.run_pass(theta, P, need_stats=True)
+    _check_finite(stats.log_lik_sum, stats.resp_sum)
     shift_y = engine.shift if P is None else P @ engine.shift
     new_means_y, new_covs_y = projected_m_step(stats, n, shift_y, covariance_floor)
     weights = smoothed_weights(stats.resp_sum, n, weight_concentration)
@@ -76,7 +77,18 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
 def mean_log_likelihood(engine, params: MixtureParams) -> float:
     """Mean joint log-likelihood per sample: one E-step-only pass."""
     theta = estep_coefficients(params.weights, params.means, params.covariances, engine.shift)
-    return engine.run_pass(theta, None, need_stats=False).log_lik_sum / engine.n_samples
+    log_lik_sum = engine.run_pass(theta, None, need_stats=False).log_lik_sum
+    _check_finite(log_lik_sum)
+    return log_lik_sum / engine.n_samples
+
+
+def _check_finite(*values):
+    if not all(np.all(np.isfinite(v)) for v in values):
+        raise FloatingPointError(
+            "The E-step produced non-finite values: the data's squared deviations overflow "
+            "or a covariance is degenerate. Scale the data (e.g. standardise it) and check "
+            "covariance_floor."
+        )
 
 
 def fit_joint_em(engine, params: MixtureParams, *, max_iter: int, tol: float,

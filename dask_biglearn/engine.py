@@ -8,18 +8,19 @@ rows live.  Neither knows anything about the M-step or the schedule of matchings
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import dask
 import dask.threaded
 import numpy as np
-from dask.base import get_scheduler, tokenize
+from dask.base import get_scheduler
 from dask.core import flatten
 
 from .numerics import (
-    DEFAULT_BLOCK_ROWS,
     SuffStats,
     chunk_stats,
     combine_stats,
+    default_block_rows,
     feature_pass,
     n_quadratic_features,
     project_stats,
@@ -40,17 +41,17 @@ class InProcessEngine:
     :data:`FEATURE_CACHE_BYTES`.
     """
 
-    def __init__(self, X: np.ndarray, shift: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS):
+    def __init__(self, X: np.ndarray, shift: np.ndarray, block_rows: int | None = None):
         self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.n_samples, self.n_features = X.shape
-        self.block_rows = block_rows
+        self.block_rows = block_rows or default_block_rows(self.n_features)
         width = n_quadratic_features(self.n_features)
         self._features = None
         if self.n_samples * width * 8 <= FEATURE_CACHE_BYTES:
             self._features = [
-                quadratic_features(X[start : start + block_rows], self.shift)
-                for start in range(0, self.n_samples, block_rows)
+                quadratic_features(X[start : start + self.block_rows], self.shift)
+                for start in range(0, self.n_samples, self.block_rows)
             ]
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
@@ -119,54 +120,62 @@ class DaskEngine:
     Otherwise every chunk is its own task.
     """
 
-    def __init__(self, X, shift: np.ndarray, split_every: int | None = None,
-                 block_rows: int = DEFAULT_BLOCK_ROWS, persist="auto"):
+    def __init__(self, X, shift=None, split_every: int | None = None,
+                 block_rows: int | None = None, persist="auto"):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
-        self.shift = np.asarray(shift, dtype=np.float64)
         self.n_samples, self.n_features = (int(s) for s in X.shape)
+        #: Centre of the moments; may be set after construction (e.g. once the data
+        #: summaries are computed on the persisted array).
+        self.shift = None if shift is None else np.asarray(shift, dtype=np.float64)
         split_every = split_every or dask.config.get("split_every", None) or 8
         if isinstance(split_every, dict):
             split_every = split_every.get(0, 8)
         if int(split_every) < 2:
             raise ValueError(f"split_every must be >= 2, got {split_every}.")
         self.split_every = int(split_every)
-        self.block_rows = block_rows
+        self.block_rows = block_rows or default_block_rows(self.n_features)
         client = _active_client()
-        groups = futures = None
+        groups, futures = None, []
         if client is not None:
             X, futures, groups = self._place_on_cluster(client, X, persist)
         self.X = X
         keys = X.__dask_keys__()
-        if futures:
-            # Persisted data: the graph of a pass refers to the chunks by their futures.
-            self._data_graph = {f.key: f for f in futures}
-        else:
-            self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
+        self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
+        # Optimising a graph built on persisted data drops its futures: put them back, so
+        # tasks find the chunks (or the chunks they derive from) where they are.
+        self._data_graph.update((f.key, f) for f in futures)
         self._block_keys = list(flatten(keys))
         self._groups = groups or [[k] for k in self._block_keys]
-        self._name = f"biglearn-pass-{tokenize(X, self.shift, block_rows)}"
+        # Unique per engine: concurrent fits on the same data must not share task keys.
+        self._name = f"biglearn-pass-{uuid.uuid4().hex}"
         self._passes = itertools.count()
 
     @staticmethod
     def _place_on_cluster(client, X, persist):
+        """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
+
+        Returns ``(X, futures the graph needs, groups of block keys or None)``.
+        """
         from distributed import futures_of, wait
 
+        block_keys = list(flatten(X.__dask_keys__()))
         futures = futures_of(X)
-        if not futures and persist == "auto":
+        is_persisted = set(block_keys) <= {f.key for f in futures}
+        if not is_persisted and persist == "auto":
             info = client.scheduler_info()
             memory = sum(w.get("memory_limit", 0) for w in info["workers"].values())
             if memory and X.nbytes <= 0.5 * memory:
                 X = client.persist(X)
                 wait(X)
-                futures = futures_of(X)
-        if not futures:
-            return X, None, None
-        # Group persisted chunks by the worker holding them, one group per worker thread.
-        who_has = client.who_has(futures)
+                futures, is_persisted = futures_of(X), True
+        if not is_persisted:
+            return X, futures, None
+        # One group per worker thread, made of the chunks that worker holds.
+        who_has = client.who_has([f for f in futures if f.key in set(block_keys)])
         nthreads = client.nthreads()
         by_worker = {}
-        for key in flatten(X.__dask_keys__()):
+        for key in block_keys:
             holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
             by_worker.setdefault(min(holders), []).append(key)
         groups = []

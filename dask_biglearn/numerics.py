@@ -36,8 +36,11 @@ LOG_2PI = np.log(2.0 * np.pi)
 #: ``exp(-100) ~ 4e-44`` is negligible and NumPy's ``exp`` is slow on underflowing arguments.
 LOG_RESP_CLIP = -100.0
 
-#: Rows per sub-block inside a chunk: bounds the size of the temporaries of one kernel call.
+#: Rows per sub-block inside a chunk (at most): bounds the temporaries of one kernel call.
 DEFAULT_BLOCK_ROWS = 4096
+
+#: Bytes of quadratic features per sub-block (at most): high-D data uses fewer rows.
+BLOCK_FEATURE_BYTES = 32 * 2**20
 
 TINY = np.finfo(np.float64).tiny
 
@@ -92,6 +95,12 @@ def combine_stats(parts) -> SuffStats:
 def n_quadratic_features(n_features: int) -> int:
     """Width of ``F(x) = [1, x, x_i x_j (i <= j)]``."""
     return 1 + n_features + n_features * (n_features + 1) // 2
+
+
+def default_block_rows(n_features: int) -> int:
+    """Rows per sub-block: :data:`DEFAULT_BLOCK_ROWS`, fewer when the features are wide."""
+    width = n_quadratic_features(n_features)
+    return int(max(64, min(DEFAULT_BLOCK_ROWS, BLOCK_FEATURE_BYTES // (8 * width))))
 
 
 @lru_cache(maxsize=64)
@@ -194,7 +203,7 @@ def feature_pass(F: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     return G, log_lik_sum
 
 
-def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=DEFAULT_BLOCK_ROWS):
+def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=None):
     """Run :func:`feature_pass` over a chunk in sub-blocks of ``block_rows`` rows.
 
     Returns ``(G, log_lik_sum)``: the packed full-space statistics (or ``None``) and the
@@ -202,6 +211,7 @@ def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=DEFAULT_BLOCK_R
     """
     n, d = X.shape
     width = n_quadratic_features(d)
+    block_rows = block_rows or default_block_rows(d)
     theta_t = np.ascontiguousarray(theta.T)
     G_total = np.zeros((theta.shape[1], width)) if need_stats else None
     ll_total = 0.0
@@ -231,7 +241,7 @@ def project_stats(G: np.ndarray, log_lik_sum: float, projection) -> SuffStats:
     return SuffStats(resp_sum, np.ascontiguousarray(first), second, log_lik_sum)
 
 
-def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=DEFAULT_BLOCK_ROWS):
+def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
     """Sufficient statistics of one chunk for a projected EM pass (the distributed kernel).
 
     Parameters
@@ -429,8 +439,7 @@ def weighted_log_prob(X, weights, means, precisions_cholesky) -> np.ndarray:
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     for j in range(k):
-        U = precisions_cholesky[j]
-        z = X @ U - means[j] @ U
+        z = (X - means[j]) @ precisions_cholesky[j]  # centred first: exact far from 0
         out[:, j] = np.einsum("ij,ij->i", z, z)
     out *= -0.5
     out += log_weights + log_det - 0.5 * d * LOG_2PI

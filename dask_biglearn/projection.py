@@ -16,6 +16,7 @@ so a seed fixes the sequence whatever the chunking or the number of workers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
 
@@ -23,7 +24,8 @@ import numpy as np
 
 MATCHING_KINDS = ("joint", "marginal", "rotated_marginal")
 
-#: Reference matching probabilities (the authors' code).
+#: Reference matching probabilities (the authors' code). Used as a default argument: never
+#: mutate it (fitting only reads it, through a validated copy).
 DEFAULT_MATCHING_PROBS = {"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5}
 
 
@@ -68,9 +70,10 @@ def haar_frame(rng: np.random.Generator, n_features: int, n_dims: int) -> np.nda
 
 def validate_matching_probs(matching_probs) -> dict[str, float]:
     """Check a ``{kind: probability}`` mapping; returns it with every kind present."""
-    if not isinstance(matching_probs, dict):
+    if not isinstance(matching_probs, Mapping):
         raise TypeError(
-            f"matching_probs must be a dict mapping {MATCHING_KINDS} to probabilities, "
+            f"matching_probs must be a dict (or other mapping) from {MATCHING_KINDS} to "
+            "probabilities, "
             f"got {type(matching_probs).__name__}."
         )
     unknown = set(matching_probs) - set(MATCHING_KINDS)
