@@ -95,6 +95,15 @@ def _order_free(mean, var):
     return np.round(mean / grid) * grid, np.round(var / var_grid) * var_grid
 
 
+def _check_summaries(mean, var):
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+        raise FloatingPointError(
+            "The data's variance overflows float64 (values beyond ~1e150). Scale the data "
+            "(e.g. standardise it) before fitting."
+        )
+    return mean, var
+
+
 def _raise_not_finite(where):
     raise ValueError(f"Input X contains NaN or infinity ({where}).")
 
@@ -198,12 +207,14 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             )
             if not finite:
                 _raise_not_finite("checked before fitting")
-            mean, var = _order_free(mean, var)
+            mean, var = _order_free(*_check_summaries(mean, var))
             engine.shift = mean
             return _FitData(engine, mean, var, lambda idx: X[idx].compute())
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._check_n_samples(X.shape[0])
-        mean, var = _order_free(X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64))
+        with np.errstate(over="ignore", invalid="ignore"):
+            summaries = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+        mean, var = _order_free(*_check_summaries(*summaries))
         engine = InProcessEngine(X, mean)
         return _FitData(engine, mean, var, lambda idx: X[idx])
 

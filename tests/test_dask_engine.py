@@ -127,3 +127,50 @@ def test_large_arrays_are_not_persisted(client, blobs):
     from distributed import futures_of
 
     assert not futures_of(engine.X)
+
+
+def test_unpersisted_pass_on_the_cluster_matches_reference(client, blobs):
+    """The out-of-core path: every pass reads the chunks from their source."""
+    X, _ = blobs
+    params = random_params(14, X, 4)
+    P = make_projection("rotated_marginal", 3, seed=15)
+    shift = X.mean(axis=0)
+    engine = DaskEngine(da.from_array(X, chunks=(70, -1)), shift, persist=False)
+    got = em_update(engine, MixtureParams(*params), Projection("x", P),
+                    covariance_floor=1e-3, weight_concentration=0.1)
+    assert_matches_reference(X, params, P, got, shift)
+
+
+def test_arrays_derived_from_persisted_data(client, blobs):
+    """astype / slicing of a persisted array: its chunks are not the persisted ones."""
+    X, _ = blobs
+    base = da.from_array(np.round(X * 100).astype(np.int64), chunks=(100, -1)).persist()
+    derived = base.astype(np.float64)[:550] / 100.0
+    Xd = np.round(X * 100)[:550] / 100.0
+    params = random_params(16, Xd, 4)
+    shift = Xd.mean(axis=0)
+    for persist in ("auto", False):
+        engine = DaskEngine(derived, shift, persist=persist)
+        got = em_update(engine, MixtureParams(*params), Projection.identity(),
+                        covariance_floor=1e-3, weight_concentration=0.1)
+        assert_matches_reference(Xd, params, None, got, shift)
+
+
+def test_concurrent_fits_on_the_same_data_do_not_collide(client, blobs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dask_biglearn import BigLearnGaussianMixture
+
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(150, -1)).persist()
+
+    def fit(seed):
+        return BigLearnGaussianMixture(4, max_iter=6, check_every=3, covariance_floor=1e-3,
+                                       random_state=seed).fit(Xd)
+
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(fit, [0, 1]))
+    for seed, est in zip([0, 1], together, strict=True):
+        alone = BigLearnGaussianMixture(4, max_iter=6, check_every=3, covariance_floor=1e-3,
+                                        random_state=seed).fit(X)
+        np.testing.assert_allclose(est.means_, alone.means_, atol=1e-8)

@@ -39,10 +39,10 @@ def assert_update_matches_reference(X, params, P, floor=1e-3, alpha=0.1, shift=N
                         covariance_floor=floor, weight_concentration=alpha)
     rw, rm, rc, rll = reference_em_update(X, w, m, c, P, covariance_floor=floor,
                                           weight_concentration=alpha, shrink_center=shift)
-    scale = np.abs(X).max()
+    spread = X.std(axis=0).max()  # errors are judged against the data's spread, not its offset
     np.testing.assert_allclose(new.weights, rw, rtol=0, atol=tol)
-    np.testing.assert_allclose(new.means, rm, rtol=0, atol=tol * scale)
-    np.testing.assert_allclose(new.covariances, rc, rtol=0, atol=tol * max(1, np.abs(rc).max()))
+    np.testing.assert_allclose(new.means, rm, rtol=0, atol=tol * spread)
+    np.testing.assert_allclose(new.covariances, rc, rtol=0, atol=tol * np.abs(rc).max())
     assert ll == pytest.approx(rll, abs=tol * max(1.0, abs(rll)))
 
 
@@ -143,3 +143,44 @@ def test_marginal_update_changes_only_its_block(blobs):
     np.testing.assert_allclose(new.means[:, 1], m[:, 1], atol=1e-12)
     # The floor may move an indefinite result; here all stay positive definite.
     np.testing.assert_allclose(new.covariances[:, 1, 1], c[:, 1, 1], atol=1e-9)
+
+
+def test_starved_component_uses_the_divisor_floor(blobs):
+    """A component far from all data gets N_k ~ 0: divisor 1e-5 N, mean pulled to the centre."""
+    X, _ = blobs
+    w, m, c = random_params(13, X, 4)
+    m = m.copy()
+    m[3] = X.mean(axis=0) + 1e3  # no point is anywhere near it
+    assert_update_matches_reference(X, (w, m, c), None)
+    engine = InProcessEngine(X, X.mean(axis=0))
+    new, _ = em_update(engine, MixtureParams(w, m, c), Projection.identity(),
+                       covariance_floor=1e-3, weight_concentration=0.1)
+    np.testing.assert_allclose(new.means[3], X.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(new.covariances[3], 1e-3 * np.eye(3), atol=1e-12)
+
+
+def test_marginal_update_that_breaks_definiteness_is_floored():
+    """Keeping old cross-covariances next to a shrunk block can make Sigma indefinite."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 2)) * [1.0, 0.01]  # the 2nd coordinate is nearly constant
+    w = np.array([1.0])
+    m = np.zeros((1, 2))
+    c = np.array([[[1.0, 0.9], [0.9, 1.0]]])  # strongly correlated start
+    P = np.eye(2)[[1]]
+    engine = InProcessEngine(X, X.mean(axis=0))
+    new, _ = em_update(engine, MixtureParams(w, m, c), Projection("marginal", P),
+                       covariance_floor=1e-3, weight_concentration=0.0)
+    unfloored = c[0].copy()
+    unfloored[1, 1] = X[:, 1].var()
+    assert np.linalg.eigvalsh(unfloored).min() < 0  # the raw block replacement is indefinite
+    assert np.linalg.eigvalsh(new.covariances[0]).min() >= 1e-3 - 1e-12
+    np.testing.assert_array_equal(new.covariances[0], new.covariances[0].T)
+    assert_update_matches_reference(X, (w, m, c), P, floor=1e-3, alpha=0.0)
+
+
+def test_overflowing_data_gives_a_clear_error():
+    from dask_biglearn import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(50, 2)) * 1e160
+    with pytest.raises(FloatingPointError, match="Scale the data"):
+        GaussianMixture(2, max_iter=3, random_state=0).fit(X)
