@@ -240,7 +240,7 @@ def test_information_criteria_on_dask_input(reproducible_data, numpy_fit):
 
 
 def test_generator_random_state_and_boolean_verbose(reproducible_data):
-    est = GaussianMixture(3, max_iter=5, tol=1e-1, verbose=True,
+    est = GaussianMixture(3, max_iter=50, tol=1e-1, verbose=True,
                           random_state=np.random.default_rng(0)).fit(reproducible_data)
     X, y = est.sample(10)
     assert X.shape == (10, 3) and y.shape == (10,)
