@@ -154,12 +154,14 @@ def _verbosity(verbose):
 class _FitData:
     """What a fit needs to know of the data, gathered in one pass."""
 
-    def __init__(self, engine, data_mean, data_var, take_rows):
+    def __init__(self, engine, data_mean, data_var, data_min, data_max, take_rows):
         self.engine = engine
         self.n_samples = engine.n_samples
         self.n_features = engine.n_features
         self.data_mean = data_mean
         self.data_var = data_var
+        self.data_min = data_min
+        self.data_max = data_max
         self.take_rows = take_rows
 
 
@@ -200,23 +202,27 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             X = engine.X
             is_finite = da.isfinite(X)
             X_zeroed = da.where(is_finite, X, 0.0)  # keeps NaN warnings out of the summaries
-            finite, mean, var = dask.compute(
+            finite, mean, var, lo, hi = dask.compute(
                 is_finite.all(),
                 X_zeroed.mean(axis=0, dtype=np.float64),
                 X_zeroed.var(axis=0, dtype=np.float64),
+                X_zeroed.min(axis=0),
+                X_zeroed.max(axis=0),
             )
             if not finite:
                 _raise_not_finite("checked before fitting")
             mean, var = _order_free(*_check_summaries(mean, var))
             engine.shift = mean
-            return _FitData(engine, mean, var, lambda idx: X[idx].compute())
+            return _FitData(engine, mean, var, np.asarray(lo, np.float64),
+                            np.asarray(hi, np.float64), lambda idx: X[idx].compute())
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._check_n_samples(X.shape[0])
         with np.errstate(over="ignore", invalid="ignore"):
             summaries = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
         mean, var = _order_free(*_check_summaries(*summaries))
         engine = InProcessEngine(X, mean)
-        return _FitData(engine, mean, var, lambda idx: X[idx])
+        return _FitData(engine, mean, var, X.min(axis=0).astype(np.float64),
+                        X.max(axis=0).astype(np.float64), lambda idx: X[idx])
 
     def _check_n_samples(self, n_samples):
         if n_samples < self.n_components:
@@ -236,7 +242,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def _initial_params(self, rng, data: _FitData):
         k = self.n_components
         if self.init_params == "random":
-            params = random_params(rng, k, data.data_mean, data.data_var)
+            params = random_params(rng, k, data.data_min, data.data_max)
         else:
             params = random_from_data_params(rng, k, data.n_samples, data.data_var,
                                              data.take_rows)
@@ -407,9 +413,12 @@ _COMMON_PARAMS_DOC = """
         It is in the units of the data's variance, so scale it with the data (the paper uses
         1e-2 on [0, 1]-scaled data and 1e-5 in its 2-D simulation).
     init_params : {"random", "random_from_data"}, default="random"
-        ``"random"``: means drawn from ``N(mean, diag(var))`` of the data (the paper's
-        ``N(0, I)`` in standardised units), covariances ``diag(var)``, equal weights.
-        ``"random_from_data"``: means at distinct random rows, the rest as for ``"random"``.
+        ``"random"``: the paper's initialisation in min-max-scaled units: means
+        ``min + (max - min) * z`` with ``z ~ N(0, I)``, covariances ``diag((max - min)^2)``,
+        equal weights; on data scaled to [0, 1] this is exactly the reference code's
+        ``N(0, I)`` means and identity covariances.
+        ``"random_from_data"``: means at distinct random rows, covariances ``diag(var)``,
+        equal weights.
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precision matrices

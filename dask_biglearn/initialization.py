@@ -1,7 +1,8 @@
 """Initial parameters, drawn on the driver from small summaries of the data.
 
-Every initialisation needs only the data's per-feature mean and variance (one pass, computed
-with the validation) and, for ``"random_from_data"``, ``n_components`` rows fetched by index.
+Every initialisation needs only per-feature summaries of the data (min, max, variance: one
+pass, computed with the validation) and, for ``"random_from_data"``, ``n_components`` rows
+fetched by index.
 The random draws depend only on the generator, never on the chunking.
 """
 
@@ -15,18 +16,21 @@ from .numerics import floor_eigenvalues, symmetrize
 INIT_METHODS = ("random", "random_from_data")
 
 
-def random_params(rng, n_components, data_mean, data_var) -> MixtureParams:
-    """The paper's initialisation in the units of standardised data.
+def random_params(rng, n_components, data_min, data_max) -> MixtureParams:
+    """The paper's initialisation, in the units of min-max-scaled data.
 
-    Means ``mu_k = mean + std * z_k`` with ``z_k ~ N(0, I)``, covariances ``diag(var)`` (the
-    identity after standardisation), equal weights. For data min-max scaled to [0, 1] the
-    reference draws ``mu_k ~ N(0, I)`` with ``Sigma_k = I``; standardising makes the same idea
-    work at any scale. A constant feature gets unit scale.
+    The reference code scales the data to [0, 1] and draws ``mu_k ~ N(0, I)`` with
+    ``Sigma_k = I``. Here the same draw is mapped to the data's own units:
+    ``mu_k = min + range * z_k`` with ``z_k ~ N(0, I)`` and ``Sigma_k = diag(range^2)``, so
+    on [0, 1]-scaled data it *is* the reference initialisation, and at any other scale or
+    offset it is the same starting point. The start is broad (covariances as wide as the
+    data): EM then contracts the components onto the data. A constant feature gets range 1.
     """
-    var = np.where(data_var > 0, data_var, 1.0)
-    z = rng.standard_normal((n_components, data_mean.shape[0]))
-    means = data_mean + np.sqrt(var) * z
-    covariances = np.broadcast_to(np.diag(var), (n_components, var.size, var.size)).copy()
+    span = data_max - data_min
+    span = np.where(span > 0, span, 1.0)
+    z = rng.standard_normal((n_components, span.size))
+    means = data_min + span * z
+    covariances = np.broadcast_to(np.diag(span**2), (n_components, span.size, span.size)).copy()
     weights = np.full(n_components, 1.0 / n_components)
     return MixtureParams(weights, means, covariances)
 
