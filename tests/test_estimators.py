@@ -178,7 +178,7 @@ def test_biglearn_escapes_where_plain_em_gets_stuck():
     _, true_means, _ = grid25_params()
     X, _ = make_grid25(2000, random_state=100)
     found = {"em": [], "biglearn": []}
-    for seed in (1, 2):
+    for seed in (0, 1):
         em = _fit_quietly(GaussianMixture(25, max_iter=300, covariance_floor=1e-5,
                                           random_state=seed), X)
         big = BigLearnGaussianMixture(25, max_iter=400, weight_concentration=0.2,
