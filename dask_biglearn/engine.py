@@ -59,8 +59,8 @@ class InProcessEngine:
             return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
         theta_t = np.ascontiguousarray(theta.T)
         G_total, ll_total = None, 0.0
-        for F in self._features:
-            G, ll = feature_pass(F, theta_t, need_stats)
+        for F_t in self._features:
+            G, ll = feature_pass(F_t, theta_t, need_stats)
             ll_total += ll
             if need_stats:
                 G_total = G if G_total is None else G_total + G

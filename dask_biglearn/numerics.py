@@ -8,7 +8,7 @@ the data (its mean).  For any projection ``y = P x`` with orthonormal rows, the 
 Gaussian log-density ``log N(P x | mu~, S~)`` is a quadratic function of ``x``, so
 
 * the E-step of every matching (joint, marginal, rotated marginal) is one matrix product
-  ``F @ theta`` with ``theta`` of shape ``(n_quadratic_features, n_components)`` built on the
+  ``theta.T @ F.T`` (``F`` stored transposed) with ``theta`` of shape ``(n_quadratic_features, n_components)`` built on the
   driver (:func:`estep_coefficients`), and
 * all sufficient statistics of a pass are one matrix product ``resp.T @ F``: the counts, the
   weighted sums and the upper triangle of the weighted second moments of ``x'``, accumulated in
@@ -117,30 +117,36 @@ def _triu_signs(n_features: int) -> np.ndarray:
 
 
 def quadratic_features(X, shift, out=None) -> np.ndarray:
-    """Return ``[1, x - shift, (x - shift)_i (x - shift)_j for i <= j]`` row by row, in float64.
+    """Quadratic features of ``x' = x - shift``, one *column* per row of ``X``, in float64.
+
+    Row ``0`` is ones, rows ``1..D`` are ``x'``, the remaining rows are ``x'_i x'_j`` for
+    ``i <= j`` (row-major upper triangle). The transposed layout makes every product a
+    contiguous row operation and feeds both matrix products of a pass without copies.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
     shift : ndarray of shape (n_features,)
-    out : ndarray of shape (n_samples, n_quadratic_features(n_features)), optional
+    out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
         Scratch buffer to write into (float64, C-contiguous).
+
+    Returns
+    -------
+    F_t : ndarray of shape (n_quadratic_features(n_features), n_samples)
     """
     n, d = X.shape
     width = n_quadratic_features(d)
-    if out is None:
-        out = np.empty((n, width), dtype=np.float64)
-    F = out[:n]
-    F[:, 0] = 1.0
-    Xc = F[:, 1 : 1 + d]
-    np.subtract(X, shift, out=Xc, dtype=np.float64)  # float32 input is promoted first
+    F_t = np.empty((width, n)) if out is None else out
+    F_t[0] = 1.0
+    Xc = F_t[1 : 1 + d]
+    np.subtract(X.T, shift[:, None], out=Xc, dtype=np.float64)  # float32 is promoted first
     start = 1 + d
-    # Row i of the upper triangle: x_i * x_j for j >= i.  D small products, no fancy indexing.
+    # Rows x_i * x_j for j >= i: D broadcast products of contiguous rows.
     for i in range(d):
         stop = start + d - i
-        np.multiply(Xc[:, i : i + 1], Xc[:, i:], out=F[:, start:stop])
+        np.multiply(Xc[i], Xc[i:], out=F_t[start:stop])
         start = stop
-    return F
+    return F_t
 
 
 def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
@@ -188,18 +194,18 @@ def scratch_buffer(name: str, size: int) -> np.ndarray:
     return buf[:size]
 
 
-def feature_pass(F: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
-    """E-step and statistics for rows whose quadratic features are ``F``.
+def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
+    """E-step and statistics for rows whose quadratic features are the columns of ``F_t``.
 
     ``theta_t`` is ``theta.T``, shape ``(n_components, n_quadratic_features)``.
     Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
     ``(n_components, n_quadratic_features)`` (``None`` when ``need_stats`` is false).
     """
-    k, n = theta_t.shape[0], F.shape[0]
+    k, n = theta_t.shape[0], F_t.shape[1]
     log_prob_t = scratch_buffer("log_prob_t", k * n).reshape(k, n)
-    np.matmul(theta_t, F.T, out=log_prob_t)
+    np.matmul(theta_t, F_t, out=log_prob_t)
     resp_t, log_lik_sum = responsibilities_from_log_prob(log_prob_t)
-    G = resp_t @ F if need_stats else None
+    G = resp_t @ F_t.T if need_stats else None
     return G, log_lik_sum
 
 
@@ -217,9 +223,9 @@ def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=None):
     ll_total = 0.0
     for start in range(0, n, block_rows):
         rows = min(block_rows, n - start)
-        buf = scratch_buffer("features", rows * width).reshape(rows, width)
-        F = quadratic_features(X[start : start + rows], shift, out=buf)
-        G, ll = feature_pass(F, theta_t, need_stats)
+        buf = scratch_buffer("features", rows * width).reshape(width, rows)
+        F_t = quadratic_features(X[start : start + rows], shift, out=buf)
+        G, ll = feature_pass(F_t, theta_t, need_stats)
         ll_total += ll
         if need_stats:
             G_total += G

@@ -98,7 +98,7 @@ def test_estep_coefficients_reproduce_projected_log_density(kind, blobs):
     shift = X.mean(axis=0)
     my, cy = project_params(m, c, P)
     theta = estep_coefficients(w, my, cy, shift, P)
-    got = quadratic_features(X, shift) @ theta
+    got = quadratic_features(X, shift).T @ theta
     Y = X if P is None else X @ P.T
     expected = weighted_log_prob(Y, w, my, precision_cholesky(cy))
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
@@ -106,8 +106,8 @@ def test_estep_coefficients_reproduce_projected_log_density(kind, blobs):
 
 def test_quadratic_features_layout():
     X = np.array([[1.0, 2.0, 3.0]])
-    F = quadratic_features(X, np.zeros(3))
-    np.testing.assert_array_equal(F[0], [1, 1, 2, 3, 1, 2, 3, 4, 6, 9])
+    F_t = quadratic_features(X, np.zeros(3))
+    np.testing.assert_array_equal(F_t[:, 0], [1, 1, 2, 3, 1, 2, 3, 4, 6, 9])
 
 
 def test_floor_eigenvalues_matches_reference_and_stays_symmetric():
