@@ -83,6 +83,15 @@ def _active_client():
     return client if isinstance(client, Client) else None
 
 
+def _chunks_by_worker(client, block_keys, block_futures):
+    who_has = client.who_has(block_futures)
+    by_worker = {}
+    for key in block_keys:
+        holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
+        by_worker.setdefault(min(holders), []).append(key)
+    return by_worker
+
+
 def group_stats(blocks, theta, shift, projection, need_stats, block_rows) -> SuffStats:
     """Statistics of several chunks in one task: summed full-space, projected once."""
     G_total, ll_total = None, 0.0
@@ -172,12 +181,16 @@ class DaskEngine:
         if not is_persisted:
             return X, futures, None
         # One group per worker thread, made of the chunks that worker holds.
-        who_has = client.who_has([f for f in futures if f.key in set(block_keys)])
+        block_futures = [f for f in futures if f.key in set(block_keys)]
+        wait(block_futures)  # persisting is asynchronous: placement is known once done
         nthreads = client.nthreads()
-        by_worker = {}
-        for key in block_keys:
-            holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
-            by_worker.setdefault(min(holders), []).append(key)
+        by_worker = _chunks_by_worker(client, block_keys, block_futures)
+        counts = [len(by_worker.get(w, [])) / n for w, n in nthreads.items()]
+        if len(counts) > 1 and max(counts) - min(counts) > 1:
+            # A pass waits for the fullest worker: even the chunks out once (a one-off move
+            # of data between workers), then group again.
+            client.rebalance(block_futures)
+            by_worker = _chunks_by_worker(client, block_keys, block_futures)
         groups = []
         for worker, keys in sorted(by_worker.items()):
             n_groups = max(1, min(len(keys), nthreads.get(worker, 1)))

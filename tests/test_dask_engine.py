@@ -112,6 +112,7 @@ def test_persisted_chunks_are_grouped_by_worker(client, blobs):
     keys = sorted(engine._block_keys)
     assert len(keys) == 15
     assert len(engine._groups) == 2  # two single-threaded workers
+    assert abs(len(engine._groups[0]) - len(engine._groups[1])) <= 1  # balanced
     assert sorted(k for g in engine._groups for k in g) == keys
     who_has = client.who_has([engine._data_graph[k] for k in keys])
     for group in engine._groups:
