@@ -22,10 +22,10 @@ from .numerics import (
     combine_stats,
     default_block_rows,
     feature_pass,
+    group_stats,
     n_quadratic_features,
-    project_stats,
     quadratic_features,
-    raw_chunk_stats,
+    sum_and_project,
 )
 
 #: The in-process engine caches the quadratic features of the data when they fit in this many
@@ -58,16 +58,8 @@ class InProcessEngine:
         if self._features is None:
             return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
         theta_t = np.ascontiguousarray(theta.T)
-        G_total, ll_total = None, 0.0
-        for F_t in self._features:
-            G, ll = feature_pass(F_t, theta_t, need_stats)
-            ll_total += ll
-            if need_stats:
-                G_total = G if G_total is None else G_total + G
-        if not need_stats:
-            k = theta.shape[1]
-            return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
-        return project_stats(G_total, ll_total, projection)
+        parts = (feature_pass(F_t, theta_t, need_stats) for F_t in self._features)
+        return sum_and_project(parts, theta.shape[1], projection, need_stats)
 
 
 def _active_client():
@@ -90,20 +82,6 @@ def _chunks_by_worker(client, block_keys, block_futures):
         holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
         by_worker.setdefault(min(holders), []).append(key)
     return by_worker
-
-
-def group_stats(blocks, theta, shift, projection, need_stats, block_rows) -> SuffStats:
-    """Statistics of several chunks in one task: summed full-space, projected once."""
-    G_total, ll_total = None, 0.0
-    for X in blocks:
-        G, ll = raw_chunk_stats(X, theta, shift, need_stats, block_rows)
-        ll_total += ll
-        if need_stats:
-            G_total = G if G_total is None else G_total + G
-    if not need_stats:
-        k = theta.shape[1]
-        return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
-    return project_stats(G_total, ll_total, projection)
 
 
 class DaskEngine:

@@ -247,6 +247,22 @@ def project_stats(G: np.ndarray, log_lik_sum: float, projection) -> SuffStats:
     return SuffStats(resp_sum, np.ascontiguousarray(first), second, log_lik_sum)
 
 
+def sum_and_project(parts, n_components, projection, need_stats=True) -> SuffStats:
+    """Sum ``(G, log_lik_sum)`` pairs of several blocks and project them once.
+
+    ``projection`` is ``None`` for the identity, else ``P`` of shape ``(m, D)``.
+    """
+    G_total, ll_total = None, 0.0
+    for G, ll in parts:
+        ll_total += ll
+        if need_stats:
+            G_total = G if G_total is None else G_total + G
+    if not need_stats:
+        k = n_components
+        return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
+    return project_stats(G_total, ll_total, projection)
+
+
 def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
     """Sufficient statistics of one chunk for a projected EM pass (the distributed kernel).
 
@@ -268,11 +284,13 @@ def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
     SuffStats
         Of size ``K (1 + m + m^2) + 1`` whatever the number of rows.
     """
-    G, ll = raw_chunk_stats(X, theta, shift, need_stats, block_rows)
-    if not need_stats:
-        k = theta.shape[1]
-        return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll)
-    return project_stats(G, ll, projection)
+    return group_stats([X], theta, shift, projection, need_stats, block_rows)
+
+
+def group_stats(blocks, theta, shift, projection, need_stats=True, block_rows=None):
+    """Statistics of several chunks in one task: summed in the full space, projected once."""
+    parts = (raw_chunk_stats(X, theta, shift, need_stats, block_rows) for X in blocks)
+    return sum_and_project(parts, theta.shape[1], projection, need_stats)
 
 
 # ---------------------------------------------------------------------------------------------
