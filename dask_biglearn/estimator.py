@@ -154,11 +154,10 @@ def _verbosity(verbose):
 class _FitData:
     """What a fit needs to know of the data, gathered in one pass."""
 
-    def __init__(self, engine, data_mean, data_var, data_min, data_max, take_rows):
+    def __init__(self, engine, data_var, data_min, data_max, take_rows):
         self.engine = engine
         self.n_samples = engine.n_samples
         self.n_features = engine.n_features
-        self.data_mean = data_mean
         self.data_var = data_var
         self.data_min = data_min
         self.data_max = data_max
@@ -213,7 +212,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
                 _raise_not_finite("checked before fitting")
             mean, var = _order_free(*_check_summaries(mean, var))
             engine.shift = mean
-            return _FitData(engine, mean, var, np.asarray(lo, np.float64),
+            return _FitData(engine, var, np.asarray(lo, np.float64),
                             np.asarray(hi, np.float64), lambda idx: X[idx].compute())
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         self._check_n_samples(X.shape[0])
@@ -221,7 +220,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             summaries = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
         mean, var = _order_free(*_check_summaries(*summaries))
         engine = InProcessEngine(X, mean)
-        return _FitData(engine, mean, var, X.min(axis=0).astype(np.float64),
+        return _FitData(engine, var, X.min(axis=0).astype(np.float64),
                         X.max(axis=0).astype(np.float64), lambda idx: X[idx])
 
     def _check_n_samples(self, n_samples):
