@@ -563,8 +563,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     Notes
     -----
     A component whose responsibility mass falls below ``1e-5 N`` has its M-step divisor floored
-    at ``1e-5 N`` (as in the reference), which shrinks its mean towards the data mean (the reference code shrinks it
-    towards the origin, which depends on where the origin is); with
+    at ``1e-5 N`` (as in the reference), which shrinks its mean towards the data mean (the
+    reference code shrinks it towards the origin, which depends on where the origin is); with
     weight smoothing on this is rare.
     """
 

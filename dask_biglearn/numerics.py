@@ -8,8 +8,8 @@ the data (its mean).  For any projection ``y = P x`` with orthonormal rows, the 
 Gaussian log-density ``log N(P x | mu~, S~)`` is a quadratic function of ``x``, so
 
 * the E-step of every matching (joint, marginal, rotated marginal) is one matrix product
-  ``theta.T @ F.T`` (``F`` stored transposed) with ``theta`` of shape ``(n_quadratic_features, n_components)`` built on the
-  driver (:func:`estep_coefficients`), and
+  ``theta.T @ F.T`` (``F`` is stored transposed), with ``theta`` of shape
+  ``(n_quadratic_features, n_components)`` built on the driver (:func:`estep_coefficients`),
 * all sufficient statistics of a pass are one matrix product ``resp.T @ F``: the counts, the
   weighted sums and the upper triangle of the weighted second moments of ``x'``, accumulated in
   float64 whatever the input dtype.
