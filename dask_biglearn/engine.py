@@ -158,20 +158,17 @@ class DaskEngine:
                 futures, is_persisted = futures_of(X), True
         if not is_persisted:
             return X, futures, None
-        # One group per worker thread, made of the chunks that worker holds.
+        # Groups of chunks held by one worker, one per worker thread; a worker holding more
+        # than its share gets more (smaller) groups, which idle workers can steal.
         block_futures = [f for f in futures if f.key in set(block_keys)]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
         nthreads = client.nthreads()
         by_worker = _chunks_by_worker(client, block_keys, block_futures)
-        counts = [len(by_worker.get(w, [])) / n for w, n in nthreads.items()]
-        if len(counts) > 1 and max(counts) - min(counts) > 1:
-            # A pass waits for the fullest worker: even the chunks out once (a one-off move
-            # of data between workers), then group again.
-            client.rebalance(block_futures)
-            by_worker = _chunks_by_worker(client, block_keys, block_futures)
+        share = -(-len(block_keys) // max(1, sum(nthreads.values())))  # ceil
         groups = []
         for worker, keys in sorted(by_worker.items()):
-            n_groups = max(1, min(len(keys), nthreads.get(worker, 1)))
+            n_groups = max(nthreads.get(worker, 1), -(-len(keys) // share))
+            n_groups = min(len(keys), n_groups)
             groups.extend(keys[i::n_groups] for i in range(n_groups))
         return X, futures, groups
 

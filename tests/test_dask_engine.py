@@ -111,8 +111,10 @@ def test_persisted_chunks_are_grouped_by_worker(client, blobs):
     engine = DaskEngine(Xd, X.mean(axis=0))
     keys = sorted(engine._block_keys)
     assert len(keys) == 15
-    assert len(engine._groups) == 2  # two single-threaded workers
-    assert abs(len(engine._groups[0]) - len(engine._groups[1])) <= 1  # balanced
+    # Two single-threaded workers: two groups of about half the chunks each, wherever the
+    # scheduler placed them (a worker holding more than half gets more, smaller groups).
+    assert len(engine._groups) >= 2
+    assert max(len(g) for g in engine._groups) <= 8
     assert sorted(k for g in engine._groups for k in g) == keys
     who_has = client.who_has([engine._data_graph[k] for k in keys])
     for group in engine._groups:
