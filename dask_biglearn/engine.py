@@ -181,10 +181,7 @@ class DaskEngine:
         level = []
         for i, group in enumerate(self._groups):
             key = (f"{name}-chunk", i)
-            if len(group) == 1:
-                graph[key] = (chunk_stats, group[0], *args, need_stats, self.block_rows)
-            else:
-                graph[key] = (group_stats, list(group), *args, need_stats, self.block_rows)
+            graph[key] = (group_stats, list(group), *args, need_stats, self.block_rows)
             level.append(key)
         depth = 0
         while len(level) > 1:

@@ -108,25 +108,24 @@ def _raise_not_finite(where):
     raise ValueError(f"Input X contains NaN or infinity ({where}).")
 
 
-def _check_block_finite(X):
+def _on_finite_block(X, block_fn, *args):
+    """Run ``block_fn`` on a Dask chunk after checking it (NumPy input is checked upfront)."""
     if not np.all(np.isfinite(X)):
         _raise_not_finite("found while scoring a chunk")
+    return block_fn(X, *args)
 
 
 def _score_block(X, weights, means, prec_chol):
-    _check_block_finite(X)
     return log_sum_exp_rows(weighted_log_prob(X, weights, means, prec_chol))
 
 
 def _proba_block(X, weights, means, prec_chol):
-    _check_block_finite(X)
     wlp = weighted_log_prob(X, weights, means, prec_chol)
     with np.errstate(under="ignore"):
         return np.exp(wlp - log_sum_exp_rows(wlp)[:, None])
 
 
 def _predict_block(X, weights, means, prec_chol):
-    _check_block_finite(X)
     return weighted_log_prob(X, weights, means, prec_chol).argmax(axis=1)
 
 
@@ -301,8 +300,16 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     # ----- using a fitted model --------------------------------------------------------------
 
-    def _block_args(self):
-        return self.weights_, self.means_, self.precisions_cholesky_
+    def _apply_blocks(self, X, block_fn, new_width=None, **map_blocks_kwargs):
+        """``block_fn(X, weights, means, precisions_cholesky)``: directly on NumPy input,
+        lazily chunk by chunk (each chunk checked for NaN and inf) on Dask input."""
+        X, lazy = self._check_predict_data(X)
+        args = (self.weights_, self.means_, self.precisions_cholesky_)
+        if not lazy:
+            return block_fn(X, *args)
+        if new_width is not None:
+            map_blocks_kwargs["chunks"] = (X.chunks[0], (new_width,))
+        return X.map_blocks(_on_finite_block, block_fn, *args, **map_blocks_kwargs)
 
     def score_samples(self, X):
         """Log-density of each sample under the fitted mixture.
@@ -311,11 +318,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_prob : ndarray of shape (n_samples,), lazy Dask array for Dask input
         """
-        X, lazy = self._check_predict_data(X)
-        if lazy:
-            return X.map_blocks(_score_block, *self._block_args(), drop_axis=1,
-                                dtype=np.float64)
-        return _score_block(X, *self._block_args())
+        return self._apply_blocks(X, _score_block, drop_axis=1, dtype=np.float64)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (a float; computed for Dask input)."""
@@ -333,11 +336,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         -------
         resp : ndarray of shape (n_samples, n_components), lazy Dask array for Dask input
         """
-        X, lazy = self._check_predict_data(X)
-        if lazy:
-            return X.map_blocks(_proba_block, *self._block_args(), dtype=np.float64,
-                                chunks=(X.chunks[0], (self.n_components,)))
-        return _proba_block(X, *self._block_args())
+        return self._apply_blocks(X, _proba_block, dtype=np.float64, new_width=self.n_components)
 
     def predict(self, X):
         """Index of the most probable component for each sample.
@@ -346,11 +345,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,), lazy Dask array for Dask input
         """
-        X, lazy = self._check_predict_data(X)
-        if lazy:
-            return X.map_blocks(_predict_block, *self._block_args(), drop_axis=1,
-                                dtype=np.intp)
-        return _predict_block(X, *self._block_args())
+        return self._apply_blocks(X, _predict_block, drop_axis=1, dtype=np.intp)
 
     def _n_parameters(self):
         k, d = self.means_.shape

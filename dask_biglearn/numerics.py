@@ -209,27 +209,20 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     return G, log_lik_sum
 
 
-def raw_chunk_stats(X, theta, shift, need_stats=True, block_rows=None):
-    """Run :func:`feature_pass` over a chunk in sub-blocks of ``block_rows`` rows.
+def block_parts(X, theta, shift, need_stats=True, block_rows=None):
+    """Yield :func:`feature_pass` results ``(G, log_lik_sum)`` for ``X`` in sub-blocks.
 
-    Returns ``(G, log_lik_sum)``: the packed full-space statistics (or ``None``) and the
-    log-likelihood sum. Temporaries are ``block_rows`` rows at most, and reused.
+    Each sub-block has at most ``block_rows`` rows; its temporaries are reused buffers.
     """
     n, d = X.shape
     width = n_quadratic_features(d)
     block_rows = block_rows or default_block_rows(d)
     theta_t = np.ascontiguousarray(theta.T)
-    G_total = np.zeros((theta.shape[1], width)) if need_stats else None
-    ll_total = 0.0
     for start in range(0, n, block_rows):
         rows = min(block_rows, n - start)
         buf = scratch_buffer("features", rows * width).reshape(width, rows)
-        F_t = quadratic_features(X[start : start + rows], shift, out=buf)
-        G, ll = feature_pass(F_t, theta_t, need_stats)
-        ll_total += ll
-        if need_stats:
-            G_total += G
-    return G_total, ll_total
+        yield feature_pass(quadratic_features(X[start : start + rows], shift, out=buf),
+                           theta_t, need_stats)
 
 
 def project_stats(G: np.ndarray, log_lik_sum: float, projection) -> SuffStats:
@@ -289,7 +282,8 @@ def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
 
 def group_stats(blocks, theta, shift, projection, need_stats=True, block_rows=None):
     """Statistics of several chunks in one task: summed in the full space, projected once."""
-    parts = (raw_chunk_stats(X, theta, shift, need_stats, block_rows) for X in blocks)
+    parts = (part for X in blocks for part in block_parts(X, theta, shift, need_stats,
+                                                          block_rows))
     return sum_and_project(parts, theta.shape[1], projection, need_stats)
 
 
