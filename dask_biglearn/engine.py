@@ -32,6 +32,11 @@ from .numerics import (
 #: bytes; larger data recomputes them block by block every pass.
 FEATURE_CACHE_BYTES = 512 * 2**20
 
+#: The parameters of a pass (E-step coefficients, shift, projection) are written into every
+#: chunk task while their copies take at most this many bytes in all: a key of their own
+#: would be one more task, and one more transfer to each worker, on every pass.
+INLINE_PARAMETER_BYTES = 2**20
+
 
 class InProcessEngine:
     """Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip.
@@ -176,8 +181,13 @@ class DaskEngine:
         """The task graph of one pass: ``(graph, key of the reduced SuffStats)``."""
         name = f"{self._name}-{next(self._passes)}"
         graph = dict(self._data_graph)
-        args = (f"{name}-theta", f"{name}-shift", f"{name}-projection")
-        graph.update(zip(args, (theta, self.shift, projection), strict=True))
+        args = (theta, self.shift, projection)
+        n_bytes = sum(a.nbytes for a in args if a is not None)
+        if n_bytes * len(self._groups) > INLINE_PARAMETER_BYTES:
+            # Large parameters travel once, as keys of their own.
+            keys = (f"{name}-theta", f"{name}-shift", f"{name}-projection")
+            graph.update(zip(keys, args, strict=True))
+            args = keys
         level = []
         for i, group in enumerate(self._groups):
             key = (f"{name}-chunk", i)

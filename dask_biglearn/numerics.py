@@ -36,8 +36,15 @@ LOG_2PI = np.log(2.0 * np.pi)
 #: ``exp(-100) ~ 4e-44`` is negligible and NumPy's ``exp`` is slow on underflowing arguments.
 LOG_RESP_CLIP = -100.0
 
-#: Rows per sub-block inside a chunk (at most): bounds the temporaries of one kernel call.
-DEFAULT_BLOCK_ROWS = 4096
+#: Rows per sub-block inside a chunk (at least, unless the features are very wide): the
+#: features of one sub-block should stay in cache between the E-step product and the
+#: statistics product (1024 rows x 153 features run both products ~15 % faster than 4096).
+DEFAULT_BLOCK_ROWS = 1024
+
+#: Narrow features (low D) get more rows per sub-block, up to this many bytes of features
+#: and :data:`MAX_BLOCK_ROWS` rows, so that small problems make few kernel calls.
+BLOCK_CACHE_BYTES = 2**20
+MAX_BLOCK_ROWS = 16384
 
 #: Bytes of quadratic features per sub-block (at most): high-D data uses fewer rows.
 BLOCK_FEATURE_BYTES = 32 * 2**20
@@ -98,9 +105,11 @@ def n_quadratic_features(n_features: int) -> int:
 
 
 def default_block_rows(n_features: int) -> int:
-    """Rows per sub-block: :data:`DEFAULT_BLOCK_ROWS`, fewer when the features are wide."""
-    width = n_quadratic_features(n_features)
-    return int(max(64, min(DEFAULT_BLOCK_ROWS, BLOCK_FEATURE_BYTES // (8 * width))))
+    """Rows per sub-block: :data:`DEFAULT_BLOCK_ROWS`, more when the features are narrow
+    (up to :data:`BLOCK_CACHE_BYTES`), fewer when they are very wide."""
+    row_bytes = 8 * n_quadratic_features(n_features)
+    rows = min(MAX_BLOCK_ROWS, max(DEFAULT_BLOCK_ROWS, BLOCK_CACHE_BYTES // row_bytes))
+    return int(max(64, min(rows, BLOCK_FEATURE_BYTES // row_bytes)))
 
 
 @lru_cache(maxsize=64)
@@ -301,14 +310,20 @@ def floor_eigenvalues(covariances: np.ndarray, floor: float) -> np.ndarray:
     """Raise eigenvalues below ``floor`` to ``floor``: ``V diag(max(L, floor)) V^T``, symmetric.
 
     Works on a stack ``(..., D, D)``. Matrices already above the floor are returned unchanged
-    (up to symmetrisation): the common case costs one batched ``eigvalsh``.
+    (up to symmetrisation). The common case where none is below costs one batched Cholesky
+    factorisation of ``Sigma - floor I`` (a fraction of an eigendecomposition); otherwise the
+    stack is decomposed once and only the matrices below the floor are rebuilt.
     """
     covariances = symmetrize(covariances)
-    low = np.linalg.eigvalsh(covariances)[..., 0] < floor
-    if not np.any(low):
+    try:
+        np.linalg.cholesky(covariances - floor * np.eye(covariances.shape[-1]))
         return covariances
-    eigvals, V = np.linalg.eigh(covariances[low])
-    L = np.maximum(eigvals, floor)
+    except np.linalg.LinAlgError:
+        pass
+    eigvals, V = np.linalg.eigh(covariances)
+    low = eigvals[..., 0] < floor
+    L = np.maximum(eigvals[low], floor)
+    V = V[low]
     out = covariances.copy()
     out[low] = symmetrize((V * L[..., None, :]) @ np.swapaxes(V, -1, -2))
     return out

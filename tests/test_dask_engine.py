@@ -89,6 +89,24 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
     assert key in combines
 
 
+@pytest.mark.parametrize("inline_bytes", [0, 2**20])
+def test_parameters_travel_inline_or_as_keys(client, blobs, monkeypatch, inline_bytes):
+    """Small parameters are written into the chunk tasks; large ones are keys of their own.
+    Both routes give the reference update on the cluster."""
+    import dask_biglearn.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "INLINE_PARAMETER_BYTES", inline_bytes)
+    X, _ = blobs
+    params = random_params(11, X, 4)
+    P = make_projection("rotated_marginal", 3)
+    got, shift = dask_update(X, 97, params, P)
+    assert_matches_reference(X, params, P, got, shift)
+    engine = DaskEngine(da.from_array(X, chunks=(97, -1)), shift)
+    graph, _ = engine.stats_graph(estep_coefficients(*params, shift), None)
+    parameter_keys = [k for k in graph if isinstance(k, str) and k.endswith("-theta")]
+    assert len(parameter_keys) == (1 if inline_bytes == 0 else 0)
+
+
 def test_chunk_results_are_small(blobs):
     """What leaves a chunk is K (1 + m + m^2) + 1 numbers, whatever its number of rows."""
     from dask_biglearn.numerics import chunk_stats

@@ -122,6 +122,18 @@ def test_floor_eigenvalues_matches_reference_and_stays_symmetric():
     assert np.linalg.eigvalsh(out).min() >= 0.1 - 1e-12
 
 
+def test_floor_eigenvalues_leaves_matrices_above_the_floor_alone():
+    rng = np.random.default_rng(2)
+    B = rng.normal(size=(5, 3, 6))
+    covs = B @ np.swapaxes(B, 1, 2) + np.eye(3)
+    np.testing.assert_array_equal(floor_eigenvalues(covs, 0.5), covs)
+    mixed = covs.copy()
+    mixed[2] = np.diag([1.0, 2.0, 1e-4])
+    out = floor_eigenvalues(mixed, 0.5)
+    np.testing.assert_array_equal(out[[0, 1, 3, 4]], covs[[0, 1, 3, 4]])
+    np.testing.assert_allclose(out[2], np.diag([1.0, 2.0, 0.5]), atol=1e-14)
+
+
 def test_precision_cholesky_inverts_covariances():
     rng = np.random.default_rng(1)
     B = rng.normal(size=(3, 5, 5))
