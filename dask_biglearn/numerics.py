@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._compiled import compiled_softmax_enabled, softmax_columns
+
 LOG_2PI = np.log(2.0 * np.pi)
 
 #: Log-responsibilities below this (relative to the row maximum) are clipped before ``exp``:
@@ -167,13 +169,23 @@ def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
     return full
 
 
-def responsibilities_from_log_prob(log_prob_t: np.ndarray) -> tuple[np.ndarray, float]:
+def responsibilities_from_log_prob(log_prob_t: np.ndarray,
+                                   compiled: bool | None = None) -> tuple[np.ndarray, float]:
     """Normalise weighted log-densities, laid out ``(n_components, n_rows)``, in place.
 
     The component axis comes first so that the reductions over components are elementwise
     operations on contiguous rows (NumPy reduces a short last axis slowly).
     Returns ``(resp_t, log_lik_sum)``; ``resp_t`` is ``log_prob_t``'s buffer, overwritten.
+
+    ``compiled`` selects the numba kernel of :mod:`dask_biglearn._compiled` (default: when
+    available and not disabled with ``DASK_BIGLEARN_NUMBA=0``); ``False`` runs this NumPy
+    code, the reference.
     """
+    if compiled is None:
+        compiled = compiled_softmax_enabled()
+    if compiled:
+        n = log_prob_t.shape[1]
+        return log_prob_t, softmax_columns(log_prob_t, scratch_buffer("softmax", 3 * n))
     row_max = log_prob_t.max(axis=0)
     log_prob_t -= row_max
     np.maximum(log_prob_t, LOG_RESP_CLIP, out=log_prob_t)

@@ -181,7 +181,7 @@ def test_biglearn_escapes_where_plain_em_gets_stuck():
     for seed in (0, 1):
         em = _fit_quietly(GaussianMixture(25, max_iter=300, covariance_floor=1e-5,
                                           random_state=seed), X)
-        big = BigLearnGaussianMixture(25, max_iter=400, weight_concentration=0.2,
+        big = BigLearnGaussianMixture(25, max_iter=800, weight_concentration=0.2,
                                       covariance_floor=1e-5, random_state=seed).fit(X)
         found["em"].append(count_modes_found(true_means, em.means_, em.weights_))
         found["biglearn"].append(count_modes_found(true_means, big.means_, big.weights_))

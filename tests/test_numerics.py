@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import make_blobs, random_params
 
+from dask_biglearn._compiled import compiled_softmax_enabled
 from dask_biglearn.em import MixtureParams, em_update
 from dask_biglearn.engine import InProcessEngine
 from dask_biglearn.numerics import (
@@ -14,6 +15,7 @@ from dask_biglearn.numerics import (
     precision_cholesky,
     project_params,
     quadratic_features,
+    responsibilities_from_log_prob,
     weighted_log_prob,
 )
 from dask_biglearn.projection import Projection, haar_frame
@@ -196,3 +198,52 @@ def test_overflowing_data_gives_a_clear_error():
     X = np.random.default_rng(0).normal(size=(50, 2)) * 1e160
     with pytest.raises(FloatingPointError, match="Scale the data"):
         GaussianMixture(2, max_iter=3, random_state=0).fit(X)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled softmax against the NumPy reference
+# ---------------------------------------------------------------------------------------------
+
+needs_numba = pytest.mark.skipif(not compiled_softmax_enabled(),
+                                 reason="numba missing or DASK_BIGLEARN_NUMBA=0")
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", [(25, 1024), (12, 777), (1, 5), (3, 1)])
+@pytest.mark.parametrize("scale", [0.1, 40.0, 1e4])
+def test_compiled_softmax_matches_numpy(shape, scale):
+    rng = np.random.default_rng(shape[1])
+    log_prob = rng.normal(size=shape) * scale - 50.0
+    resp_np, ll_np = responsibilities_from_log_prob(log_prob.copy(), compiled=False)
+    resp_nb, ll_nb = responsibilities_from_log_prob(log_prob.copy(), compiled=True)
+    np.testing.assert_allclose(resp_nb, resp_np, rtol=1e-13, atol=1e-300)
+    assert ll_nb == pytest.approx(ll_np, rel=1e-13, abs=1e-12)
+    np.testing.assert_allclose(resp_nb.sum(axis=0), 1.0, rtol=1e-14)
+
+
+@needs_numba
+def test_compiled_exp_is_accurate_over_the_clipped_range():
+    """Two columns: one entry at 0 and one at x, so resp = exp(x) / (1 + exp(x))."""
+    x = np.linspace(-100.0, 0.0, 200_001)
+    log_prob = np.vstack([np.zeros_like(x), x])
+    resp, _ = responsibilities_from_log_prob(log_prob, compiled=True)
+    expected = np.exp(x) / (1.0 + np.exp(x))
+    np.testing.assert_allclose(resp[1], expected, rtol=4e-16 * 8, atol=0)
+
+
+@needs_numba
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_compiled_softmax_reports_non_finite_input(bad):
+    log_prob = np.zeros((3, 4))
+    log_prob[:, 2] = bad  # a whole column: -inf everywhere has no finite maximum either
+    _, ll = responsibilities_from_log_prob(log_prob, compiled=True)
+    assert not np.isfinite(ll)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_numpy_softmax_path_matches_reference(blobs, kind, monkeypatch):
+    """``DASK_BIGLEARN_NUMBA=0`` selects the NumPy reference kernel; it meets the same bar."""
+    monkeypatch.setenv("DASK_BIGLEARN_NUMBA", "0")
+    assert not compiled_softmax_enabled()
+    X, _ = blobs
+    assert_update_matches_reference(X, random_params(5, X, 4), make_projection(kind, X.shape[1]))
