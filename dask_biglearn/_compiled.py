@@ -1,13 +1,15 @@
-"""Compiled (numba) versions of the hottest element-wise step of a pass: the softmax.
+"""Compiled (numba) versions of the element-wise steps of a pass: features and softmax.
 
-The E-step's softmax over components costs one ``exp`` per (row, component). NumPy's float64
+The two matrix products of a pass run in BLAS; what is left is element-wise. Building the
+quadratic features in one compiled loop writes each feature once (NumPy needs one call per
+feature row group and a strided subtraction). The E-step's softmax over components costs one ``exp`` per (row, component). NumPy's float64
 ``exp`` is scalar code on CPUs without AVX-512 (about 10 ns an element on the reference
 machine), more than the two matrix products of a small pass. This module computes the same
 responsibilities in one compiled kernel with a vectorisable ``exp`` (Cody-Waite range
 reduction, a degree-12 polynomial, the power of two added to the exponent bits), accurate to a
 few units in the last place.
 
-The NumPy version in :mod:`dask_biglearn.numerics` stays the reference; this one is used when
+The NumPy versions in :mod:`dask_biglearn.numerics` stay the reference; these are used when
 numba can be imported and ``DASK_BIGLEARN_NUMBA`` is not ``0``. Tests hold both to each other.
 """
 
@@ -88,17 +90,45 @@ def _softmax_columns_py(log_prob_t, row_max, row_sum, scratch):
     return log_lik
 
 
+def _quadratic_features_py(X, shift, F_t):
+    """Write ``[1, x', x'_i x'_j (i <= j)]`` of ``x' = x - shift``, one column per row of X."""
+    n, d = X.shape
+    for c in range(n):
+        F_t[0, c] = 1.0
+    for i in range(d):
+        s = shift[i]
+        for c in range(n):
+            F_t[1 + i, c] = X[c, i] - s
+    row = 1 + d
+    for i in range(d):
+        for j in range(i, d):
+            for c in range(n):
+                F_t[row, c] = F_t[1 + i, c] * F_t[1 + j, c]
+            row += 1
+
+
 if numba is not None:
-    _softmax_columns = numba.njit(
-        fastmath={"contract"}, nogil=True, cache=True, error_model="numpy"
-    )(_softmax_columns_py)
+    _jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
+    _softmax_columns = _jit(_softmax_columns_py)
+    _quadratic_features = _jit(_quadratic_features_py)
 else:  # pragma: no cover
-    _softmax_columns = None
+    _softmax_columns = _quadratic_features = None
 
 
-def compiled_softmax_enabled() -> bool:
-    """Whether :func:`softmax_columns` runs compiled code (numba present and not disabled)."""
-    return _softmax_columns is not None and os.environ.get("DASK_BIGLEARN_NUMBA", "1") != "0"
+def compiled_enabled() -> bool:
+    """Whether the compiled kernels run (numba importable and ``DASK_BIGLEARN_NUMBA != 0``)."""
+    return numba is not None and os.environ.get("DASK_BIGLEARN_NUMBA", "1") != "0"
+
+
+def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -> np.ndarray:
+    """Compiled counterpart of :func:`dask_biglearn.numerics.quadratic_features` (into ``F_t``).
+
+    ``X`` is float32 or float64; other dtypes are converted first.
+    """
+    if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+    _quadratic_features(X, shift, F_t)
+    return F_t
 
 
 def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._compiled import compiled_softmax_enabled, softmax_columns
+from ._compiled import compiled_enabled, quadratic_features_into, softmax_columns
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -127,7 +127,7 @@ def _triu_signs(n_features: int) -> np.ndarray:
     return np.where(iu == ju, -0.5, -1.0)
 
 
-def quadratic_features(X, shift, out=None) -> np.ndarray:
+def quadratic_features(X, shift, out=None, compiled: bool | None = None) -> np.ndarray:
     """Quadratic features of ``x' = x - shift``, one *column* per row of ``X``, in float64.
 
     Row ``0`` is ones, rows ``1..D`` are ``x'``, the remaining rows are ``x'_i x'_j`` for
@@ -140,6 +140,10 @@ def quadratic_features(X, shift, out=None) -> np.ndarray:
     shift : ndarray of shape (n_features,)
     out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
         Scratch buffer to write into (float64, C-contiguous).
+    compiled : bool, optional
+        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available and
+        not disabled with ``DASK_BIGLEARN_NUMBA=0``); ``False`` runs this NumPy code, the
+        reference.
 
     Returns
     -------
@@ -148,6 +152,10 @@ def quadratic_features(X, shift, out=None) -> np.ndarray:
     n, d = X.shape
     width = n_quadratic_features(d)
     F_t = np.empty((width, n)) if out is None else out
+    if compiled is None:
+        compiled = compiled_enabled()
+    if compiled:
+        return quadratic_features_into(X, np.asarray(shift, dtype=np.float64), F_t)
     F_t[0] = 1.0
     Xc = F_t[1 : 1 + d]
     np.subtract(X.T, shift[:, None], out=Xc, dtype=np.float64)  # float32 is promoted first
@@ -182,7 +190,7 @@ def responsibilities_from_log_prob(log_prob_t: np.ndarray,
     code, the reference.
     """
     if compiled is None:
-        compiled = compiled_softmax_enabled()
+        compiled = compiled_enabled()
     if compiled:
         n = log_prob_t.shape[1]
         return log_prob_t, softmax_columns(log_prob_t, scratch_buffer("softmax", 3 * n))

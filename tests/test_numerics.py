@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import make_blobs, random_params
 
-from dask_biglearn._compiled import compiled_softmax_enabled
+from dask_biglearn._compiled import compiled_enabled
 from dask_biglearn.em import MixtureParams, em_update
 from dask_biglearn.engine import InProcessEngine
 from dask_biglearn.numerics import (
@@ -204,8 +204,20 @@ def test_overflowing_data_gives_a_clear_error():
 # The compiled softmax against the NumPy reference
 # ---------------------------------------------------------------------------------------------
 
-needs_numba = pytest.mark.skipif(not compiled_softmax_enabled(),
+needs_numba = pytest.mark.skipif(not compiled_enabled(),
                                  reason="numba missing or DASK_BIGLEARN_NUMBA=0")
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("d", [1, 2, 7])
+def test_compiled_features_match_numpy(dtype, order, d):
+    rng = np.random.default_rng(d)
+    X = np.asarray(rng.normal(size=(37, d)) * 10, dtype=dtype, order=order)
+    shift = rng.normal(size=d)
+    expected = quadratic_features(X, shift, compiled=False)
+    np.testing.assert_array_equal(quadratic_features(X, shift, compiled=True), expected)
 
 
 @needs_numba
@@ -244,6 +256,6 @@ def test_compiled_softmax_reports_non_finite_input(bad):
 def test_numpy_softmax_path_matches_reference(blobs, kind, monkeypatch):
     """``DASK_BIGLEARN_NUMBA=0`` selects the NumPy reference kernel; it meets the same bar."""
     monkeypatch.setenv("DASK_BIGLEARN_NUMBA", "0")
-    assert not compiled_softmax_enabled()
+    assert not compiled_enabled()
     X, _ = blobs
     assert_update_matches_reference(X, random_params(5, X, 4), make_projection(kind, X.shape[1]))
