@@ -64,6 +64,10 @@ def machine_info():
         "distributed": distributed.__version__,
         "scikit-learn": sklearn.__version__,
     }
+    from dask_biglearn._compiled import compiled_enabled, numba
+
+    info["numba"] = getattr(numba, "__version__", None)
+    info["compiled_kernels"] = compiled_enabled()
     try:
         from threadpoolctl import threadpool_info
 

@@ -140,3 +140,17 @@ def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:
     """
     n = log_prob_t.shape[1]
     return float(_softmax_columns(log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n]))
+
+
+def warm_up() -> bool:
+    """Compile (or load from the on-disk cache) every kernel specialisation a fit uses.
+
+    Worth calling once when building an image (with ``NUMBA_CACHE_DIR`` set), so that worker
+    processes start without compiling. Returns whether compiled kernels are enabled.
+    """
+    if not compiled_enabled():
+        return False
+    for dtype in (np.float64, np.float32):
+        quadratic_features_into(np.zeros((2, 2), dtype=dtype), np.zeros(2), np.empty((6, 2)))
+    softmax_columns(np.zeros((2, 3)), np.empty(9))
+    return True

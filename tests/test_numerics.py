@@ -259,3 +259,11 @@ def test_numpy_softmax_path_matches_reference(blobs, kind, monkeypatch):
     assert not compiled_enabled()
     X, _ = blobs
     assert_update_matches_reference(X, random_params(5, X, 4), make_projection(kind, X.shape[1]))
+
+
+def test_warm_up_reports_whether_compiled_kernels_run(monkeypatch):
+    from dask_biglearn._compiled import warm_up
+
+    assert warm_up() == compiled_enabled()
+    monkeypatch.setenv("DASK_BIGLEARN_NUMBA", "0")
+    assert warm_up() is False
