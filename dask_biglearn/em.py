@@ -62,10 +62,10 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
     P = projection.matrix
     n = engine.n_samples
     means_y, covs_y = project_params(params.means, params.covariances, P)
-    theta = estep_coefficients(params.weights, means_y, covs_y, engine.shift, P)
+    shift_y = engine.shift if P is None else P @ engine.shift
+    theta = estep_coefficients(params.weights, means_y, covs_y, shift_y)
     stats = engine.run_pass(theta, P, need_stats=True)
     _check_finite(stats.log_lik_sum, stats.resp_sum)
-    shift_y = engine.shift if P is None else P @ engine.shift
     new_means_y, new_covs_y = projected_m_step(stats, n, shift_y, covariance_floor)
     weights = smoothed_weights(stats.resp_sum, n, weight_concentration)
     means, covariances = map_back(

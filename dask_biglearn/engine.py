@@ -25,7 +25,7 @@ from .numerics import (
     group_stats,
     n_quadratic_features,
     quadratic_features,
-    sum_and_project,
+    sum_stats,
 )
 
 #: The in-process engine caches the quadratic features of the data when they fit in this many
@@ -42,8 +42,9 @@ class InProcessEngine:
     """Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip.
 
     Small fits make tens of thousands of passes; the quadratic features of the data do not
-    depend on the parameters, so they are computed once and reused when they fit in
-    :data:`FEATURE_CACHE_BYTES`.
+    depend on the parameters, so they are computed once and reused by joint passes when they
+    fit in :data:`FEATURE_CACHE_BYTES`. Projected passes build the (narrower) features of
+    ``P x`` block by block.
     """
 
     def __init__(self, X: np.ndarray, shift: np.ndarray, block_rows: int | None = None):
@@ -60,11 +61,11 @@ class InProcessEngine:
             ]
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
-        if self._features is None:
+        if self._features is None or projection is not None:
             return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
         theta_t = np.ascontiguousarray(theta.T)
         parts = (feature_pass(F_t, theta_t, need_stats) for F_t in self._features)
-        return sum_and_project(parts, theta.shape[1], projection, need_stats)
+        return sum_stats(parts, theta.shape[1], need_stats)
 
 
 def _active_client():

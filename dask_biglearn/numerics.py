@@ -2,17 +2,22 @@
 
 Everything here is a small function from arrays to arrays: no Dask, no randomness, no state.
 
-The per-chunk kernel works on *quadratic features* of the data,
-``F(x) = [1, x', x'_i x'_j (i <= j)]`` with ``x' = x - shift`` and ``shift`` a fixed centre of
-the data (its mean).  For any projection ``y = P x`` with orthonormal rows, the projected
-Gaussian log-density ``log N(P x | mu~, S~)`` is a quadratic function of ``x``, so
+Every matching (joint, marginal, rotated marginal) is EM on ``y = P x`` for a projection ``P``
+with orthonormal rows (the identity for the joint one). The per-chunk kernel works on
+*quadratic features* of the projected, centred data,
+``F(y) = [1, y', y'_i y'_j (i <= j)]`` with ``y' = P (x - shift)`` and ``shift`` a fixed
+centre of the data (its mean). The Gaussian log-density ``log N(y | mu~, S~)`` is linear in
+``F(y)``, so
 
-* the E-step of every matching (joint, marginal, rotated marginal) is one matrix product
-  ``theta.T @ F.T`` (``F`` is stored transposed), with ``theta`` of shape
-  ``(n_quadratic_features, n_components)`` built on the driver (:func:`estep_coefficients`),
+* the E-step is one matrix product ``theta.T @ F.T`` (``F`` is stored transposed), with
+  ``theta`` of shape ``(n_quadratic_features(m), n_components)`` built on the driver
+  (:func:`estep_coefficients`),
 * all sufficient statistics of a pass are one matrix product ``resp.T @ F``: the counts, the
-  weighted sums and the upper triangle of the weighted second moments of ``x'``, accumulated in
-  float64 whatever the input dtype.
+  weighted sums and the upper triangle of the weighted second moments of ``y'``, accumulated
+  in float64 whatever the input dtype.
+
+A marginal pass on ``m < D`` dimensions therefore costs ``(m^2 + 3m + 2) / (D^2 + 3D + 2)`` of
+a joint pass in its matrix products, and only the ``m``-dimensional statistics leave a chunk.
 
 Numerical stability: the moments are *shifted* moments (centred on the data mean rather than
 on zero), so cancellation is governed by ``|mu_k - shift|^2 / lambda_min(Sigma_k)`` rather than
@@ -238,42 +243,41 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, need_stats: bool = True):
     return G, log_lik_sum
 
 
-def block_parts(X, theta, shift, need_stats=True, block_rows=None):
+def projected_features(X, shift, projection, out=None) -> np.ndarray:
+    """Quadratic features of ``y' = P (x - shift)``, or of ``x - shift`` when ``projection``
+    is None; one column per row of ``X``, float64 (see :func:`quadratic_features`)."""
+    if projection is None:
+        return quadratic_features(X, shift, out=out)
+    Y = np.subtract(X, shift, dtype=np.float64) @ projection.T
+    return quadratic_features(Y, np.zeros(projection.shape[0]), out=out)
+
+
+def block_parts(X, theta, shift, projection, need_stats=True, block_rows=None):
     """Yield :func:`feature_pass` results ``(G, log_lik_sum)`` for ``X`` in sub-blocks.
 
     Each sub-block has at most ``block_rows`` rows; its temporaries are reused buffers.
     """
-    n, d = X.shape
-    width = n_quadratic_features(d)
-    block_rows = block_rows or default_block_rows(d)
+    n = X.shape[0]
+    width = theta.shape[0]
+    block_rows = block_rows or default_block_rows(X.shape[1])
     theta_t = np.ascontiguousarray(theta.T)
     for start in range(0, n, block_rows):
         rows = min(block_rows, n - start)
         buf = scratch_buffer("features", rows * width).reshape(width, rows)
-        yield feature_pass(quadratic_features(X[start : start + rows], shift, out=buf),
-                           theta_t, need_stats)
+        features = projected_features(X[start : start + rows], shift, projection, out=buf)
+        yield feature_pass(features, theta_t, need_stats)
 
 
-def project_stats(G: np.ndarray, log_lik_sum: float, projection) -> SuffStats:
-    """Turn packed full-space statistics into :class:`SuffStats` of ``y = P x``.
-
-    ``projection`` is ``None`` for the identity, else ``P`` of shape ``(m, D)``.
-    """
-    d = round(float(np.sqrt(8 * G.shape[1] + 1) - 3) / 2)  # width = 1 + d + d(d+1)/2
-    resp_sum = G[:, 0].copy()
-    first = G[:, 1 : 1 + d]
-    second = unpack_second_moments(G[:, 1 + d :], d)
-    if projection is not None:
-        first = first @ projection.T
-        second = projection @ second @ projection.T
-    return SuffStats(resp_sum, np.ascontiguousarray(first), second, log_lik_sum)
+def unpack_stats(G: np.ndarray, log_lik_sum: float) -> SuffStats:
+    """Turn packed statistics ``G = resp.T @ F`` (K, n_quadratic_features(m)) into
+    :class:`SuffStats`."""
+    m = round(float(np.sqrt(8 * G.shape[1] + 1) - 3) / 2)  # width = 1 + m + m(m+1)/2
+    return SuffStats(G[:, 0].copy(), np.ascontiguousarray(G[:, 1 : 1 + m]),
+                     unpack_second_moments(G[:, 1 + m :], m), log_lik_sum)
 
 
-def sum_and_project(parts, n_components, projection, need_stats=True) -> SuffStats:
-    """Sum ``(G, log_lik_sum)`` pairs of several blocks and project them once.
-
-    ``projection`` is ``None`` for the identity, else ``P`` of shape ``(m, D)``.
-    """
+def sum_stats(parts, n_components, need_stats=True) -> SuffStats:
+    """Sum the ``(G, log_lik_sum)`` pairs of several blocks and unpack them once."""
     G_total, ll_total = None, 0.0
     for G, ll in parts:
         ll_total += ll
@@ -282,7 +286,7 @@ def sum_and_project(parts, n_components, projection, need_stats=True) -> SuffSta
     if not need_stats:
         k = n_components
         return SuffStats(np.zeros(k), np.zeros((k, 0)), np.zeros((k, 0, 0)), ll_total)
-    return project_stats(G_total, ll_total, projection)
+    return unpack_stats(G_total, ll_total)
 
 
 def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
@@ -292,8 +296,9 @@ def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
     ----------
     X : ndarray of shape (n_rows, n_features)
         One chunk of the data, any real dtype (converted to float64 in sub-blocks).
-    theta : ndarray of shape (n_quadratic_features, n_components)
-        E-step coefficients from :func:`estep_coefficients`.
+    theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
+        E-step coefficients of the projected parameters, from :func:`estep_coefficients`
+        with the projected centre ``P @ shift``.
     shift : ndarray of shape (n_features,)
         Centre the moments are taken about.
     projection : ndarray of shape (n_dims, n_features) or None
@@ -304,16 +309,17 @@ def chunk_stats(X, theta, shift, projection, need_stats=True, block_rows=None):
     Returns
     -------
     SuffStats
-        Of size ``K (1 + m + m^2) + 1`` whatever the number of rows.
+        Of ``y = P x``, shifted by ``P @ shift``; ``K (1 + m + m^2) + 1`` numbers whatever the
+        number of rows.
     """
     return group_stats([X], theta, shift, projection, need_stats, block_rows)
 
 
 def group_stats(blocks, theta, shift, projection, need_stats=True, block_rows=None):
-    """Statistics of several chunks in one task: summed in the full space, projected once."""
-    parts = (part for X in blocks for part in block_parts(X, theta, shift, need_stats,
-                                                          block_rows))
-    return sum_and_project(parts, theta.shape[1], projection, need_stats)
+    """Statistics of several chunks in one task, summed before they are unpacked."""
+    parts = (part for X in blocks
+             for part in block_parts(X, theta, shift, projection, need_stats, block_rows))
+    return sum_stats(parts, theta.shape[1], need_stats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,50 +376,41 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
 
-def estep_coefficients(weights, means, covariances, shift, projection=None) -> np.ndarray:
-    """Coefficients ``theta`` so that ``F(x) @ theta`` is ``log pi_k + log N(P x | P mu_k, ...)``.
+def estep_coefficients(weights, means, covariances, shift) -> np.ndarray:
+    """Coefficients ``theta`` so that ``F(y) @ theta`` is ``log pi_k + log N(y | mu_k, S_k)``.
+
+    ``F`` are the quadratic features of ``y - shift`` (:func:`quadratic_features`); for a
+    projected pass, pass the projected parameters and centre (``P mu_k``, ``P Sigma_k P^T``,
+    ``P shift``).
 
     Parameters
     ----------
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_dims)
-        Means in the projected space (``P mu_k``).
     covariances : ndarray of shape (n_components, n_dims, n_dims)
-        Covariances in the projected space (``P Sigma_k P^T``).
-    shift : ndarray of shape (n_features,)
-        The centre used by :func:`quadratic_features`.
-    projection : ndarray of shape (n_dims, n_features) or None
-        ``P``; ``None`` for the identity.
+    shift : ndarray of shape (n_dims,)
 
     Returns
     -------
-    theta : ndarray of shape (n_quadratic_features(n_features), n_components)
+    theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
     """
     k, m = means.shape
     prec_chol = precision_cholesky(covariances)  # (K, m, m), Lambda = U U^T
-    shift_y = shift if projection is None else projection @ shift
-    nu = means - shift_y  # means relative to the shifted origin, (K, m)
+    nu = means - shift  # means relative to the shifted origin, (K, m)
     # Lambda nu and nu^T Lambda nu through the factor: w = U^T nu.
     w = np.einsum("kij,ki->kj", prec_chol, nu)
     lam_nu = np.einsum("kij,kj->ki", prec_chol, w)  # (K, m)
-    if projection is None:
-        U = prec_chol
-        linear = lam_nu
-    else:
-        U = projection.T @ prec_chol  # (K, D, m)
-        linear = lam_nu @ projection  # (K, D)
-    Q = U @ np.swapaxes(U, -1, -2)  # (K, D, D) = P^T Lambda P
-    d = Q.shape[-1]
-    iu, ju = _triu_indices(d)
-    # Off-diagonal terms appear twice in x^T Q x, diagonal ones once.
-    quad = Q[:, iu, ju] * _triu_signs(d)
+    Q = prec_chol @ np.swapaxes(prec_chol, -1, -2)  # (K, m, m) = Lambda
+    iu, ju = _triu_indices(m)
+    # Off-diagonal terms appear twice in y^T Q y, diagonal ones once.
+    quad = Q[:, iu, ju] * _triu_signs(m)
     log_det_prec = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
     log_weights = np.log(np.maximum(weights, TINY))  # a dead component gets ~ -708, not -inf
     const = log_weights - 0.5 * m * LOG_2PI + log_det_prec - 0.5 * np.einsum("ki,ki->k", w, w)
-    theta = np.empty((n_quadratic_features(d), k))
+    theta = np.empty((n_quadratic_features(m), k))
     theta[0] = const
-    theta[1 : 1 + d] = linear.T
-    theta[1 + d :] = quad.T
+    theta[1 : 1 + m] = lam_nu.T
+    theta[1 + m :] = quad.T
     return theta
 
 

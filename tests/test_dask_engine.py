@@ -115,7 +115,7 @@ def test_chunk_results_are_small(blobs):
     w, m, c = random_params(10, X, 4)
     P = make_projection("rotated_marginal", 3)
     shift = X.mean(axis=0)
-    theta = estep_coefficients(w, m @ P.T, P @ c @ P.T, shift, P)
+    theta = estep_coefficients(w, m @ P.T, P @ c @ P.T, P @ shift)
     stats = chunk_stats(X, theta, shift, P)
     n_numbers = sum(np.size(s) for s in stats)
     k, mdim = 4, 2

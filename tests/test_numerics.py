@@ -14,6 +14,7 @@ from dask_biglearn.numerics import (
     floor_eigenvalues,
     precision_cholesky,
     project_params,
+    projected_features,
     quadratic_features,
     responsibilities_from_log_prob,
     weighted_log_prob,
@@ -99,8 +100,9 @@ def test_estep_coefficients_reproduce_projected_log_density(kind, blobs):
     P = make_projection(kind, X.shape[1])
     shift = X.mean(axis=0)
     my, cy = project_params(m, c, P)
-    theta = estep_coefficients(w, my, cy, shift, P)
-    got = quadratic_features(X, shift).T @ theta
+    shift_y = shift if P is None else P @ shift
+    theta = estep_coefficients(w, my, cy, shift_y)
+    got = projected_features(X, shift, P).T @ theta
     Y = X if P is None else X @ P.T
     expected = weighted_log_prob(Y, w, my, precision_cholesky(cy))
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
