@@ -81,13 +81,52 @@ def _active_client():
     return client if isinstance(client, Client) else None
 
 
-def _chunks_by_worker(client, block_keys, block_futures):
+def _holder(who_has, key):
+    holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
+    return min(holders)
+
+
+def _copy_chunk(block):
+    return block
+
+
+def _balance_chunks(client, block_futures, block_rows):
+    """Copy chunks so that every worker holds rows in proportion to its threads.
+
+    The scheduler places persisted chunks where it likes (6 and 4 of 10 chunks is common on
+    two workers), and a pass waits for the busiest worker. Chunks are copied, largest first,
+    from a worker above its share to the worker furthest below its share, while that brings
+    both closer to their shares. The originals are left where they are (they may be the
+    caller's); a receiving worker keeps a replica of one until distributed's active memory
+    manager drops it.
+    Returns the chunk futures in block order, copies in place of moved chunks.
+    """
+    from distributed import wait
+
+    nthreads = client.nthreads()
+    total_threads = sum(nthreads.values())
+    if len(nthreads) < 2 or len(block_futures) < 2:
+        return block_futures
+    target = {w: sum(block_rows) * t / total_threads for w, t in nthreads.items()}
     who_has = client.who_has(block_futures)
-    by_worker = {}
-    for key in block_keys:
-        holders = who_has.get(key) or who_has.get(str(key)) or ["?"]
-        by_worker.setdefault(min(holders), []).append(key)
-    return by_worker
+    holder = [_holder(who_has, f.key) for f in block_futures]
+    load = dict.fromkeys(nthreads, 0.0)
+    for w, rows in zip(holder, block_rows, strict=True):
+        load[w] = load.get(w, 0.0) + rows
+    moved = list(block_futures)
+    for i in sorted(range(len(block_rows)), key=lambda i: -block_rows[i]):
+        donor = holder[i]
+        receiver = min(target, key=lambda w: load[w] - target[w])
+        excess = load[donor] - target.get(donor, 0.0)
+        deficit = target[receiver] - load[receiver]
+        if receiver == donor or block_rows[i] >= 2 * min(excess, deficit):
+            continue
+        moved[i] = client.submit(_copy_chunk, block_futures[i], workers=[receiver],
+                                 allow_other_workers=False, pure=False)
+        load[donor] -= block_rows[i]
+        load[receiver] += block_rows[i]
+    wait(moved)
+    return moved
 
 
 class DaskEngine:
@@ -107,8 +146,10 @@ class DaskEngine:
       half of the cluster's memory (so a pass never ships in-memory data with its graph, and
       never re-reads a store that fits); larger arrays are read from their source every pass
       (out of core). ``persist=False`` never persists.
-    * the chunks of persisted data are grouped by the worker holding them, one task per
-      worker thread, so a pass costs a few tasks whatever the number of chunks.
+    * chunks are copied between workers, once, until each holds rows in proportion to its
+      threads (within a chunk), then grouped by the worker holding them, one task per worker
+      thread: a pass costs a few tasks whatever the number of chunks, and no worker waits for
+      another.
 
     Otherwise every chunk is its own task.
     """
@@ -129,16 +170,16 @@ class DaskEngine:
         self.split_every = int(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         client = _active_client()
-        groups, futures = None, []
+        groups, futures, block_keys = None, [], None
         if client is not None:
-            X, futures, groups = self._place_on_cluster(client, X, persist)
+            X, futures, groups, block_keys = self._place_on_cluster(client, X, persist)
         self.X = X
         keys = X.__dask_keys__()
         self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
         # Optimising a graph built on persisted data drops its futures: put them back, so
         # tasks find the chunks (or the chunks they derive from) where they are.
         self._data_graph.update((f.key, f) for f in futures)
-        self._block_keys = list(flatten(keys))
+        self._block_keys = block_keys or list(flatten(keys))
         self._groups = groups or [[k] for k in self._block_keys]
         # Unique per engine: concurrent fits on the same data must not share task keys.
         self._name = f"biglearn-pass-{uuid.uuid4().hex}"
@@ -148,7 +189,8 @@ class DaskEngine:
     def _place_on_cluster(client, X, persist):
         """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
 
-        Returns ``(X, futures the graph needs, groups of block keys or None)``.
+        Returns ``(X, futures the graph needs, groups of block keys or None, the block keys
+        or None)``: chunks copied to balance the workers have new keys.
         """
         from distributed import futures_of, wait
 
@@ -163,20 +205,22 @@ class DaskEngine:
                 wait(X)
                 futures, is_persisted = futures_of(X), True
         if not is_persisted:
-            return X, futures, None
-        # Groups of chunks held by one worker, one per worker thread; a worker holding more
-        # than its share gets more (smaller) groups, which idle workers can steal.
-        block_futures = [f for f in futures if f.key in set(block_keys)]
+            return X, futures, None, None
+        by_key = {f.key: f for f in futures}
+        block_futures = [by_key[k] for k in block_keys]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
+        block_futures = _balance_chunks(client, block_futures, X.chunks[0])
+        # One group of chunks per worker thread, each group on the worker holding its chunks.
         nthreads = client.nthreads()
-        by_worker = _chunks_by_worker(client, block_keys, block_futures)
-        share = -(-len(block_keys) // max(1, sum(nthreads.values())))  # ceil
+        who_has = client.who_has(block_futures)
+        by_worker = {}
+        for f in block_futures:
+            by_worker.setdefault(_holder(who_has, f.key), []).append(f.key)
         groups = []
         for worker, keys in sorted(by_worker.items()):
-            n_groups = max(nthreads.get(worker, 1), -(-len(keys) // share))
-            n_groups = min(len(keys), n_groups)
+            n_groups = min(len(keys), nthreads.get(worker, 1))
             groups.extend(keys[i::n_groups] for i in range(n_groups))
-        return X, futures, groups
+        return X, futures + block_futures, groups, [f.key for f in block_futures]
 
     def stats_graph(self, theta, projection, need_stats=True):
         """The task graph of one pass: ``(graph, key of the reduced SuffStats)``."""
