@@ -2,12 +2,12 @@
 
 The two matrix products of a pass run in BLAS; what is left is element-wise. Building the
 quadratic features in one compiled loop writes each feature once (NumPy needs one call per
-feature row group and a strided subtraction). The E-step's softmax over components costs one ``exp`` per (row, component). NumPy's float64
-``exp`` is scalar code on CPUs without AVX-512 (about 10 ns an element on the reference
-machine), more than the two matrix products of a small pass. This module computes the same
-responsibilities in one compiled kernel with a vectorisable ``exp`` (Cody-Waite range
-reduction, a degree-12 polynomial, the power of two added to the exponent bits), accurate to a
-few units in the last place.
+feature row group and a strided subtraction). The E-step's softmax over components costs one
+``exp`` per (row, component). NumPy's float64 ``exp`` is scalar code on CPUs without AVX-512
+(about 10 ns an element on the reference machine), more than the two matrix products of a
+small pass. This module computes the same responsibilities in one compiled kernel with a
+vectorisable ``exp`` (Cody-Waite range reduction, a degree-12 polynomial, the power of two
+added to the exponent bits), accurate to a few units in the last place.
 
 The NumPy versions in :mod:`dask_biglearn.numerics` stay the reference; these are used when
 numba can be imported and ``DASK_BIGLEARN_NUMBA`` is not ``0``. Tests hold both to each other.
