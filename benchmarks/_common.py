@@ -10,6 +10,7 @@ writes a JSON file of this stable shape::
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -21,6 +22,19 @@ from pathlib import Path
 import numpy as np
 
 SCHEMA_VERSION = 1
+
+
+def positive_count(text):
+    """An integer from ``"1e6"``, ``"100000"`` or ``"1_000"`` (argparse ``type``)."""
+    value = float(text.replace("_", ""))
+    if value != int(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(value)
+
+
+def log(msg):
+    """Print ``msg`` with the wall-clock time, flushed (progress of long runs)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def median_time(fn, repeats=5, warmup=1):

@@ -61,7 +61,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import Report, make_problem, median_time, print_table
+from _common import Report, log, make_problem, median_time, positive_count, print_table
 
 # The worker processes re-import this module: keep the heavy imports inside the functions.
 
@@ -87,14 +87,6 @@ SCALING_FORMATS = {"ms_per_pass": ".1f", "rows_per_s": ".3g", "ns_per_row_comp":
 # helpers
 
 
-def _count(text):
-    """An integer from ``"1e6"``, ``"100000"`` or ``"1_000"``."""
-    value = float(text.replace("_", ""))
-    if value != int(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(value)
-
-
 def _malloc_modes(text):
     aliases = {"both": ["default", "off"], "all": list(MALLOC_MODES)}
     modes = []
@@ -107,10 +99,6 @@ def _malloc_modes(text):
             if mode not in modes:
                 modes.append(mode)
     return modes
-
-
-def _log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def _params(w, m, c):
@@ -167,7 +155,7 @@ def _cluster(mode):
             env = client.run(lambda: os.environ.get(MALLOC_KEY))
             info = {"malloc_trim": mode, "startup_s": startup,
                     "worker_malloc_trim_threshold": sorted({str(v) for v in env.values()})}
-            _log(f"cluster up in {startup:.1f}s, malloc_trim={mode}, workers see "
+            log(f"cluster up in {startup:.1f}s, malloc_trim={mode}, workers see "
                  f"{MALLOC_KEY}={info['worker_malloc_trim_threshold']}")
             yield client, info
     finally:
@@ -234,7 +222,7 @@ def run_overhead(args, report):
     from dask_biglearn.numerics import estep_coefficients, n_quadratic_features
 
     n, d, k = args.n_samples, args.n_features, args.n_components
-    _log(f"overhead: generating N={n}, D={d}, K={k}")
+    log(f"overhead: generating N={n}, D={d}, K={k}")
     X, w, m, c = make_problem(n, d, k, seed=args.seed)
     params = _params(w, m, c)
     shift = X.mean(axis=0)
@@ -245,7 +233,7 @@ def run_overhead(args, report):
                          n_features=d, n_components=k, seconds=seconds,
                          ms_per_pass=1e3 * seconds, times=times, **extra)
         rows.append(row)
-        _log(f"  {setting}{' ' + str(row.get('malloc_trim')) if row.get('malloc_trim') else ''}:"
+        log(f"  {setting}{' ' + str(row.get('malloc_trim')) if row.get('malloc_trim') else ''}:"
              f" {1e3 * seconds:.1f} ms/pass")
         return row
 
@@ -285,7 +273,7 @@ def run_overhead(args, report):
     t0 = time.perf_counter()
     with dask.config.set(scheduler="threads"):
         da.to_zarr(_from_array(X, zarr_rows), str(store), compressors=None)
-    _log(f"  wrote {store} ({n * d * 8 / 1e6:.0f} MB, chunks of {zarr_rows} rows, "
+    log(f"  wrote {store} ({n * d * 8 / 1e6:.0f} MB, chunks of {zarr_rows} rows, "
          f"uncompressed) in {time.perf_counter() - t0:.1f}s")
 
     # the tiny problem
@@ -461,7 +449,7 @@ def run_scaling(args, report):
                         else:
                             Xd, source = da.from_zarr(str(store)), "zarr"
                     setup = time.perf_counter() - t0
-                    _log(f"scaling N={n} D={d} K={k} chunk_rows={chunk_rows}: {source}, "
+                    log(f"scaling N={n} D={d} K={k} chunk_rows={chunk_rows}: {source}, "
                          f"{nbytes / 1e6:.0f} MB, set up in {setup:.1f}s")
                     engine = _dask_engine(Xd, shift, persist=False)
                     t, times = _time_pass(engine, params, args.scaling_repeats)
@@ -471,7 +459,7 @@ def run_scaling(args, report):
                         n_chunks=Xd.numblocks[0], source=source, out_of_core=not facts["persisted"],
                         nbytes=nbytes, setup_s=setup, seconds=t, ms_per_pass=1e3 * t,
                         times=times, rows_per_s=n / t, ns_per_row_comp=1e9 * t / (n * k))
-                    _log(f"  {1e3 * t:.1f} ms/pass")
+                    log(f"  {1e3 * t:.1f} ms/pass")
                     del engine, Xd
                     _free(client)
                     shutil.rmtree(store, ignore_errors=True)
@@ -489,7 +477,7 @@ def run_scaling(args, report):
     report.summary(scaling={"malloc_trim": mode, "n_configurations": len(measured)})
     if args.plot:
         path = plot_scaling(rows, args)
-        _log(f"wrote {path}")
+        log(f"wrote {path}")
 
 
 def plot_scaling(rows, args):
@@ -564,28 +552,28 @@ def parse_args(argv=None):
                         f"set to {MALLOC_OFF_VALUE} (off) or not set (unset); comma-separated, "
                         "'both' = default,off, 'all'. Scaling uses the first")
     g = p.add_argument_group("overhead")
-    g.add_argument("--n-samples", type=_count, default=1_000_000)
-    g.add_argument("--n-features", type=_count, default=16)
-    g.add_argument("--n-components", type=_count, default=25)
-    g.add_argument("--repeats", type=_count, default=5, help="timed passes (median)")
-    g.add_argument("--chunks", type=_count, nargs="+", default=[10, 100],
+    g.add_argument("--n-samples", type=positive_count, default=1_000_000)
+    g.add_argument("--n-features", type=positive_count, default=16)
+    g.add_argument("--n-components", type=positive_count, default=25)
+    g.add_argument("--repeats", type=positive_count, default=5, help="timed passes (median)")
+    g.add_argument("--chunks", type=positive_count, nargs="+", default=[10, 100],
                    help="chunk counts of the persisted cluster runs")
-    g.add_argument("--threads-chunks", type=_count, default=10,
+    g.add_argument("--threads-chunks", type=positive_count, default=10,
                    help="chunk count on the threaded scheduler")
-    g.add_argument("--tiny-samples", type=_count, default=10_000)
-    g.add_argument("--tiny-repeats", type=_count, default=30)
+    g.add_argument("--tiny-samples", type=positive_count, default=10_000)
+    g.add_argument("--tiny-repeats", type=positive_count, default=30)
     g = p.add_argument_group("scaling")
-    g.add_argument("--scaling-n", type=_count, nargs="+", default=[100_000, 1_000_000,
+    g.add_argument("--scaling-n", type=positive_count, nargs="+", default=[100_000, 1_000_000,
                                                                   10_000_000])
-    g.add_argument("--scaling-k", type=_count, nargs="+", default=[5, 25, 100])
-    g.add_argument("--scaling-d", type=_count, nargs="+", default=[2, 16, 64, 128])
-    g.add_argument("--scaling-chunk", type=_count, nargs="+",
+    g.add_argument("--scaling-k", type=positive_count, nargs="+", default=[5, 25, 100])
+    g.add_argument("--scaling-d", type=positive_count, nargs="+", default=[2, 16, 64, 128])
+    g.add_argument("--scaling-chunk", type=positive_count, nargs="+",
                    default=[10_000, 100_000, 1_000_000], help="rows per chunk")
-    g.add_argument("--base-n", type=_count, default=1_000_000)
-    g.add_argument("--base-d", type=_count, default=16)
-    g.add_argument("--base-k", type=_count, default=25)
-    g.add_argument("--base-chunk", type=_count, default=100_000)
-    g.add_argument("--scaling-repeats", type=_count, default=3)
+    g.add_argument("--base-n", type=positive_count, default=1_000_000)
+    g.add_argument("--base-d", type=positive_count, default=16)
+    g.add_argument("--base-k", type=positive_count, default=25)
+    g.add_argument("--base-chunk", type=positive_count, default=100_000)
+    g.add_argument("--scaling-repeats", type=positive_count, default=3)
     g.add_argument("--memory-limit-gb", type=float, default=4.0,
                    help="data of more N*D*8 bytes is read out of core from Zarr every pass")
     g.add_argument("--max-driver-gb", type=float, default=0.5,
@@ -610,7 +598,7 @@ def main(argv=None):
     if args.part in ("scaling", "all"):
         run_scaling(args, report)
     path = report.write(args.output)
-    _log(f"wrote {path}")
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import Report, make_problem, median_time, print_table
+from _common import Report, log, make_problem, median_time, positive_count, print_table
 
 # The worker processes re-import this module: keep the heavy imports inside the functions.
 
@@ -59,18 +59,6 @@ PASS_KW = dict(covariance_floor=1e-6, weight_concentration=0.0)
 TARGET_RATIO = 8.0
 TABLE_COLUMNS = ["system", "s_per_iter", "spark_over_ours"]
 TABLE_FORMATS = {"s_per_iter": ".4f", "spark_over_ours": ".2f"}
-
-
-def _count(text):
-    """An integer from ``"1e6"``, ``"100000"`` or ``"1_000"``."""
-    value = float(text.replace("_", ""))
-    if value != int(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(value)
-
-
-def _log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def java_version():
@@ -107,7 +95,7 @@ def time_ours(X, weights, means, covs, n_chunks, repeats, warmup):
                       dashboard_address=None) as cluster, Client(cluster):
         Xd = da.from_array(X, chunks=(max(1, n // n_chunks), d)).persist()
         wait(Xd)
-        _log(f"ours: cluster up and data persisted in {time.perf_counter() - t0:.1f}s "
+        log(f"ours: cluster up and data persisted in {time.perf_counter() - t0:.1f}s "
              f"({Xd.numblocks[0]} chunks)")
         engine = DaskEngine(Xd, X.mean(axis=0))
         med, times = median_time(
@@ -222,16 +210,16 @@ def time_spark(X, k, n_chunks, iters, seed, driver_memory, repeats):
     """Spark's seconds per iteration as the slope between two fits; raises SparkUnavailable."""
     a, b = iters
     spark, info = start_spark(driver_memory)
-    _log(f"spark: Spark {info['spark']} on Java {info['java_runtime']} started in "
+    log(f"spark: Spark {info['spark']} on Java {info['java_runtime']} started in "
          f"{info['startup_s']:.1f}s (JVM max heap {info['jvm_max_heap_gib']} GiB)")
     tmpdir = tempfile.mkdtemp(prefix="bench_spark_")
     try:
         df, how, write_s, cache_s = spark_dataframe(spark, X, n_chunks, tmpdir)
-        _log(f"spark: data written in {write_s:.1f}s, read and cached in {cache_s:.1f}s")
+        log(f"spark: data written in {write_s:.1f}s, read and cached in {cache_s:.1f}s")
         t0 = time.perf_counter()
         time_spark_fit(df, k, 1, seed)
         warmup_s = time.perf_counter() - t0
-        _log(f"spark: warm-up fit (maxIter=1) {warmup_s:.1f}s")
+        log(f"spark: warm-up fit (maxIter=1) {warmup_s:.1f}s")
         fits = {}
         for max_iter in (a, b):
             runs = [time_spark_fit(df, k, max_iter, seed) for _ in range(repeats)]
@@ -242,7 +230,7 @@ def time_spark(X, k, n_chunks, iters, seed, driver_memory, repeats):
                                    "iterations; the slope would be wrong")
             fits[max_iter] = dict(seconds=statistics.median(times), times=times,
                                   num_iter=n_iter, log_likelihood=log_lik)
-            _log(f"spark: fit maxIter={max_iter}: {fits[max_iter]['seconds']:.2f}s "
+            log(f"spark: fit maxIter={max_iter}: {fits[max_iter]['seconds']:.2f}s "
                  f"(numIter={n_iter}, mean log-likelihood {log_lik / X.shape[0]:.4f})")
         df.unpersist()
     except SparkUnavailable:
@@ -269,21 +257,21 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Seconds per EM iteration of pyspark.ml GaussianMixture in local[2] "
                     "against ours on a 2-worker LocalCluster (target: Spark >= 8x slower).")
-    parser.add_argument("--n-samples", type=_count, default=1_000_000, help="rows N")
-    parser.add_argument("--n-features", type=_count, default=16, help="features D")
-    parser.add_argument("--n-components", type=_count, default=25, help="components K")
-    parser.add_argument("--chunks", type=_count, default=10,
+    parser.add_argument("--n-samples", type=positive_count, default=1_000_000, help="rows N")
+    parser.add_argument("--n-features", type=positive_count, default=16, help="features D")
+    parser.add_argument("--n-components", type=positive_count, default=25, help="components K")
+    parser.add_argument("--chunks", type=positive_count, default=10,
                         help="row chunks of the Dask array and partitions of the Spark "
                              "DataFrame (default 10)")
-    parser.add_argument("--iters", type=_count, nargs=2, default=[2, 7], metavar=("A", "B"),
+    parser.add_argument("--iters", type=positive_count, nargs=2, default=[2, 7], metavar=("A", "B"),
                         help="maxIter of Spark's two timed fits; seconds per iteration = "
                              "(t_B - t_A) / (B - A) (default 2 7: a difference of 5)")
-    parser.add_argument("--repeats", type=_count, default=5,
+    parser.add_argument("--repeats", type=positive_count, default=5,
                         help="timed EM passes of ours, after the warm-up ones (default 5)")
-    parser.add_argument("--warmup", type=_count, default=3,
+    parser.add_argument("--warmup", type=positive_count, default=3,
                         help="untimed EM passes of ours first: the first passes after the data "
                              "is placed run slower (default 3)")
-    parser.add_argument("--spark-repeats", type=_count, default=1,
+    parser.add_argument("--spark-repeats", type=positive_count, default=1,
                         help="timed fits of Spark per maxIter; the median is used (default 1)")
     parser.add_argument("--spark-driver-memory", default="8g",
                         help="spark.driver.memory (default 8g)")
@@ -316,14 +304,14 @@ def main(argv=None):
                       f"{args.spark_repeats}x (median) after one untimed maxIter=1 fit"),
                   target=f"Spark s/iter >= {TARGET_RATIO:g} x ours")
     report = Report("spark", params)
-    _log(f"N={n}, D={d}, K={k}, {args.chunks} chunks; Spark fits maxIter={a} and {b}")
+    log(f"N={n}, D={d}, K={k}, {args.chunks} chunks; Spark fits maxIter={a} and {b}")
 
     t0 = time.perf_counter()
     X, weights, means, covs = make_problem(n, d, k, seed=args.seed)
-    _log(f"data made in {time.perf_counter() - t0:.1f}s ({X.nbytes / 2**20:.0f} MiB)")
+    log(f"data made in {time.perf_counter() - t0:.1f}s ({X.nbytes / 2**20:.0f} MiB)")
 
     ours = time_ours(X, weights, means, covs, args.chunks, args.repeats, args.warmup)
-    _log(f"ours: {ours['s_per_iter']:.4f}s per iteration "
+    log(f"ours: {ours['s_per_iter']:.4f}s per iteration "
          f"({', '.join(f'{t:.4f}' for t in ours['times'])})")
     ours["spark_over_ours"] = 1.0
 
@@ -338,7 +326,7 @@ def main(argv=None):
                       spark_jvm_lapack=info["jvm_lapack"], spark_data_path=how)
     except SparkUnavailable as exc:
         reason = str(exc)
-        _log(f"spark: cannot run: {reason}")
+        log(f"spark: cannot run: {reason}")
 
     rows = [report.add(**ours)]
     if spark_row is not None:
