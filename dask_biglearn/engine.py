@@ -99,17 +99,18 @@ def _balance_chunks(client, block_futures, block_rows):
     both closer to their shares. The originals are left where they are (they may be the
     caller's); a receiving worker keeps a replica of one until distributed's active memory
     manager drops it.
-    Returns the chunk futures in block order, copies in place of moved chunks.
+    Returns ``(futures, holders)`` in block order: copies in place of moved chunks, and the
+    worker holding each.
     """
     from distributed import wait
 
     nthreads = client.nthreads()
-    total_threads = sum(nthreads.values())
-    if len(nthreads) < 2 or len(block_futures) < 2:
-        return block_futures
-    target = {w: sum(block_rows) * t / total_threads for w, t in nthreads.items()}
     who_has = client.who_has(block_futures)
     holder = [_holder(who_has, f.key) for f in block_futures]
+    if len(nthreads) < 2 or len(block_futures) < 2:
+        return block_futures, holder
+    total_threads = sum(nthreads.values())
+    target = {w: sum(block_rows) * t / total_threads for w, t in nthreads.items()}
     load = dict.fromkeys(nthreads, 0.0)
     for w, rows in zip(holder, block_rows, strict=True):
         load[w] = load.get(w, 0.0) + rows
@@ -125,8 +126,9 @@ def _balance_chunks(client, block_futures, block_rows):
                                  allow_other_workers=False, pure=False)
         load[donor] -= block_rows[i]
         load[receiver] += block_rows[i]
+        holder[i] = receiver
     wait(moved)
-    return moved
+    return moved, holder
 
 
 class DaskEngine:
@@ -209,13 +211,12 @@ class DaskEngine:
         by_key = {f.key: f for f in futures}
         block_futures = [by_key[k] for k in block_keys]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
-        block_futures = _balance_chunks(client, block_futures, X.chunks[0])
+        block_futures, holders = _balance_chunks(client, block_futures, X.chunks[0])
         # One group of chunks per worker thread, each group on the worker holding its chunks.
         nthreads = client.nthreads()
-        who_has = client.who_has(block_futures)
         by_worker = {}
-        for f in block_futures:
-            by_worker.setdefault(_holder(who_has, f.key), []).append(f.key)
+        for f, worker in zip(block_futures, holders, strict=True):
+            by_worker.setdefault(worker, []).append(f.key)
         groups = []
         for worker, keys in sorted(by_worker.items()):
             n_groups = min(len(keys), nthreads.get(worker, 1))
