@@ -24,7 +24,7 @@ from .numerics import (
     feature_pass,
     group_stats,
     n_quadratic_features,
-    quadratic_features,
+    projected_features,
     sum_stats,
 )
 
@@ -41,10 +41,14 @@ INLINE_PARAMETER_BYTES = 2**20
 class InProcessEngine:
     """Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip.
 
-    Small fits make tens of thousands of passes; the quadratic features of the data do not
-    depend on the parameters, so they are computed once and reused by joint passes when they
-    fit in :data:`FEATURE_CACHE_BYTES`. Projected passes build the (narrower) features of
-    ``P x`` block by block.
+    Small fits make tens of thousands of passes, and the quadratic features of the data do
+    not depend on the parameters. Within :data:`FEATURE_CACHE_BYTES` the engine keeps them:
+
+    * the features of the data, computed once and reused by every joint pass;
+    * the features of ``P x`` for the last projection ``P``, reused while the next passes use
+      the same ``P`` (the ``n_inner_iter`` local updates of one BigLearn-EM outer iteration).
+
+    Larger data recomputes the features block by block every pass.
     """
 
     def __init__(self, X: np.ndarray, shift: np.ndarray, block_rows: int | None = None):
@@ -52,19 +56,53 @@ class InProcessEngine:
         self.shift = np.asarray(shift, dtype=np.float64)
         self.n_samples, self.n_features = X.shape
         self.block_rows = block_rows or default_block_rows(self.n_features)
-        width = n_quadratic_features(self.n_features)
         self._features = None
-        if self.n_samples * width * 8 <= FEATURE_CACHE_BYTES:
-            self._features = [
-                quadratic_features(X[start : start + self.block_rows], self.shift)
-                for start in range(0, self.n_samples, self.block_rows)
-            ]
+        if self._feature_bytes(self.n_features) <= FEATURE_CACHE_BYTES:
+            self._features = self._block_features(None)
+        self._projected = None  # (copy of P, its block features)
+        self._projected_buffer = None
+
+    def _feature_bytes(self, n_dims: int) -> int:
+        return 8 * self.n_samples * n_quadratic_features(n_dims)
+
+    def _block_features(self, projection, buffer=None):
+        """Features of each sub-block, written into ``buffer`` (flat float64) if given."""
+        width = n_quadratic_features(self.n_features if projection is None
+                                     else projection.shape[0])
+        if buffer is None:
+            buffer = np.empty(width * self.n_samples)
+        blocks = []
+        for start in range(0, self.n_samples, self.block_rows):
+            rows = min(self.block_rows, self.n_samples - start)
+            out = buffer[width * start : width * (start + rows)].reshape(width, rows)
+            blocks.append(projected_features(self.X[start : start + rows], self.shift,
+                                             projection, out=out))
+        return blocks
+
+    def _features_of(self, projection):
+        """Cached block features for ``projection`` (None: the data's own), or None when
+        they do not fit the cache."""
+        if projection is None:
+            return self._features
+        if self._projected is not None and np.array_equal(self._projected[0], projection):
+            return self._projected[1]
+        # One buffer, as wide as the widest projection (D rows), reused by every projection:
+        # fresh memory for each would cost page faults.
+        cached = 0 if self._features is None else self._feature_bytes(self.n_features)
+        if cached + self._feature_bytes(self.n_features) > FEATURE_CACHE_BYTES:
+            return None
+        if self._projected_buffer is None:
+            self._projected_buffer = np.empty(self._feature_bytes(self.n_features) // 8)
+        self._projected = (np.array(projection),
+                           self._block_features(projection, self._projected_buffer))
+        return self._projected[1]
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
-        if self._features is None or projection is not None:
+        features = self._features_of(projection)
+        if features is None:
             return chunk_stats(self.X, theta, self.shift, projection, need_stats, self.block_rows)
         theta_t = np.ascontiguousarray(theta.T)
-        parts = (feature_pass(F_t, theta_t, need_stats) for F_t in self._features)
+        parts = (feature_pass(F_t, theta_t, need_stats) for F_t in features)
         return sum_stats(parts, theta.shape[1], need_stats)
 
 

@@ -269,3 +269,32 @@ def test_warm_up_reports_whether_compiled_kernels_run(monkeypatch):
     assert warm_up() == compiled_enabled()
     monkeypatch.setenv("DASK_BIGLEARN_NUMBA", "0")
     assert warm_up() is False
+
+
+def test_in_process_engine_reuses_projected_features_only_for_the_same_projection(blobs):
+    """Repeated passes in one projection reuse its cached features; a new projection, or the
+    same array changed in place, recomputes them. Each pass equals the uncached kernel."""
+    X, _ = blobs
+    shift = X.mean(axis=0)
+    engine = InProcessEngine(X, shift, block_rows=128)  # several sub-blocks
+    w, m, c = random_params(21, X, 4)
+    P = make_projection("rotated_marginal", 3, seed=1)
+    P2 = make_projection("marginal", 3, seed=2)
+
+    def check(P):
+        means_y, covs_y = project_params(m, c, P)
+        theta = estep_coefficients(w, means_y, covs_y, P @ shift)
+        got = engine.run_pass(theta, P)
+        want = chunk_stats(X, theta, shift, P)
+        np.testing.assert_allclose(got.second_moment, want.second_moment, rtol=1e-12)
+        np.testing.assert_allclose(got.first_moment, want.first_moment, rtol=1e-12, atol=1e-9)
+        assert got.log_lik_sum == pytest.approx(want.log_lik_sum, rel=1e-12)
+
+    check(P)
+    cached = engine._projected[1]
+    check(P)
+    assert engine._projected[1] is cached  # reused
+    check(P2)  # another projection, narrower features
+    check(P)
+    P[0] *= -1  # changed in place: not the projection whose features are cached
+    check(P)
