@@ -128,54 +128,104 @@ def _copy_chunk(block):
     return block
 
 
+def _take_rows(block, start, stop, copy):
+    rows = block[start:stop]
+    return rows.copy() if copy else rows
+
+
+#: Chunks are split when, after moving whole chunks, a worker holds more than its share of
+#: rows by this fraction of the share (a pass waits for the most loaded worker).
+BALANCE_TOLERANCE = 0.1
+
+
 def _balance_chunks(client, block_futures, block_rows):
-    """Copy chunks so that every worker holds rows in proportion to its threads.
+    """Copy chunks, or parts of them, so that every worker holds rows in proportion to its
+    threads.
 
     The scheduler places persisted chunks where it likes (6 and 4 of 10 chunks is common on
     two workers), and a pass waits for the busiest worker. Chunks are copied, largest first,
     from a worker above its share to the worker furthest below its share, while that brings
-    both closer to their shares. The originals are left where they are (they may be the
-    caller's); a receiving worker keeps a replica of one until distributed's active memory
-    manager drops it.
-    Returns ``(futures, holders)`` in block order: copies in place of moved chunks, and the
-    worker holding each.
+    both closer to their shares. Then, while a worker still holds more than
+    ``1 + BALANCE_TOLERANCE`` times its share (a single chunk on two workers, say), its
+    largest chunk is split: the rows above its share are copied to the worker furthest below
+    its share, and the rows it keeps become a view of the chunk.
+    The originals are left where they are (they may be the caller's); a receiving worker
+    keeps a replica of a whole chunk until distributed's active memory manager drops it.
+
+    Returns ``(futures, holders, rows)`` in row order: the blocks a pass reads (copies in
+    place of moved chunks, two pieces in place of a split one), the worker holding each, and
+    their row counts.
     """
     from distributed import wait
 
     nthreads = client.nthreads()
-    who_has = client.who_has(block_futures)
-    holder = [_holder(who_has, f.key) for f in block_futures]
-    if len(nthreads) < 2 or len(block_futures) < 2:
-        return block_futures, holder
+    futures = list(block_futures)
+    rows = [int(r) for r in block_rows]
+    who_has = client.who_has(futures)
+    holder = [_holder(who_has, f.key) for f in futures]
+    if len(nthreads) < 2 or sum(rows) < 2:
+        return futures, holder, rows
     total_threads = sum(nthreads.values())
-    target = {w: sum(block_rows) * t / total_threads for w, t in nthreads.items()}
+    target = {w: sum(rows) * t / total_threads for w, t in nthreads.items()}
     load = dict.fromkeys(nthreads, 0.0)
-    for w, rows in zip(holder, block_rows, strict=True):
-        load[w] = load.get(w, 0.0) + rows
-    moved = list(block_futures)
-    for i in sorted(range(len(block_rows)), key=lambda i: -block_rows[i]):
-        donor = holder[i]
-        receiver = min(target, key=lambda w: load[w] - target[w])
+    for w, r in zip(holder, rows, strict=True):
+        load[w] = load.get(w, 0.0) + r
+
+    def receiver():
+        return min(target, key=lambda w: load[w] - target[w])
+
+    for i in sorted(range(len(rows)), key=lambda i: -rows[i]):
+        donor, to = holder[i], receiver()
         excess = load[donor] - target.get(donor, 0.0)
-        deficit = target[receiver] - load[receiver]
-        if receiver == donor or block_rows[i] >= 2 * min(excess, deficit):
+        deficit = target[to] - load[to]
+        if to == donor or rows[i] >= 2 * min(excess, deficit):
             continue
-        moved[i] = client.submit(_copy_chunk, block_futures[i], workers=[receiver],
-                                 allow_other_workers=False, pure=False)
-        load[donor] -= block_rows[i]
-        load[receiver] += block_rows[i]
-        holder[i] = receiver
-    wait(moved)
-    return moved, holder
+        futures[i] = client.submit(_copy_chunk, futures[i], workers=[to],
+                                   allow_other_workers=False, pure=False)
+        load[donor] -= rows[i]
+        load[to] += rows[i]
+        holder[i] = to
+    # Split what whole chunks could not balance.
+    pieces = []  # copies of split-off rows, released once their copies exist
+    for _ in range(4 * len(nthreads)):
+        donor = max(load, key=lambda w: load[w] - target.get(w, 0.0))
+        excess = load[donor] - target.get(donor, 0.0)
+        if donor not in target or excess <= BALANCE_TOLERANCE * target[donor]:
+            break
+        to = receiver()
+        on_donor = [i for i in range(len(rows)) if holder[i] == donor and rows[i] > 1]
+        if not on_donor or to == donor:
+            break
+        i = max(on_donor, key=lambda i: rows[i])
+        n_move = int(min(excess, target[to] - load[to], rows[i] - 1))
+        if n_move < 1:
+            break
+        keep = rows[i] - n_move
+        piece = client.submit(_take_rows, futures[i], keep, rows[i], True, workers=[donor],
+                              allow_other_workers=False, pure=False)
+        pieces.append(piece)
+        moved = client.submit(_copy_chunk, piece, workers=[to], allow_other_workers=False,
+                              pure=False)
+        kept = client.submit(_take_rows, futures[i], 0, keep, False, workers=[donor],
+                             allow_other_workers=False, pure=False)
+        futures[i : i + 1] = [kept, moved]
+        holder[i : i + 1] = [donor, to]
+        rows[i : i + 1] = [keep, n_move]
+        load[donor] -= n_move
+        load[to] += n_move
+    wait(futures)
+    del pieces
+    return futures, holder, rows
 
 
 class DaskEngine:
     """Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction.
 
     Each task returns only ``K (1 + m + m^2) + 1`` numbers; ``split_every`` sets the fan-in
-    of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8). One scheduler
-    call per pass, on whatever scheduler is active (a ``distributed.Client`` if one is the
-    default, else Dask's threads).
+    of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8); the driver
+    adds up its last level (at most ``split_every`` results). One scheduler call per pass,
+    on whatever scheduler is active (a ``distributed.Client`` if one is the default, else
+    Dask's threads).
 
     The graph of a pass is built directly as a plain task dict: the (optimised) graph of the
     data once, plus one task per chunk group and per combine; nothing is tokenised per pass.
@@ -187,9 +237,10 @@ class DaskEngine:
       never re-reads a store that fits); larger arrays are read from their source every pass
       (out of core). ``persist=False`` never persists.
     * chunks are copied between workers, once, until each holds rows in proportion to its
-      threads (within a chunk), then grouped by the worker holding them, one task per worker
-      thread: a pass costs a few tasks whatever the number of chunks, and no worker waits for
-      another.
+      threads (whole chunks first, then parts of chunks, to within
+      :data:`BALANCE_TOLERANCE`; one chunk on a cluster is shared by all workers), then
+      grouped by the worker holding them, one task per worker thread: a pass costs a few
+      tasks whatever the number of chunks, and no worker waits for another.
 
     Otherwise every chunk is its own task.
     """
@@ -210,9 +261,9 @@ class DaskEngine:
         self.split_every = int(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         client = _active_client()
-        groups, futures, block_keys = None, [], None
+        groups, futures, block_keys, rows = None, [], None, None
         if client is not None:
-            X, futures, groups, block_keys = self._place_on_cluster(client, X, persist)
+            X, futures, groups, block_keys, rows = self._place_on_cluster(client, X, persist)
         self.X = X
         keys = X.__dask_keys__()
         self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
@@ -220,6 +271,8 @@ class DaskEngine:
         # tasks find the chunks (or the chunks they derive from) where they are.
         self._data_graph.update((f.key, f) for f in futures)
         self._block_keys = block_keys or list(flatten(keys))
+        #: Rows of each block a pass reads (pieces of split chunks included).
+        self._block_rows = rows or [int(r) for r in X.chunks[0]]
         self._groups = groups or [[k] for k in self._block_keys]
         # Unique per engine: concurrent fits on the same data must not share task keys.
         self._name = f"biglearn-pass-{uuid.uuid4().hex}"
@@ -230,7 +283,8 @@ class DaskEngine:
         """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
 
         Returns ``(X, futures the graph needs, groups of block keys or None, the block keys
-        or None)``: chunks copied to balance the workers have new keys.
+        or None, their row counts or None)``: chunks copied or split to balance the workers
+        have new keys.
         """
         from distributed import futures_of, wait
 
@@ -245,11 +299,11 @@ class DaskEngine:
                 wait(X)
                 futures, is_persisted = futures_of(X), True
         if not is_persisted:
-            return X, futures, None, None
+            return X, futures, None, None, None
         by_key = {f.key: f for f in futures}
         block_futures = [by_key[k] for k in block_keys]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
-        block_futures, holders = _balance_chunks(client, block_futures, X.chunks[0])
+        block_futures, holders, rows = _balance_chunks(client, block_futures, X.chunks[0])
         # One group of chunks per worker thread, each group on the worker holding its chunks.
         nthreads = client.nthreads()
         by_worker = {}
@@ -259,10 +313,15 @@ class DaskEngine:
         for worker, keys in sorted(by_worker.items()):
             n_groups = min(len(keys), nthreads.get(worker, 1))
             groups.extend(keys[i::n_groups] for i in range(n_groups))
-        return X, futures + block_futures, groups, [f.key for f in block_futures]
+        return X, futures + block_futures, groups, [f.key for f in block_futures], rows
 
     def stats_graph(self, theta, projection, need_stats=True):
-        """The task graph of one pass: ``(graph, key of the reduced SuffStats)``."""
+        """The task graph of one pass: ``(graph, keys)``, the keys of at most ``split_every``
+        partial :class:`SuffStats` whose sum is the pass's.
+
+        The last sum happens on the driver: a combine task of its own would cost one more
+        scheduling round and one more transfer between workers on every pass.
+        """
         name = f"{self._name}-{next(self._passes)}"
         graph = dict(self._data_graph)
         args = (theta, self.shift, projection)
@@ -278,16 +337,16 @@ class DaskEngine:
             graph[key] = (group_stats, list(group), *args, need_stats, self.block_rows)
             level.append(key)
         depth = 0
-        while len(level) > 1:
+        while len(level) > self.split_every:
             depth += 1
             parts = [level[i : i + self.split_every]
                      for i in range(0, len(level), self.split_every)]
             level = [(f"{name}-combine-{depth}", j) for j in range(len(parts))]
             graph.update((key, (combine_stats, part))
                          for key, part in zip(level, parts, strict=True))
-        return graph, level[0]
+        return graph, level
 
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
-        graph, key = self.stats_graph(theta, projection, need_stats)
+        graph, keys = self.stats_graph(theta, projection, need_stats)
         get = get_scheduler(collections=[self.X]) or dask.threaded.get
-        return get(graph, key)
+        return combine_stats(get(graph, keys))

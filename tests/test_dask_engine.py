@@ -7,7 +7,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import random_params
+from conftest import make_blobs, random_params
 from test_numerics import KINDS, make_projection
 
 from dask_biglearn.em import MixtureParams, em_update
@@ -77,7 +77,7 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
     w, m, c = random_params(9, X, 4)
     shift = X.mean(axis=0)
     engine = DaskEngine(Xd, shift, split_every=split_every)
-    graph, key = engine.stats_graph(estep_coefficients(w, m, c, shift), None)
+    graph, keys = engine.stats_graph(estep_coefficients(w, m, c, shift), None)
     from dask_biglearn.numerics import combine_stats
 
     combines = [k for k, v in graph.items() if isinstance(v, tuple) and v[0] is combine_stats]
@@ -85,8 +85,15 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
     assert max(len(graph[k][1]) for k in combines) <= split_every
     assert _max_dependencies(graph) <= max(split_every, 4)  # chunk: block + 3 parameters
     depth = max(int(k[0].rsplit("-", 1)[1]) for k in combines)
-    assert depth == int(np.ceil(np.log(30) / np.log(split_every) - 1e-9))
-    assert key in combines
+    # The last sum (of at most split_every partial results) is the driver's.
+    assert depth == int(np.ceil(np.log(30) / np.log(split_every) - 1e-9)) - 1
+    assert 2 <= len(keys) <= split_every
+    assert set(keys) <= set(combines)
+    # The partial results cover every chunk once: their sum is the whole pass.
+    got = combine_stats(dask.get(graph, keys))
+    want = InProcessEngine(X, shift).run_pass(estep_coefficients(w, m, c, shift), None)
+    np.testing.assert_allclose(got.second_moment, want.second_moment, rtol=1e-12)
+    assert got.log_lik_sum == pytest.approx(want.log_lik_sum, rel=1e-12)
 
 
 @pytest.mark.parametrize("inline_bytes", [0, 2**20])
@@ -122,12 +129,14 @@ def test_chunk_results_are_small(blobs):
     assert n_numbers == k * (1 + mdim + mdim * mdim) + 1
 
 
-def _rows_by_worker(client, engine, chunk_rows):
+def _rows_by_worker(client, engine):
     who_has = client.who_has([engine._data_graph[k] for k in engine._block_keys])
+    rows_of = dict(zip(engine._block_keys, engine._block_rows, strict=True))
+    assert sum(rows_of.values()) == engine.n_samples
     rows = {}
     for group in engine._groups:
         (worker,) = set.intersection(*(set(who_has[k]) for k in group))  # one holder
-        rows[worker] = rows.get(worker, 0) + chunk_rows * len(group)
+        rows[worker] = rows.get(worker, 0) + sum(rows_of[k] for k in group)
     return rows
 
 
@@ -143,7 +152,7 @@ def test_persisted_chunks_are_grouped_by_worker(client, blobs):
     grouped = [k for g in engine._groups for k in g]
     assert len(grouped) == len(set(grouped)) == 15
     assert set(grouped) == set(engine._block_keys)
-    assert sorted(_rows_by_worker(client, engine, 40).values()) == [280, 320]
+    assert sorted(_rows_by_worker(client, engine).values()) == [280, 320]
 
 
 def test_chunks_all_on_one_worker_are_spread(client, blobs):
@@ -160,11 +169,50 @@ def test_chunks_all_on_one_worker_are_spread(client, blobs):
     P = make_projection("rotated_marginal", 3)
     shift = X.mean(axis=0)
     engine = DaskEngine(Xp, shift)
-    assert _rows_by_worker(client, engine, 60) == {workers[0]: 300, workers[1]: 300}
+    assert _rows_by_worker(client, engine) == {workers[0]: 300, workers[1]: 300}
     got = em_update(engine, MixtureParams(*params), Projection("x", P), covariance_floor=1e-3,
                     weight_concentration=0.1)
     assert_matches_reference(X, params, P, got, shift)
     np.testing.assert_array_equal(Xp.compute(), X)
+
+
+@pytest.mark.parametrize("kind", ["joint", "rotated_marginal"])
+def test_one_chunk_is_shared_by_both_workers(client, blobs, kind):
+    """A single chunk is split so that each worker holds half of its rows; the pass still
+    matches the reference and the caller's chunk is intact."""
+    X, _ = blobs
+    Xp = client.persist(da.from_array(X, chunks=(-1, -1)))
+    from distributed import futures_of, wait
+
+    wait(Xp)
+    params = random_params(14, X, 4)
+    P = make_projection(kind, 3)
+    shift = X.mean(axis=0)
+    engine = DaskEngine(Xp, shift)
+    assert sorted(engine._block_rows) == [300, 300]
+    assert sorted(_rows_by_worker(client, engine).values()) == [300, 300]
+    got = em_update(engine, MixtureParams(*params), Projection("x", P), covariance_floor=1e-3,
+                    weight_concentration=0.1)
+    assert_matches_reference(X, params, P, got, shift)
+    assert len(futures_of(Xp)) == 1
+    np.testing.assert_array_equal(Xp.compute(), X)
+
+
+def test_uneven_chunks_are_balanced_to_within_the_tolerance(client):
+    """Chunks of 500, 60 and 40 rows: moving whole chunks cannot balance two workers; a split
+    brings both within 10 % of 300 rows, and the statistics are those of all 600 rows."""
+    from dask_biglearn.engine import BALANCE_TOLERANCE
+
+    X, _ = make_blobs(seed=3, n_samples=600)
+    Xp = client.persist(da.from_array(X, chunks=((500, 60, 40), (3,))))
+    engine = DaskEngine(Xp, X.mean(axis=0))
+    rows = _rows_by_worker(client, engine)
+    assert len(rows) == 2
+    assert all(abs(r - 300) <= BALANCE_TOLERANCE * 300 for r in rows.values())
+    params = random_params(15, X, 4)
+    got = em_update(engine, MixtureParams(*params), Projection.identity(),
+                    covariance_floor=1e-3, weight_concentration=0.1)
+    assert_matches_reference(X, params, None, got, X.mean(axis=0))
 
 
 def test_large_arrays_are_not_persisted(client, blobs):
