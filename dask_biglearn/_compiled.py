@@ -1,4 +1,5 @@
-"""Compiled (numba) versions of the element-wise steps of a pass: features and softmax.
+"""Compiled (numba) versions of the element-wise steps of a pass (features, softmax) and of
+the E-step coefficients.
 
 The two matrix products of a pass run in BLAS; what is left is element-wise. Building the
 quadratic features in one compiled loop writes each feature once (NumPy needs one call per
@@ -8,6 +9,10 @@ feature row group and a strided subtraction). The E-step's softmax over componen
 small pass. This module computes the same responsibilities in one compiled kernel with a
 vectorisable ``exp`` (Cody-Waite range reduction, a degree-12 polynomial, the power of two
 added to the exponent bits), accurate to a few units in the last place.
+
+The E-step coefficients of a pass (a Cholesky factor, its inverse and a few products per
+component) are small-matrix work: NumPy spends more time dispatching its dozen batched calls
+than computing them when ``m`` is small, so one compiled loop over the components does it.
 
 The NumPy versions in :mod:`dask_biglearn.numerics` stay the reference; these are used when
 numba can be imported and ``DASK_BIGLEARN_NUMBA`` is not ``0``. Tests hold both to each other.
@@ -107,12 +112,76 @@ def _quadratic_features_py(X, shift, F_t):
             row += 1
 
 
+def _estep_coefficients_py(log_weights, means, covariances, shift, log_2pi, theta, work):
+    """Write the E-step coefficients of every component into ``theta`` (W, K).
+
+    Per component: the lower Cholesky factor ``L`` of ``Sigma`` (in ``work``, m x m), then
+    ``z = L^-1 nu`` with ``nu = mu - shift``, ``Lambda nu = L^-T z`` and
+    ``Lambda = L^-T L^-1`` from the inverse factor, as the NumPy reference does through
+    ``U = L^-T``. Returns the index of the first component whose covariance is not
+    positive definite, or -1.
+    """
+    k_comp, m = means.shape
+    L = work[0]
+    Linv = work[1]
+    z = np.empty(m)
+    for k in range(k_comp):
+        S = covariances[k]
+        log_det = 0.0
+        for j in range(m):  # Cholesky, column by column
+            d = S[j, j]
+            for p in range(j):
+                d -= L[j, p] * L[j, p]
+            if not d > 0.0:  # also catches NaN
+                return k
+            d = np.sqrt(d)
+            L[j, j] = d
+            log_det += np.log(d)
+            for i in range(j + 1, m):
+                v = S[i, j]
+                for p in range(j):
+                    v -= L[i, p] * L[j, p]
+                L[i, j] = v / d
+        for j in range(m):  # L^-1, lower triangular, by forward substitution
+            for i in range(m):
+                Linv[i, j] = 0.0
+            Linv[j, j] = 1.0 / L[j, j]
+            for i in range(j + 1, m):
+                v = 0.0
+                for p in range(j, i):
+                    v -= L[i, p] * Linv[p, j]
+                Linv[i, j] = v / L[i, i]
+        zz = 0.0
+        for i in range(m):  # z = L^-1 nu
+            v = 0.0
+            for p in range(i + 1):
+                v += Linv[i, p] * (means[k, p] - shift[p])
+            z[i] = v
+            zz += v * v
+        theta[0, k] = log_weights[k] - 0.5 * m * log_2pi - log_det - 0.5 * zz
+        for j in range(m):  # Lambda nu = L^-T z
+            v = 0.0
+            for p in range(j, m):
+                v += Linv[p, j] * z[p]
+            theta[1 + j, k] = v
+        row = 1 + m
+        for i in range(m):  # -x^T Lambda x / 2 over the packed upper triangle
+            for j in range(i, m):
+                v = 0.0
+                for p in range(j, m):
+                    v += Linv[p, i] * Linv[p, j]
+                theta[row, k] = -0.5 * v if i == j else -v
+                row += 1
+    return -1
+
+
 if numba is not None:
     _jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
     _softmax_columns = _jit(_softmax_columns_py)
     _quadratic_features = _jit(_quadratic_features_py)
+    _estep_coefficients = _jit(_estep_coefficients_py)
 else:  # pragma: no cover
-    _softmax_columns = _quadratic_features = None
+    _softmax_columns = _quadratic_features = _estep_coefficients = None
 
 
 def compiled_enabled() -> bool:
@@ -142,6 +211,18 @@ def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:
     return float(_softmax_columns(log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n]))
 
 
+def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> int:
+    """Compiled counterpart of :func:`dask_biglearn.numerics.estep_coefficients`.
+
+    Writes ``theta`` (W, K) and returns -1, or the index of the first component whose
+    covariance is not positive definite (``theta`` is then incomplete). All arrays float64.
+    """
+    m = means.shape[1]
+    work = np.empty((2, m, m))
+    return int(_estep_coefficients(log_weights, means, covariances, shift,
+                                   float(np.log(2.0 * np.pi)), theta, work))
+
+
 def warm_up() -> bool:
     """Compile (or load from the on-disk cache) every kernel specialisation a fit uses.
 
@@ -153,4 +234,6 @@ def warm_up() -> bool:
     for dtype in (np.float64, np.float32):
         quadratic_features_into(np.zeros((2, 2), dtype=dtype), np.zeros(2), np.empty((6, 2)))
     softmax_columns(np.zeros((2, 3)), np.empty(9))
+    estep_coefficients_into(np.zeros(1), np.zeros((1, 1)), np.ones((1, 1, 1)), np.zeros(1),
+                            np.empty((3, 1)))
     return True

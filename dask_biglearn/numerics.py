@@ -35,7 +35,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._compiled import compiled_enabled, quadratic_features_into, softmax_columns
+from ._compiled import (
+    compiled_enabled,
+    estep_coefficients_into,
+    quadratic_features_into,
+    softmax_columns,
+)
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -146,9 +151,9 @@ def quadratic_features(X, shift, out=None, compiled: bool | None = None) -> np.n
     out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
         Scratch buffer to write into (float64, C-contiguous).
     compiled : bool, optional
-        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available and
-        not disabled with ``DASK_BIGLEARN_NUMBA=0``); ``False`` runs this NumPy code, the
-        reference.
+        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available, not
+        disabled with ``DASK_BIGLEARN_NUMBA=0``, and ``n_dims`` is at most
+        :data:`COMPILED_ESTEP_MAX_DIMS`); ``False`` runs this NumPy code, the reference.
 
     Returns
     -------
@@ -359,15 +364,18 @@ class CholeskyError(np.linalg.LinAlgError):
     """A covariance matrix is not numerically positive definite."""
 
 
+_NOT_POSITIVE_DEFINITE = (
+    "A covariance matrix is not positive definite (a component collapsed onto too few "
+    "points). Increase covariance_floor, decrease n_components, or scale the data."
+)
+
+
 def cholesky(covariances: np.ndarray) -> np.ndarray:
     """Batched lower Cholesky factors, with an error that says what to do on failure."""
     try:
         return np.linalg.cholesky(covariances)
     except np.linalg.LinAlgError as exc:
-        raise CholeskyError(
-            "A covariance matrix is not positive definite (a component collapsed onto too few "
-            "points). Increase covariance_floor, decrease n_components, or scale the data."
-        ) from exc
+        raise CholeskyError(_NOT_POSITIVE_DEFINITE) from exc
 
 
 def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
@@ -376,7 +384,13 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
 
-def estep_coefficients(weights, means, covariances, shift) -> np.ndarray:
+#: The compiled E-step coefficients (unblocked loops) beat LAPACK's batched calls up to about
+#: this many projected dimensions; above it the NumPy code runs.
+COMPILED_ESTEP_MAX_DIMS = 48
+
+
+def estep_coefficients(weights, means, covariances, shift,
+                       compiled: bool | None = None) -> np.ndarray:
     """Coefficients ``theta`` so that ``F(y) @ theta`` is ``log pi_k + log N(y | mu_k, S_k)``.
 
     ``F`` are the quadratic features of ``y - shift`` (:func:`quadratic_features`); for a
@@ -390,11 +404,28 @@ def estep_coefficients(weights, means, covariances, shift) -> np.ndarray:
     covariances : ndarray of shape (n_components, n_dims, n_dims)
     shift : ndarray of shape (n_dims,)
 
+    compiled : bool, optional
+        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available, not
+        disabled with ``DASK_BIGLEARN_NUMBA=0``, and ``n_dims`` is at most
+        :data:`COMPILED_ESTEP_MAX_DIMS`); ``False`` runs this NumPy code, the reference.
+
     Returns
     -------
     theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
     """
     k, m = means.shape
+    if compiled is None:
+        compiled = compiled_enabled() and m <= COMPILED_ESTEP_MAX_DIMS
+    if compiled:
+        theta = np.empty((n_quadratic_features(m), k))
+        log_weights = np.log(np.maximum(weights, TINY))
+        failed = estep_coefficients_into(
+            log_weights, np.ascontiguousarray(means, dtype=np.float64),
+            np.ascontiguousarray(covariances, dtype=np.float64),
+            np.ascontiguousarray(shift, dtype=np.float64), theta)
+        if failed >= 0:
+            raise CholeskyError(f"Component {failed}: {_NOT_POSITIVE_DEFINITE}")
+        return theta
     prec_chol = precision_cholesky(covariances)  # (K, m, m), Lambda = U U^T
     nu = means - shift  # means relative to the shifted origin, (K, m)
     # Lambda nu and nu^T Lambda nu through the factor: w = U^T nu.

@@ -203,7 +203,7 @@ def test_overflowing_data_gives_a_clear_error():
 
 
 # ---------------------------------------------------------------------------------------------
-# The compiled softmax against the NumPy reference
+# The compiled kernels against the NumPy reference
 # ---------------------------------------------------------------------------------------------
 
 needs_numba = pytest.mark.skipif(not compiled_enabled(),
@@ -252,6 +252,36 @@ def test_compiled_softmax_reports_non_finite_input(bad):
     log_prob[:, 2] = bad  # a whole column: -inf everywhere has no finite maximum either
     _, ll = responsibilities_from_log_prob(log_prob, compiled=True)
     assert not np.isfinite(ll)
+
+
+@needs_numba
+@pytest.mark.parametrize("k,m", [(25, 1), (25, 2), (12, 16), (3, 40)])
+@pytest.mark.parametrize("condition", [1.0, 1e6])
+def test_compiled_estep_coefficients_match_numpy(k, m, condition):
+    rng = np.random.default_rng(k * m)
+    Q = np.linalg.qr(rng.normal(size=(k, m, m)))[0]
+    eigvals = np.geomspace(1.0, 1.0 / condition, m) * rng.uniform(0.5, 2.0, size=(k, 1))
+    covs = (Q * eigvals[:, None, :]) @ np.swapaxes(Q, 1, 2)
+    means = rng.normal(size=(k, m)) * 3
+    weights = rng.dirichlet(np.ones(k))
+    weights[0] = 0.0  # a dead component: log weight clipped, not -inf
+    shift = rng.normal(size=m)
+    want = estep_coefficients(weights, means, covs, shift, compiled=False)
+    got = estep_coefficients(weights, means, covs, shift, compiled=True)
+    # Entries are judged against their component's largest coefficient.
+    scale = np.abs(want).max(axis=0)
+    np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-10 * condition)
+    assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+def test_estep_coefficients_reject_an_indefinite_covariance(compiled):
+    from dask_biglearn.numerics import CholeskyError
+
+    covs = np.stack([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]])
+    with pytest.raises(CholeskyError, match="not positive definite"):
+        estep_coefficients(np.full(2, 0.5), np.zeros((2, 2)), covs, np.zeros(2),
+                           compiled=compiled)
 
 
 @pytest.mark.parametrize("kind", KINDS)
