@@ -8,7 +8,9 @@ rows live.  Neither knows anything about the M-step or the schedule of matchings
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
+from typing import NamedTuple
 
 import dask
 import dask.threaded
@@ -36,6 +38,8 @@ FEATURE_CACHE_BYTES = 512 * 2**20
 #: chunk task while their copies take at most this many bytes in all: a key of their own
 #: would be one more task, and one more transfer to each worker, on every pass.
 INLINE_PARAMETER_BYTES = 2**20
+
+logger = logging.getLogger(__name__)
 
 
 class InProcessEngine:
@@ -151,6 +155,8 @@ def _balance_chunks(client, block_futures, block_rows):
     its share, and the rows it keeps become a view of the chunk.
     The originals are left where they are (they may be the caller's); a receiving worker
     keeps a replica of a whole chunk until distributed's active memory manager drops it.
+    Copies ask for their worker without requiring it: if it is lost, the scheduler can
+    recompute them anywhere.
 
     Returns ``(futures, holders, rows)`` in row order: the blocks a pass reads (copies in
     place of moved chunks, two pieces in place of a split one), the worker holding each, and
@@ -181,7 +187,7 @@ def _balance_chunks(client, block_futures, block_rows):
         if to == donor or rows[i] >= 2 * min(excess, deficit):
             continue
         futures[i] = client.submit(_copy_chunk, futures[i], workers=[to],
-                                   allow_other_workers=False, pure=False)
+                                   allow_other_workers=True, pure=False)
         load[donor] -= rows[i]
         load[to] += rows[i]
         holder[i] = to
@@ -202,12 +208,12 @@ def _balance_chunks(client, block_futures, block_rows):
             break
         keep = rows[i] - n_move
         piece = client.submit(_take_rows, futures[i], keep, rows[i], True, workers=[donor],
-                              allow_other_workers=False, pure=False)
+                              allow_other_workers=True, pure=False)
         pieces.append(piece)
-        moved = client.submit(_copy_chunk, piece, workers=[to], allow_other_workers=False,
+        moved = client.submit(_copy_chunk, piece, workers=[to], allow_other_workers=True,
                               pure=False)
         kept = client.submit(_take_rows, futures[i], 0, keep, False, workers=[donor],
-                             allow_other_workers=False, pure=False)
+                             allow_other_workers=True, pure=False)
         futures[i : i + 1] = [kept, moved]
         holder[i : i + 1] = [donor, to]
         rows[i : i + 1] = [keep, n_move]
@@ -216,6 +222,64 @@ def _balance_chunks(client, block_futures, block_rows):
     wait(futures)
     del pieces
     return futures, holder, rows
+
+
+#: ``DaskEngine(actors="auto")`` runs passes through actors when the persisted data takes at
+#: most this many bytes: there a pass is short and the scheduler's round trips are a large
+#: part of it.
+ACTOR_PASS_BYTES = 256 * 2**20
+
+
+class _Placement(NamedTuple):
+    """Where a persisted array's blocks are, once balanced over the workers."""
+
+    futures: list  # every future the data graph needs
+    block_futures: list  # the blocks a pass reads, in row order
+    block_rows: list
+    groups: list  # lists of block keys, one task (or actor thread) each
+    group_workers: list  # the worker holding each group's blocks
+
+
+class _PassActor:
+    """One worker's share of every pass: its groups of blocks, held in memory on that worker.
+
+    Lives on the worker as a ``distributed`` actor. A pass is then one direct call from the
+    driver to each worker, with no task for the scheduler to place: about half the time of a
+    small pass. Groups run on threads of their own (the kernels release the GIL).
+    """
+
+    def __init__(self, groups):
+        self._groups = groups
+        self._pool = None
+
+    def run(self, theta, shift, projection, need_stats, block_rows):
+        def one(group):
+            return group_stats(group, theta, shift, projection, need_stats, block_rows)
+
+        if len(self._groups) == 1:
+            return [one(self._groups[0])]
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(len(self._groups), "biglearn-pass")
+        return list(self._pool.map(one, self._groups))
+
+
+def _start_pass_actors(client, placement):
+    """One :class:`_PassActor` per worker, given the futures of its blocks.
+
+    Returns ``[(actor, its future), ...]``; the future keeps the actor (and its blocks) alive.
+    """
+    by_key = {f.key: f for f in placement.block_futures}
+    by_worker = {}
+    for group, worker in zip(placement.groups, placement.group_workers, strict=True):
+        by_worker.setdefault(worker, []).append([by_key[k] for k in group])
+    started = [
+        client.submit(_PassActor, groups, actor=True, workers=[worker],
+                      allow_other_workers=True, pure=False)
+        for worker, groups in sorted(by_worker.items())
+    ]
+    return [(future.result(), future) for future in started]
 
 
 class DaskEngine:
@@ -241,12 +305,19 @@ class DaskEngine:
       :data:`BALANCE_TOLERANCE`; one chunk on a cluster is shared by all workers), then
       grouped by the worker holding them, one task per worker thread: a pass costs a few
       tasks whatever the number of chunks, and no worker waits for another.
+    * ``actors="auto"`` (for persisted data of at most :data:`ACTOR_PASS_BYTES`; ``True``:
+      any persisted data) gives each worker a ``distributed`` actor holding its groups of
+      chunks: a pass is then one direct call per worker, with no task for the scheduler to
+      place (a one-chunk pass of 1e4 x 16 rows, K = 25: 19 ms instead of 33 ms on two
+      local workers). Actors keep their chunks in memory (the worker cannot spill them) and
+      do not survive their worker: if one is lost, the engine warns once and goes on with
+      tasks, which the scheduler can recompute. ``actors=False`` always uses tasks.
 
     Otherwise every chunk is its own task.
     """
 
     def __init__(self, X, shift=None, split_every: int | None = None,
-                 block_rows: int | None = None, persist="auto"):
+                 block_rows: int | None = None, persist="auto", actors="auto"):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         self.n_samples, self.n_features = (int(s) for s in X.shape)
@@ -260,31 +331,42 @@ class DaskEngine:
             raise ValueError(f"split_every must be >= 2, got {split_every}.")
         self.split_every = int(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
+        if actors not in ("auto", True, False):
+            raise ValueError(f"actors must be 'auto', True or False, got {actors!r}.")
         client = _active_client()
-        groups, futures, block_keys, rows = None, [], None, None
+        placement = None
         if client is not None:
-            X, futures, groups, block_keys, rows = self._place_on_cluster(client, X, persist)
+            X, placement = self._place_on_cluster(client, X, persist)
+        futures = [] if placement is None else placement.futures
         self.X = X
         keys = X.__dask_keys__()
         self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
         # Optimising a graph built on persisted data drops its futures: put them back, so
         # tasks find the chunks (or the chunks they derive from) where they are.
         self._data_graph.update((f.key, f) for f in futures)
-        self._block_keys = block_keys or list(flatten(keys))
-        #: Rows of each block a pass reads (pieces of split chunks included).
-        self._block_rows = rows or [int(r) for r in X.chunks[0]]
-        self._groups = groups or [[k] for k in self._block_keys]
+        if placement is None:
+            self._block_keys = list(flatten(keys))
+            #: Rows of each block a pass reads (pieces of split chunks included).
+            self._block_rows = [int(r) for r in X.chunks[0]]
+            self._groups = [[k] for k in self._block_keys]
+        else:
+            self._block_keys = [f.key for f in placement.block_futures]
+            self._block_rows = placement.block_rows
+            self._groups = placement.groups
         # Unique per engine: concurrent fits on the same data must not share task keys.
         self._name = f"biglearn-pass-{uuid.uuid4().hex}"
         self._passes = itertools.count()
+        self._actors = None
+        if placement is not None and (
+                actors is True or (actors == "auto" and X.nbytes <= ACTOR_PASS_BYTES)):
+            self._actors = _start_pass_actors(client, placement)
 
     @staticmethod
     def _place_on_cluster(client, X, persist):
         """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
 
-        Returns ``(X, futures the graph needs, groups of block keys or None, the block keys
-        or None, their row counts or None)``: chunks copied or split to balance the workers
-        have new keys.
+        Returns ``(X, placement)``, with a :class:`_Placement` when ``X`` is persisted and None
+        otherwise. Chunks copied or split to balance the workers have new keys.
         """
         from distributed import futures_of, wait
 
@@ -299,7 +381,7 @@ class DaskEngine:
                 wait(X)
                 futures, is_persisted = futures_of(X), True
         if not is_persisted:
-            return X, futures, None, None, None
+            return X, None
         by_key = {f.key: f for f in futures}
         block_futures = [by_key[k] for k in block_keys]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
@@ -309,11 +391,13 @@ class DaskEngine:
         by_worker = {}
         for f, worker in zip(block_futures, holders, strict=True):
             by_worker.setdefault(worker, []).append(f.key)
-        groups = []
+        groups, group_workers = [], []
         for worker, keys in sorted(by_worker.items()):
             n_groups = min(len(keys), nthreads.get(worker, 1))
             groups.extend(keys[i::n_groups] for i in range(n_groups))
-        return X, futures + block_futures, groups, [f.key for f in block_futures], rows
+            group_workers.extend([worker] * n_groups)
+        return X, _Placement(futures + block_futures, block_futures, rows, groups,
+                             group_workers)
 
     def stats_graph(self, theta, projection, need_stats=True):
         """The task graph of one pass: ``(graph, keys)``, the keys of at most ``split_every``
@@ -346,7 +430,26 @@ class DaskEngine:
                          for key, part in zip(level, parts, strict=True))
         return graph, level
 
+    def _actor_pass(self, theta, projection, need_stats):
+        """A pass through the actors, or None (and no more actors) if one is lost."""
+        try:
+            lost = [f.key for _, f in self._actors if f.status != "finished"]
+            if lost:
+                raise RuntimeError(f"actors {lost} are gone (their worker was lost)")
+            calls = [actor.run(theta, self.shift, projection, need_stats, self.block_rows)
+                     for actor, _ in self._actors]
+            return combine_stats([part for call in calls for part in call.result()])
+        except Exception as exc:  # noqa: BLE001  (a lost worker, say: tasks recover it)
+            logger.warning("A pass through the workers' actors failed (%r); passes go "
+                           "through the scheduler from now on.", exc)
+            self._actors = None
+            return None
+
     def run_pass(self, theta, projection, need_stats=True) -> SuffStats:
+        if self._actors is not None:
+            stats = self._actor_pass(theta, projection, need_stats)
+            if stats is not None:
+                return stats
         graph, keys = self.stats_graph(theta, projection, need_stats)
         get = get_scheduler(collections=[self.X]) or dask.threaded.get
         return combine_stats(get(graph, keys))

@@ -215,6 +215,88 @@ def test_uneven_chunks_are_balanced_to_within_the_tolerance(client):
     assert_matches_reference(X, params, None, got, X.mean(axis=0))
 
 
+@pytest.mark.parametrize("actors", [True, False])
+@pytest.mark.parametrize("kind", ["joint", "rotated_marginal"])
+def test_passes_through_actors_or_tasks_match_the_reference(client, blobs, actors, kind):
+    """A pass is one direct call to an actor per worker, or one task per worker thread
+    through the scheduler: the same statistics either way."""
+    X, _ = blobs
+    params = random_params(16, X, 4)
+    P = make_projection(kind, 3)
+    shift = X.mean(axis=0)
+    engine = DaskEngine(da.from_array(X, chunks=(70, -1)), shift, actors=actors)
+    assert (engine._actors is not None) == actors
+    if actors:
+        assert len(engine._actors) == 2  # one per worker
+    got = em_update(engine, MixtureParams(*params), Projection("x", P), covariance_floor=1e-3,
+                    weight_concentration=0.1)
+    assert_matches_reference(X, params, P, got, shift)
+    assert engine._actors is not None or not actors  # no fallback happened
+
+
+def test_actors_are_used_for_small_persisted_data_only(client, blobs, monkeypatch):
+    import dask_biglearn.engine as engine_module
+
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(100, -1))
+    assert DaskEngine(Xd, X.mean(axis=0))._actors is not None
+    assert DaskEngine(Xd, X.mean(axis=0), persist=False)._actors is None  # not persisted
+    monkeypatch.setattr(engine_module, "ACTOR_PASS_BYTES", X.nbytes - 1)
+    assert DaskEngine(Xd, X.mean(axis=0))._actors is None
+    with pytest.raises(ValueError, match="actors must be"):
+        DaskEngine(Xd, X.mean(axis=0), actors="yes")
+
+
+def test_actor_runs_the_groups_of_a_multithreaded_worker_on_threads(blobs):
+    """One worker with two threads: one actor, two groups run side by side."""
+    from distributed import Client, LocalCluster
+
+    X, _ = blobs
+    params = random_params(17, X, 4)
+    P = make_projection("marginal", 3)
+    shift = X.mean(axis=0)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=":0", worker_dashboard_address=None) as cluster, \
+            Client(cluster):
+        engine = DaskEngine(da.from_array(X, chunks=(50, -1)), shift)
+        assert len(engine._actors) == 1 and len(engine._groups) == 2
+        got = em_update(engine, MixtureParams(*params), Projection("x", P),
+                        covariance_floor=1e-3, weight_concentration=0.1)
+        assert engine._actors is not None
+    assert_matches_reference(X, params, P, got, shift)
+
+
+def test_a_lost_worker_sends_passes_back_through_the_scheduler(blobs, caplog):
+    """Killing the process of a worker that holds an actor: the next pass warns, runs as
+    tasks (the scheduler recomputes the lost chunks) and still gives the right answer."""
+    import logging
+    import os
+    import time
+
+    from distributed import Client, LocalCluster
+
+    X, _ = blobs
+    params = random_params(18, X, 4)
+    shift = X.mean(axis=0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", worker_dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        engine = DaskEngine(da.from_array(X, chunks=(100, -1)), shift)
+        victim = engine._actors[0][0]._address
+        client.run(os._exit, 1, workers=[victim], on_error="ignore")  # dies mid-call
+        # Once the scheduler has told the client, the engine sees the lost actor before it
+        # calls it (a call racing the news waits for distributed's connect timeout instead).
+        deadline = time.monotonic() + 60
+        while engine._actors[0][1].status == "finished" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with caplog.at_level(logging.WARNING, logger="dask_biglearn.engine"):
+            got = em_update(engine, MixtureParams(*params), Projection.identity(),
+                            covariance_floor=1e-3, weight_concentration=0.1)
+        assert engine._actors is None
+        assert "passes go through the scheduler" in caplog.text
+    assert_matches_reference(X, params, None, got, shift)
+
+
 def test_large_arrays_are_not_persisted(client, blobs):
     X, _ = blobs
     Xd = da.from_array(X, chunks=(100, -1))
