@@ -25,6 +25,11 @@ Part ``overhead`` (main setting N=1e6, D=16, K=25, float64) measures in one run:
 (e) a tiny pass: 1e4 rows, one chunk, persisted, on the cluster: ``engine.run_pass(theta,
     None)`` and ``em_update``, driver to driver.
 
+The engine's default route on a cluster (``actors="auto"``) sends a pass over persisted data
+of at most 256 MiB as one direct call to an actor on each worker; (c) at 10 chunks and (e)
+are also measured with ``actors=False`` (one task per worker thread, through the scheduler).
+The ``route`` column says which.
+
 Targets (printed, not asserted): (c) <= 0.65 x (a) at 10 and at 100 chunks; (d) <= 1.5 x (c)
 at 10 chunks; (e) ``run_pass`` <= 25 ms.
 
@@ -75,7 +80,8 @@ TARGET_PERSISTED = 0.65
 TARGET_ZARR = 1.5
 TARGET_TINY_S = 0.025
 
-TABLE_COLUMNS = ["setting", "malloc_trim", "n_samples", "n_chunks", "data_tasks", "ms_per_pass",
+TABLE_COLUMNS = ["setting", "malloc_trim", "n_samples", "n_chunks", "data_tasks", "route",
+                 "ms_per_pass",
                  "vs_base", "vs_ref", "target", "ok"]
 TABLE_FORMATS = {"ms_per_pass": ".1f", "vs_base": ".3f", "vs_ref": ".3f"}
 SCALING_COLUMNS = ["factor", "n_samples", "n_features", "n_components", "chunk_rows", "n_chunks",
@@ -186,20 +192,22 @@ def _from_array(X, chunk_rows):
     return da.from_array(X, chunks=(chunk_rows, X.shape[1]))
 
 
-def _dask_engine(X, shift, persist="auto"):
+def _dask_engine(X, shift, persist="auto", actors="auto"):
     from dask_biglearn.engine import DaskEngine
 
-    return DaskEngine(X, shift, persist=persist)
+    return DaskEngine(X, shift, persist=persist, actors=actors)
 
 
 def _engine_facts(engine):
-    """Tasks per pass over the data (chunk tasks or per-worker groups) and whether the engine
-    holds persisted data (its own ``persist="auto"`` included)."""
+    """Tasks per pass over the data (chunk tasks or per-worker groups), whether the engine
+    holds persisted data (its own ``persist="auto"`` included) and the route of a pass
+    (``actors``: one direct call per worker; ``tasks``: through the scheduler)."""
     from distributed import futures_of
 
     groups = getattr(engine, "_groups", None) or getattr(engine, "_block_keys", None)
     return {"data_tasks": None if groups is None else len(groups),
-            "persisted": bool(futures_of(engine.X))}
+            "persisted": bool(futures_of(engine.X)),
+            "route": "actors" if getattr(engine, "_actors", None) else "tasks"}
 
 def _free(client=None):
     gc.collect()
@@ -298,6 +306,13 @@ def run_overhead(args, report):
                         n_chunks=Xp.numblocks[0], chunks_per_worker=per_worker, vs_base=t / base,
                         target=f"<= {TARGET_PERSISTED} x base",
                         ok=bool(t <= TARGET_PERSISTED * base))
+                    if n_chunks == 10 and engine._actors:
+                        del engine
+                        engine = _dask_engine(Xp, shift, actors=False)
+                        t, times = _time_pass(engine, params, args.repeats)
+                        add("cluster persisted", t, times, malloc_trim=mode,
+                            **_engine_facts(engine), n_chunks=Xp.numblocks[0],
+                            chunks_per_worker=per_worker, vs_base=t / base)
                     del engine, Xp
                     _free(client)
                 # (d) from the Zarr store, not persisted
@@ -329,7 +344,14 @@ def run_overhead(args, report):
                 t_em, times = median_time(lambda e=engine: _em_pass(e, tiny_params),
                                           repeats=args.tiny_repeats, warmup=2)
                 add("tiny em_update", t_em, times, malloc_trim=mode, n_samples=Xt.shape[0],
-                    n_chunks=1)
+                    **_engine_facts(engine), n_chunks=1)
+                del engine
+                # the same through the scheduler, for comparison
+                engine = _dask_engine(Xtp, tiny_shift, actors=False)
+                t_tasks, times = median_time(lambda e=engine: e.run_pass(tiny_theta, None),
+                                             repeats=args.tiny_repeats, warmup=2)
+                add("tiny run_pass", t_tasks, times, malloc_trim=mode, n_samples=Xt.shape[0],
+                    **_engine_facts(engine), n_chunks=1)
                 del engine, Xtp
                 _free(client)
                 summary[mode] = {
@@ -338,6 +360,7 @@ def run_overhead(args, report):
                     "zarr_ratio_to_persisted_10": None if ref is None else t_zarr / ref,
                     "tiny_run_pass_ms": 1e3 * t_run,
                     "tiny_em_update_ms": 1e3 * t_em,
+                    "tiny_run_pass_tasks_ms": 1e3 * t_tasks,
                     "targets_met": {
                         **{f"persisted_{nc}": bool(persisted[nc] <= TARGET_PERSISTED * base)
                            for nc in persisted},
