@@ -233,7 +233,6 @@ ACTOR_PASS_BYTES = 256 * 2**20
 class _Placement(NamedTuple):
     """Where a persisted array's blocks are, once balanced over the workers."""
 
-    futures: list  # every future the data graph needs
     block_futures: list  # the blocks a pass reads, in row order
     block_rows: list
     groups: list  # lists of block keys, one task (or actor thread) each
@@ -334,10 +333,9 @@ class DaskEngine:
         if actors not in ("auto", True, False):
             raise ValueError(f"actors must be 'auto', True or False, got {actors!r}.")
         client = _active_client()
-        placement = None
+        placement, futures = None, []
         if client is not None:
-            X, placement = self._place_on_cluster(client, X, persist)
-        futures = [] if placement is None else placement.futures
+            X, futures, placement = self._place_on_cluster(client, X, persist)
         self.X = X
         keys = X.__dask_keys__()
         self._data_graph = dict(X.__dask_optimize__(X.__dask_graph__(), keys))
@@ -365,8 +363,9 @@ class DaskEngine:
     def _place_on_cluster(client, X, persist):
         """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
 
-        Returns ``(X, placement)``, with a :class:`_Placement` when ``X`` is persisted and None
-        otherwise. Chunks copied or split to balance the workers have new keys.
+        Returns ``(X, futures the graph of X needs, placement)``, with a :class:`_Placement`
+        when ``X`` is persisted and None otherwise. Chunks copied or split to balance the
+        workers have new keys.
         """
         from distributed import futures_of, wait
 
@@ -381,7 +380,7 @@ class DaskEngine:
                 wait(X)
                 futures, is_persisted = futures_of(X), True
         if not is_persisted:
-            return X, None
+            return X, futures, None
         by_key = {f.key: f for f in futures}
         block_futures = [by_key[k] for k in block_keys]
         wait(block_futures)  # persisting is asynchronous: placement is known once done
@@ -396,8 +395,8 @@ class DaskEngine:
             n_groups = min(len(keys), nthreads.get(worker, 1))
             groups.extend(keys[i::n_groups] for i in range(n_groups))
             group_workers.extend([worker] * n_groups)
-        return X, _Placement(futures + block_futures, block_futures, rows, groups,
-                             group_workers)
+        futures = futures + block_futures
+        return X, futures, _Placement(block_futures, rows, groups, group_workers)
 
     def stats_graph(self, theta, projection, need_stats=True):
         """The task graph of one pass: ``(graph, keys)``, the keys of at most ``split_every``

@@ -297,6 +297,21 @@ def test_a_lost_worker_sends_passes_back_through_the_scheduler(blobs, caplog):
     assert_matches_reference(X, params, None, got, shift)
 
 
+def test_array_derived_from_persisted_data_is_not_persisted_but_read(client, blobs):
+    """``persist=False`` on an array computed from persisted chunks: one task per chunk,
+    no actors, computed from the chunks on the workers, and the pass is right."""
+    X, _ = blobs
+    Xp = client.persist(da.from_array(X, chunks=(150, -1)))
+    Xd = Xp * 2.0 - 1.0
+    shift = (2.0 * X - 1.0).mean(axis=0)
+    engine = DaskEngine(Xd, shift, persist=False)
+    assert engine._actors is None and len(engine._groups) == 4
+    params = random_params(19, 2.0 * X - 1.0, 4)
+    got = em_update(engine, MixtureParams(*params), Projection.identity(),
+                    covariance_floor=1e-3, weight_concentration=0.1)
+    assert_matches_reference(2.0 * X - 1.0, params, None, got, shift)
+
+
 def test_large_arrays_are_not_persisted(client, blobs):
     X, _ = blobs
     Xd = da.from_array(X, chunks=(100, -1))
