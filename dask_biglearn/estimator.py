@@ -258,9 +258,10 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
-            NumPy input runs in-process; a Dask array runs one task per row chunk and a tree
-            reduction per pass on the active Dask scheduler. Per-sample data never comes
-            back to the driver.
+            NumPy input runs in-process; a Dask array runs its passes on the active Dask
+            scheduler (see :class:`dask_biglearn.engine.DaskEngine`: on a cluster it is
+            persisted when it fits, spread over the workers, and small data is passed over
+            through one actor per worker). Per-sample data never comes back to the driver.
         y : ignored
 
         Returns
