@@ -50,7 +50,8 @@ class InProcessEngine:
 
     * the features of the data, computed once and reused by every joint pass;
     * the features of ``P x`` for the last projection ``P``, reused while the next passes use
-      the same ``P`` (the ``n_inner_iter`` local updates of one BigLearn-EM outer iteration).
+      the same ``P`` (the ``n_inner_iter`` local updates of one BigLearn-EM outer iteration),
+      in a buffer as large as the data's own features (so this needs room for both).
 
     Larger data recomputes the features block by block every pass.
     """
@@ -90,10 +91,12 @@ class InProcessEngine:
             return self._features
         if self._projected is not None and np.array_equal(self._projected[0], projection):
             return self._projected[1]
-        # One buffer, as wide as the widest projection (D rows), reused by every projection:
-        # fresh memory for each would cost page faults.
+        self._projected = None  # the buffer is about to change: never pair it with a stale P
+        # One buffer, as wide as the data's own features (projections have m <= D rows),
+        # reused by every projection: fresh memory for each would cost page faults.
         cached = 0 if self._features is None else self._feature_bytes(self.n_features)
-        if cached + self._feature_bytes(self.n_features) > FEATURE_CACHE_BYTES:
+        if (projection.shape[0] > self.n_features
+                or cached + self._feature_bytes(self.n_features) > FEATURE_CACHE_BYTES):
             return None
         if self._projected_buffer is None:
             self._projected_buffer = np.empty(self._feature_bytes(self.n_features) // 8)
@@ -229,6 +232,9 @@ def _balance_chunks(client, block_futures, block_rows):
 #: part of it.
 ACTOR_PASS_BYTES = 256 * 2**20
 
+#: Seconds to wait for the actors to start before passes go through the scheduler instead.
+ACTOR_START_TIMEOUT = 60
+
 
 class _Placement(NamedTuple):
     """Where a persisted array's blocks are, once balanced over the workers."""
@@ -274,11 +280,13 @@ def _start_pass_actors(client, placement):
     for group, worker in zip(placement.groups, placement.group_workers, strict=True):
         by_worker.setdefault(worker, []).append([by_key[k] for k in group])
     started = [
+        # Bound to its worker: an actor lost with it must stay lost (its future no longer
+        # "finished"), not reappear elsewhere behind a proxy that still calls the dead address.
         client.submit(_PassActor, groups, actor=True, workers=[worker],
-                      allow_other_workers=True, pure=False)
+                      allow_other_workers=False, pure=False)
         for worker, groups in sorted(by_worker.items())
     ]
-    return [(future.result(), future) for future in started]
+    return [(future.result(timeout=ACTOR_START_TIMEOUT), future) for future in started]
 
 
 class DaskEngine:
@@ -302,8 +310,9 @@ class DaskEngine:
     * chunks are copied between workers, once, until each holds rows in proportion to its
       threads (whole chunks first, then parts of chunks, to within
       :data:`BALANCE_TOLERANCE`; one chunk on a cluster is shared by all workers), then
-      grouped by the worker holding them, one task per worker thread: a pass costs a few
-      tasks whatever the number of chunks, and no worker waits for another.
+      grouped by the worker holding them, one task per worker thread that has a chunk (a
+      worker holding one piece uses one thread): a pass costs a few tasks whatever the
+      number of chunks, and no worker waits for another.
     * ``actors="auto"`` (for persisted data of at most :data:`ACTOR_PASS_BYTES`; ``True``:
       any persisted data) gives each worker a ``distributed`` actor holding its groups of
       chunks: a pass is then one direct call per worker, with no task for the scheduler to
@@ -357,7 +366,11 @@ class DaskEngine:
         self._actors = None
         if placement is not None and (
                 actors is True or (actors == "auto" and X.nbytes <= ACTOR_PASS_BYTES)):
-            self._actors = _start_pass_actors(client, placement)
+            try:
+                self._actors = _start_pass_actors(client, placement)
+            except (OSError, RuntimeError, TimeoutError) as exc:  # e.g. a worker was lost
+                logger.warning("Could not start the pass actors (%r); passes go through the "
+                               "scheduler.", exc)
 
     @staticmethod
     def _place_on_cluster(client, X, persist):
@@ -438,7 +451,9 @@ class DaskEngine:
             calls = [actor.run(theta, self.shift, projection, need_stats, self.block_rows)
                      for actor, _ in self._actors]
             return combine_stats([part for call in calls for part in call.result()])
-        except Exception as exc:  # noqa: BLE001  (a lost worker, say: tasks recover it)
+        except (OSError, RuntimeError, KeyError, TimeoutError) as exc:
+            # An unreachable or lost actor (distributed raises these); tasks recover from it.
+            # Errors of the pass itself are not caught: tasks would only raise them again.
             logger.warning("A pass through the workers' actors failed (%r); passes go "
                            "through the scheduler from now on.", exc)
             self._actors = None

@@ -151,9 +151,9 @@ def quadratic_features(X, shift, out=None, compiled: bool | None = None) -> np.n
     out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
         Scratch buffer to write into (float64, C-contiguous).
     compiled : bool, optional
-        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available, not
-        disabled with ``DASK_BIGLEARN_NUMBA=0``, and ``n_dims`` is at most
-        :data:`COMPILED_ESTEP_MAX_DIMS`); ``False`` runs this NumPy code, the reference.
+        Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available and
+        not disabled with ``DASK_BIGLEARN_NUMBA=0``); ``False`` runs this NumPy code, the
+        reference.
 
     Returns
     -------
@@ -424,6 +424,11 @@ def estep_coefficients(weights, means, covariances, shift,
             np.ascontiguousarray(covariances, dtype=np.float64),
             np.ascontiguousarray(shift, dtype=np.float64), theta)
         if failed >= 0:
+            if not np.all(np.isfinite(covariances)):
+                # As the NumPy path: non-finite coefficients, which the driver's finiteness
+                # check reports (data that overflows), not a Cholesky error.
+                theta.fill(np.nan)
+                return theta
             raise CholeskyError(f"Component {failed}: {_NOT_POSITIVE_DEFINITE}")
         return theta
     prec_chol = precision_cholesky(covariances)  # (K, m, m), Lambda = U U^T

@@ -328,3 +328,63 @@ def test_in_process_engine_reuses_projected_features_only_for_the_same_projectio
     check(P)
     P[0] *= -1  # changed in place: not the projection whose features are cached
     check(P)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+def test_estep_coefficients_of_non_finite_covariances_are_not_finite(compiled):
+    """Both paths leave non-finite parameters to the driver's finiteness check."""
+    covs = np.stack([np.eye(2), np.full((2, 2), np.inf)])
+    with np.errstate(all="ignore"):
+        theta = estep_coefficients(np.full(2, 0.5), np.zeros((2, 2)), covs, np.zeros(2),
+                                   compiled=compiled)
+    assert not np.all(np.isfinite(theta))
+
+
+def test_interrupted_projected_feature_refill_is_not_reused(blobs, monkeypatch):
+    """If building the features of a new projection fails part way, the buffer is not
+    passed off as the previous projection's features."""
+    import dask_biglearn.engine as engine_module
+
+    X, _ = blobs
+    shift = X.mean(axis=0)
+    engine = InProcessEngine(X, shift, block_rows=100)
+    w, m, c = random_params(22, X, 4)
+    P1 = make_projection("rotated_marginal", 3, seed=3)
+    P2 = make_projection("rotated_marginal", 3, seed=4)
+
+    def theta_for(P):
+        means_y, covs_y = project_params(m, c, P)
+        return estep_coefficients(w, means_y, covs_y, P @ shift)
+
+    engine.run_pass(theta_for(P1), P1)
+    calls = {"n": 0}
+    real = engine_module.projected_features
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "projected_features", failing)
+    with pytest.raises(MemoryError):
+        engine.run_pass(theta_for(P2), P2)
+    monkeypatch.setattr(engine_module, "projected_features", real)
+    got = engine.run_pass(theta_for(P1), P1)
+    want = chunk_stats(X, theta_for(P1), shift, P1)
+    assert got.log_lik_sum == pytest.approx(want.log_lik_sum, rel=1e-12)
+
+
+def test_projection_wider_than_the_data_is_not_cached(blobs):
+    X, _ = blobs
+    shift = X.mean(axis=0)
+    engine = InProcessEngine(X, shift)
+    P = np.vstack([np.eye(3), np.eye(3)[:1]])  # 4 rows over 3 features (a caller's own P)
+    w, m, c = random_params(23, X, 4)
+    means_y, covs_y = project_params(m, c + np.eye(3), P)
+    covs_y = covs_y + np.eye(4)  # P P^T is singular; any valid covariance will do here
+    theta = estep_coefficients(w, means_y, covs_y, P @ shift)
+    got = engine.run_pass(theta, P)
+    want = chunk_stats(X, theta, shift, P)
+    assert got.log_lik_sum == pytest.approx(want.log_lik_sum, rel=1e-12)
+    assert engine._projected is None
