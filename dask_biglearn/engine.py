@@ -27,6 +27,7 @@ from .numerics import (
     group_stats,
     n_quadratic_features,
     projected_features,
+    row_blocks,
     sum_stats,
 )
 
@@ -76,13 +77,11 @@ class InProcessEngine:
                                      else projection.shape[0])
         if buffer is None:
             buffer = np.empty(width * self.n_samples)
-        blocks = []
-        for start in range(0, self.n_samples, self.block_rows):
-            rows = min(self.block_rows, self.n_samples - start)
-            out = buffer[width * start : width * (start + rows)].reshape(width, rows)
-            blocks.append(projected_features(self.X[start : start + rows], self.shift,
-                                             projection, out=out))
-        return blocks
+        return [
+            projected_features(self.X[start:stop], self.shift, projection,
+                               out=buffer[width * start : width * stop].reshape(width, -1))
+            for start, stop in row_blocks(self.n_samples, self.block_rows)
+        ]
 
     def _features_of(self, projection):
         """Cached block features for ``projection`` (None: the data's own), or None when

@@ -257,19 +257,22 @@ def projected_features(X, shift, projection, out=None) -> np.ndarray:
     return quadratic_features(Y, np.zeros(projection.shape[0]), out=out)
 
 
+def row_blocks(n_rows: int, block_rows: int):
+    """``(start, stop)`` of consecutive sub-blocks of at most ``block_rows`` rows."""
+    for start in range(0, n_rows, block_rows):
+        yield start, min(start + block_rows, n_rows)
+
+
 def block_parts(X, theta, shift, projection, need_stats=True, block_rows=None):
     """Yield :func:`feature_pass` results ``(G, log_lik_sum)`` for ``X`` in sub-blocks.
 
     Each sub-block has at most ``block_rows`` rows; its temporaries are reused buffers.
     """
-    n = X.shape[0]
     width = theta.shape[0]
-    block_rows = block_rows or default_block_rows(X.shape[1])
     theta_t = np.ascontiguousarray(theta.T)
-    for start in range(0, n, block_rows):
-        rows = min(block_rows, n - start)
-        buf = scratch_buffer("features", rows * width).reshape(width, rows)
-        features = projected_features(X[start : start + rows], shift, projection, out=buf)
+    for start, stop in row_blocks(X.shape[0], block_rows or default_block_rows(X.shape[1])):
+        buf = scratch_buffer("features", (stop - start) * width).reshape(width, stop - start)
+        features = projected_features(X[start:stop], shift, projection, out=buf)
         yield feature_pass(features, theta_t, need_stats)
 
 
@@ -403,7 +406,6 @@ def estep_coefficients(weights, means, covariances, shift,
     means : ndarray of shape (n_components, n_dims)
     covariances : ndarray of shape (n_components, n_dims, n_dims)
     shift : ndarray of shape (n_dims,)
-
     compiled : bool, optional
         Use the numba kernel of :mod:`dask_biglearn._compiled` (default: when available, not
         disabled with ``DASK_BIGLEARN_NUMBA=0``, and ``n_dims`` is at most
