@@ -78,10 +78,11 @@ def machine_info():
         "distributed": distributed.__version__,
         "scikit-learn": sklearn.__version__,
     }
-    from dask_biglearn._compiled import compiled_enabled, numba
+    from dask_biglearn.config import compiled_kernels
+    from dask_biglearn.kernels._compiled import numba
 
     info["numba"] = getattr(numba, "__version__", None)
-    info["compiled_kernels"] = compiled_enabled()
+    info["compiled_kernels"] = compiled_kernels()
     try:
         from threadpoolctl import threadpool_info
 

@@ -108,14 +108,14 @@ def _malloc_modes(text):
 
 
 def _params(w, m, c):
-    from dask_biglearn.em import MixtureParams
+    from dask_biglearn.model import MixtureParams
 
     return MixtureParams(w, m, c)
 
 
 def _em_pass(engine, params):
     """One EM update in the joint space: the unit of time of this benchmark."""
-    from dask_biglearn.em import em_update
+    from dask_biglearn.fit import em_update
     from dask_biglearn.projection import Projection
 
     return em_update(engine, params, Projection.identity(), **PASS_KW)
@@ -192,10 +192,10 @@ def _from_array(X, chunk_rows):
     return da.from_array(X, chunks=(chunk_rows, X.shape[1]))
 
 
-def _dask_engine(X, shift, persist="auto", actors="auto"):
-    from dask_biglearn.engine import DaskEngine
+def _dask_engine(X, persist="auto", actors="auto"):
+    from dask_biglearn.engines import DaskEngine
 
-    return DaskEngine(X, shift, persist=persist, actors=actors)
+    return DaskEngine(X, persist=persist, actors=actors)
 
 
 def _engine_facts(engine):
@@ -204,10 +204,8 @@ def _engine_facts(engine):
     (``actors``: one direct call per worker; ``tasks``: through the scheduler)."""
     from distributed import futures_of
 
-    groups = getattr(engine, "_groups", None) or getattr(engine, "_block_keys", None)
-    return {"data_tasks": None if groups is None else len(groups),
-            "persisted": bool(futures_of(engine.X)),
-            "route": "actors" if getattr(engine, "_actors", None) else "tasks"}
+    return {"data_tasks": engine.n_pass_tasks, "persisted": bool(futures_of(engine.X)),
+            "route": engine.route}
 
 def _free(client=None):
     gc.collect()
@@ -226,14 +224,15 @@ def run_overhead(args, report):
     import dask.array as da
     from threadpoolctl import threadpool_limits
 
-    from dask_biglearn.engine import InProcessEngine
-    from dask_biglearn.numerics import estep_coefficients, n_quadratic_features
+    from dask_biglearn.algebra import estep_coefficients
+    from dask_biglearn.engines import InProcessEngine
+    from dask_biglearn.kernels.features import n_quadratic_features
+    from dask_biglearn.kernels.passes import PassSpec
 
     n, d, k = args.n_samples, args.n_features, args.n_components
     log(f"overhead: generating N={n}, D={d}, K={k}")
     X, w, m, c = make_problem(n, d, k, seed=args.seed)
     params = _params(w, m, c)
-    shift = X.mean(axis=0)
     rows = []
 
     def add(setting, seconds, times, **extra):
@@ -246,8 +245,8 @@ def run_overhead(args, report):
         return row
 
     # (a) in-process: the baseline (BLAS limited to one thread), then the BLAS default
-    engine = InProcessEngine(X, shift)
-    cached = engine._features is not None
+    engine = InProcessEngine(X)
+    cached = engine.features_cached
     if cached:
         warnings.warn(
             f"N x {n_quadratic_features(d)} features fit the in-process feature cache: the "
@@ -260,17 +259,19 @@ def run_overhead(args, report):
     t, times = _time_pass(engine, params, args.repeats)
     add("in-process BLAS default", t, times, n_chunks=1, blas_threads="default",
         features_cached=cached, vs_base=t / base)
+    engine.close()
     del engine
     gc.collect()
 
     # (b) Dask's threaded scheduler, one BLAS thread per Dask thread
     Xd = _from_array(X, _chunk_rows(n, args.threads_chunks))
     with dask.config.set(scheduler="threads"), threadpool_limits(1):
-        engine = _dask_engine(Xd, shift)
+        engine = _dask_engine(Xd)
         t, times = _time_pass(engine, params, args.repeats)
     add("dask threads", t, times, n_chunks=Xd.numblocks[0], blas_threads=1,
         data_tasks=_engine_facts(engine)["data_tasks"],
         threads=dask.config.get("num_workers", None) or os.cpu_count(), vs_base=t / base)
+    engine.close()
     del engine, Xd
     gc.collect()
 
@@ -287,8 +288,11 @@ def run_overhead(args, report):
     # the tiny problem
     Xt, wt, mt, ct = make_problem(args.tiny_samples, d, k, seed=args.seed + 1)
     tiny_params = _params(wt, mt, ct)
-    tiny_shift = Xt.mean(axis=0)
-    tiny_theta = estep_coefficients(wt, mt, ct, tiny_shift)
+
+    def tiny_spec(engine):
+        shift = engine.summaries.shift
+        return PassSpec(estep_coefficients(wt, mt, ct, shift, compiled=engine.compiled), shift,
+                        compiled=engine.compiled)
 
     summary = {}
     try:
@@ -299,7 +303,7 @@ def run_overhead(args, report):
                 persisted = {}
                 for n_chunks in args.chunks:
                     Xp, per_worker = _persist(client, _from_array(X, _chunk_rows(n, n_chunks)))
-                    engine = _dask_engine(Xp, shift)
+                    engine = _dask_engine(Xp)
                     t, times = _time_pass(engine, params, args.repeats)
                     persisted[n_chunks] = t
                     add("cluster persisted", t, times, malloc_trim=mode, **_engine_facts(engine),
@@ -307,17 +311,19 @@ def run_overhead(args, report):
                         target=f"<= {TARGET_PERSISTED} x base",
                         ok=bool(t <= TARGET_PERSISTED * base))
                     if n_chunks == 10 and engine._actors:
+                        engine.close()
                         del engine
-                        engine = _dask_engine(Xp, shift, actors=False)
+                        engine = _dask_engine(Xp, actors=False)
                         t, times = _time_pass(engine, params, args.repeats)
                         add("cluster persisted", t, times, malloc_trim=mode,
                             **_engine_facts(engine), n_chunks=Xp.numblocks[0],
                             chunks_per_worker=per_worker, vs_base=t / base)
+                    engine.close()
                     del engine, Xp
                     _free(client)
                 # (d) from the Zarr store, not persisted
                 Xz = da.from_zarr(str(store))
-                engine = _dask_engine(Xz, shift, persist=False)
+                engine = _dask_engine(Xz, persist=False)
                 facts = _engine_facts(engine)
                 if facts["persisted"]:
                     warnings.warn("the engine persisted the Zarr data: not an out-of-core pass",
@@ -330,12 +336,14 @@ def run_overhead(args, report):
                     ref="cluster persisted, 10 chunks",
                     target=f"<= {TARGET_ZARR} x persisted(10)",
                     ok=None if ref is None else bool(t_zarr <= TARGET_ZARR * ref))
+                engine.close()
                 del engine, Xz
                 _free(client)
                 # (e) tiny pass, one chunk, persisted
                 Xtp, _ = _persist(client, _from_array(Xt, Xt.shape[0]))
-                engine = _dask_engine(Xtp, tiny_shift)
-                t_run, times = median_time(lambda e=engine: e.run_pass(tiny_theta, None),
+                engine = _dask_engine(Xtp)
+                spec = tiny_spec(engine)
+                t_run, times = median_time(lambda e=engine, s=spec: e.run_pass(s),
                                            repeats=args.tiny_repeats, warmup=2)
                 add("tiny run_pass", t_run, times, malloc_trim=mode, n_samples=Xt.shape[0],
                     **_engine_facts(engine),
@@ -345,13 +353,15 @@ def run_overhead(args, report):
                                           repeats=args.tiny_repeats, warmup=2)
                 add("tiny em_update", t_em, times, malloc_trim=mode, n_samples=Xt.shape[0],
                     **_engine_facts(engine), n_chunks=1)
+                engine.close()
                 del engine
                 # the same through the scheduler, for comparison
-                engine = _dask_engine(Xtp, tiny_shift, actors=False)
-                t_tasks, times = median_time(lambda e=engine: e.run_pass(tiny_theta, None),
+                engine = _dask_engine(Xtp, actors=False)
+                t_tasks, times = median_time(lambda e=engine, s=spec: e.run_pass(s),
                                              repeats=args.tiny_repeats, warmup=2)
                 add("tiny run_pass", t_tasks, times, malloc_trim=mode, n_samples=Xt.shape[0],
                     **_engine_facts(engine), n_chunks=1)
+                engine.close()
                 del engine, Xtp
                 _free(client)
                 summary[mode] = {
@@ -454,7 +464,7 @@ def run_scaling(args, report):
                     t0 = time.perf_counter()
                     if nbytes <= args.max_driver_gb * 1e9:
                         X, w, m, c = make_problem(n, d, k, seed=args.seed)
-                        params, shift = _params(w, m, c), X.mean(axis=0)
+                        params = _params(w, m, c)
                         if in_memory:
                             Xd, _ = _persist(client, _from_array(X, chunk_rows))
                             source = "persisted"
@@ -465,7 +475,7 @@ def run_scaling(args, report):
                             Xd, source = da.from_zarr(str(store)), "zarr"
                         del X
                     else:
-                        params, shift = _generate_to_zarr(store, n, d, k, chunk_rows, args.seed)
+                        params, _ = _generate_to_zarr(store, n, d, k, chunk_rows, args.seed)
                         if in_memory:
                             Xd, _ = _persist(client, da.from_zarr(str(store)))
                             source = "persisted (generated via Zarr)"
@@ -474,7 +484,7 @@ def run_scaling(args, report):
                     setup = time.perf_counter() - t0
                     log(f"scaling N={n} D={d} K={k} chunk_rows={chunk_rows}: {source}, "
                          f"{nbytes / 1e6:.0f} MB, set up in {setup:.1f}s")
-                    engine = _dask_engine(Xd, shift, persist=False)
+                    engine = _dask_engine(Xd, persist=False)
                     t, times = _time_pass(engine, params, args.scaling_repeats)
                     facts = _engine_facts(engine)
                     measured[key] = dict(**facts,
@@ -483,6 +493,7 @@ def run_scaling(args, report):
                         nbytes=nbytes, setup_s=setup, seconds=t, ms_per_pass=1e3 * t,
                         times=times, rows_per_s=n / t, ns_per_row_comp=1e9 * t / (n * k))
                     log(f"  {1e3 * t:.1f} ms/pass")
+                    engine.close()
                     del engine, Xd
                     _free(client)
                     shutil.rmtree(store, ignore_errors=True)

@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 from _common import Report, gemm_peak_gflops, make_problem, median_time, print_table
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_limits
 
-from dask_biglearn.em import MixtureParams, em_update
-from dask_biglearn.engine import InProcessEngine
-from dask_biglearn.numerics import precision_cholesky
+from dask_biglearn.algebra import precision_cholesky
+from dask_biglearn.engines import InProcessEngine
+from dask_biglearn.fit import em_update
+from dask_biglearn.model import MixtureParams
 from dask_biglearn.projection import Projection
 
 
 def time_ours(X, params, repeats):
-    engine = InProcessEngine(X, X.mean(axis=0, dtype=np.float64))
+    engine = InProcessEngine(X)
 
     def one_pass():
         em_update(engine, params, Projection.identity(), covariance_floor=1e-6,

@@ -6,7 +6,7 @@ Same data (``make_problem(N, D, K, seed=0)``, float64), same K, two cores on eac
   processes=True)`` with the data persisted on the workers in ``--chunks`` row chunks.  One
   iteration is one full joint EM update, driver to driver::
 
-      em_update(DaskEngine(Xd, X.mean(axis=0)), MixtureParams(w, m, c), Projection.identity(),
+      em_update(DaskEngine(Xd), MixtureParams(w, m, c), Projection.identity(),
                 covariance_floor=1e-6, weight_concentration=0.0)
 
   (E-step coefficients and M-step on the driver, one pass with a tree reduction on the
@@ -84,8 +84,9 @@ def time_ours(X, weights, means, covs, n_chunks, repeats, warmup):
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
-    from dask_biglearn.em import MixtureParams, em_update
-    from dask_biglearn.engine import DaskEngine
+    from dask_biglearn.engines import DaskEngine
+    from dask_biglearn.fit import em_update
+    from dask_biglearn.model import MixtureParams
     from dask_biglearn.projection import Projection
 
     n, d = X.shape
@@ -97,7 +98,7 @@ def time_ours(X, weights, means, covs, n_chunks, repeats, warmup):
         wait(Xd)
         log(f"ours: cluster up and data persisted in {time.perf_counter() - t0:.1f}s "
              f"({Xd.numblocks[0]} chunks)")
-        engine = DaskEngine(Xd, X.mean(axis=0))
+        engine = DaskEngine(Xd)
         med, times = median_time(
             lambda: em_update(engine, params, Projection.identity(), **PASS_KW),
             repeats=repeats, warmup=warmup)

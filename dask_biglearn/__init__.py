@@ -1,14 +1,17 @@
 """Gaussian mixtures fitted with BigLearn-EM (and plain EM) on NumPy and Dask arrays."""
 
 from .estimator import BigLearnGaussianMixture, GaussianMixture
+from .model import FitState, MixtureParams
 from .projection import MatchingSchedule, Projection
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BigLearnGaussianMixture",
+    "FitState",
     "GaussianMixture",
     "MatchingSchedule",
+    "MixtureParams",
     "Projection",
     "__version__",
 ]

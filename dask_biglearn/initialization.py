@@ -1,17 +1,16 @@
 """Initial parameters, drawn on the driver from small summaries of the data.
 
-Every initialisation needs only per-feature summaries of the data (min, max, variance: one
-pass, computed with the validation) and, for ``"random_from_data"``, ``n_components`` rows
-fetched by index.
-The random draws depend only on the generator, never on the chunking.
+Every initialisation needs only per-feature summaries of the data (min, max, variance: the
+engine's summary pass) and, for ``"random_from_data"``, ``n_components`` rows fetched by
+index. The random draws depend only on the generator, never on the chunking.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .em import MixtureParams
-from .numerics import floor_eigenvalues, symmetrize
+from .algebra import floor_eigenvalues, symmetrize
+from .model import MixtureParams
 
 INIT_METHODS = ("random", "random_from_data")
 
@@ -46,6 +45,17 @@ def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -
     covariances = np.broadcast_to(np.diag(var), (n_components, var.size, var.size)).copy()
     weights = np.full(n_components, 1.0 / n_components)
     return MixtureParams(weights, means, covariances)
+
+
+def initial_params(init_params, rng, n_components, summaries, take_rows) -> MixtureParams:
+    """Draw the ``init_params`` start from ``rng``, given the engine's
+    :class:`~dask_biglearn.engines.base.DataSummaries` and its ``take_rows``."""
+    starts = {
+        "random": lambda: random_params(rng, n_components, summaries.min, summaries.max),
+        "random_from_data": lambda: random_from_data_params(
+            rng, n_components, summaries.n_samples, summaries.var, take_rows),
+    }
+    return starts[init_params]()
 
 
 def check_user_init(name, value, shape):

@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
+from types import MappingProxyType
 
 import numpy as np
 
 MATCHING_KINDS = ("joint", "marginal", "rotated_marginal")
 
-#: Reference matching probabilities (the authors' code). Used as a default argument: never
-#: mutate it (fitting only reads it, through a validated copy).
-DEFAULT_MATCHING_PROBS = {"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5}
+#: Reference matching probabilities (the authors' code): what ``matching_probs=None`` means.
+DEFAULT_MATCHING_PROBS = MappingProxyType({"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5})
 
 
 @dataclass(frozen=True)

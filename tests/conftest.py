@@ -1,9 +1,22 @@
-"""Shared fixtures: seeded data and one real LocalCluster (2 worker processes) per session."""
+"""Shared fixtures: seeded data, one real LocalCluster (2 worker processes) per session, and
+the hypothesis profiles (``default``: fast; ``ci``: more examples, no deadline, chosen when
+the ``CI`` environment variable is set or with ``--hypothesis-profile=ci``)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=15, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+KINDS = ["joint", "marginal", "rotated_marginal"]
 
 
 def make_blobs(seed=0, n_samples=600, n_features=3, n_components=4, offset=0.0, spread=1.0):
@@ -25,6 +38,18 @@ def random_params(seed, X, n_components):
     B = rng.normal(size=(n_components, d, d))
     covs = B @ np.swapaxes(B, 1, 2) + np.eye(d) * X.var(axis=0).mean()
     return weights, means, covs
+
+
+def make_projection(kind, d, seed=0):
+    """A projection matrix of each kind (None for the joint one), with m = D - 1 rows."""
+    from dask_biglearn.projection import haar_frame
+
+    rng = np.random.default_rng(seed)
+    if kind == "joint":
+        return None
+    if kind == "marginal":
+        return np.eye(d)[np.sort(rng.choice(d, size=d - 1, replace=False))]
+    return haar_frame(rng, d, d - 1)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,16 @@ import dask.array as da
 import numpy as np
 import pytest
 from conftest import make_blobs, random_params
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
-from dask_biglearn.estimator import _order_free
-from dask_biglearn.projection import MatchingSchedule
+from dask_biglearn.engines.base import order_free
+from dask_biglearn.projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from dask_biglearn.testing import reference_biglearn_em
+from dask_biglearn.testing.strategies import chunks_of
 
 
 def _fit_quietly(est, X):
@@ -78,10 +81,10 @@ def test_biglearn_fit_follows_the_dense_reference():
     # Rebuild the same generator state: the library's "random" init draws first.
     rng = np.random.default_rng(4)
     rng.standard_normal((4, 3))
-    schedule = MatchingSchedule(est.matching_probs, est.marginal_size_beta)
+    schedule = MatchingSchedule(DEFAULT_MATCHING_PROBS, est.marginal_size_beta)
     (rw, rm, rc), rll, kinds = reference_biglearn_em(
         X, w, m, c, schedule=schedule, rng=rng, weight_concentration=0.25,
-        shrink_center=_order_free(X.mean(axis=0), X.var(axis=0))[0], **kw)
+        shrink_center=order_free(X.mean(axis=0), X.var(axis=0))[0], **kw)
     assert kinds == est.matchings_
     assert est.lower_bound_ == pytest.approx(rll, abs=1e-9)
     np.testing.assert_allclose(est.weights_, rw, atol=1e-9)
@@ -114,6 +117,15 @@ def numpy_fit(reproducible_data):
 @pytest.mark.parametrize("chunks", [400, 128, 33])
 def test_same_seed_same_fit_on_threads_whatever_the_chunking(reproducible_data, numpy_fit,
                                                                chunks):
+    Xd = da.from_array(reproducible_data, chunks=(chunks, -1))
+    with dask.config.set(scheduler="threads"):
+        _assert_same_fit(numpy_fit, _biglearn().fit(Xd))
+
+
+@given(cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_fit_does_not_depend_on_the_chunking(reproducible_data, numpy_fit, cuts):
+    """Any row chunking, empty-free: the fit of the NumPy array, to 1e-8."""
+    chunks = chunks_of(sorted(cuts), len(reproducible_data))
     Xd = da.from_array(reproducible_data, chunks=(chunks, -1))
     with dask.config.set(scheduler="threads"):
         _assert_same_fit(numpy_fit, _biglearn().fit(Xd))
@@ -230,7 +242,7 @@ def test_verbose_reports_progress_through_logging(reproducible_data, caplog):
     with caplog.at_level(logging.INFO, logger="dask_biglearn"):
         BigLearnGaussianMixture(3, max_iter=4, check_every=2, verbose=1,
                                 random_state=0).fit(reproducible_data)
-    messages = [r.getMessage() for r in caplog.records if r.name == "dask_biglearn"]
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("dask_biglearn")]
     assert sum("joint mean log-likelihood" in m for m in messages) == 2
     assert any("finished 4 iterations" in m for m in messages)
 
@@ -248,3 +260,29 @@ def test_generator_random_state_and_boolean_verbose(reproducible_data):
                           random_state=np.random.default_rng(0)).fit(reproducible_data)
     X, y = est.sample(10)
     assert X.shape == (10, 3) and y.shape == (10,)
+
+
+def test_default_matching_probs_are_the_paper_s(reproducible_data):
+    from dask_biglearn.projection import DEFAULT_MATCHING_PROBS
+
+    est = BigLearnGaussianMixture(3, max_iter=2, random_state=0).fit(reproducible_data)
+    explicit = BigLearnGaussianMixture(3, max_iter=2, random_state=0,
+                                       matching_probs=dict(DEFAULT_MATCHING_PROBS))
+    _assert_same_fit(est, explicit.fit(reproducible_data), tol=0)
+    assert est.get_params()["matching_probs"] is None
+
+
+def test_callbacks_see_the_fit_and_can_stop_it(reproducible_data):
+    seen = []
+
+    def watch(state, event):
+        seen.append((event, state.iteration))
+        return event == "check" and state.iteration == 10
+
+    est = BigLearnGaussianMixture(3, max_iter=30, check_every=5, covariance_floor=1e-4,
+                                  random_state=0, callbacks=[watch]).fit(reproducible_data)
+    assert est.n_iter_ == 10 and len(est.lower_bounds_) == 2 and len(est.matchings_) == 10
+    assert seen.count(("check", 5)) == 1 and seen[-1] == ("check", 10)
+    em = GaussianMixture(3, max_iter=30, random_state=0,
+                         callbacks=[lambda state, event: state.iteration == 3])
+    assert _fit_quietly(em, reproducible_data).n_iter_ == 3

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dask_biglearn.projection import MatchingSchedule, haar_frame
 
@@ -64,3 +66,20 @@ def test_same_seed_same_sequence():
         assert p.kind == q.kind
         if p.matrix is not None:
             np.testing.assert_array_equal(p.matrix, q.matrix)
+
+
+@given(d=st.integers(1, 12), seed=st.integers(0, 2**32 - 1),
+       probs=st.sampled_from([{"joint": 1.0}, {"marginal": 1.0}, {"rotated_marginal": 1.0},
+                              {"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5}]),
+       beta=st.tuples(st.floats(0.2, 8.0), st.floats(0.2, 8.0)))
+def test_every_projection_has_orthonormal_rows(d, seed, probs, beta):
+    schedule = MatchingSchedule(probs, beta)
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        projection = schedule.sample(rng, d)
+        if projection.is_identity:
+            assert projection.kind == "joint"
+            continue
+        P = projection.matrix
+        assert 1 <= P.shape[0] <= d and P.shape[1] == d
+        np.testing.assert_allclose(P @ P.T, np.eye(P.shape[0]), atol=1e-12)

@@ -89,10 +89,12 @@ def test_nan_at_predict_on_dask_raises_on_compute():
         ({"means_init": np.zeros((3, 3))}, "means_init must have shape"),
         ({"weights_init": [0.5, 0.6]}, "weights_init"),
         ({"precisions_init": -np.broadcast_to(np.eye(3), (2, 3, 3))}, "positive definite"),
+        ({"tol": -1.0}, "tol"),
+        ({"callbacks": [1]}, "callbacks must be"),
     ],
 )
 def test_invalid_hyper_parameters(params, match):
-    exc = TypeError if "must be a dict" in match else ValueError
+    exc = TypeError if match in ("must be a dict", "callbacks must be") else ValueError
     with pytest.raises(exc, match=match):
         BigLearnGaussianMixture(**{"n_components": 2, "max_iter": 2, **params}).fit(X_OK)
 

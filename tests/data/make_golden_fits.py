@@ -1,6 +1,6 @@
 """Record the parameters of a few short fits, to hold refactors to "no change of results".
 
-Run from the repository root: ``python tests/data/make_golden_fits.py``. It writes
+Run from the repository root: ``python tests/data/make_golden_fits.py --overwrite``. It writes
 ``tests/data/golden_fits.npz`` (plain arrays, read with ``allow_pickle=False``). The cases
 are listed in :data:`CASES`; ``tests/test_golden.py`` refits each one and compares at 1e-10.
 The file was first written on main at 9097f59, before the structural change of issue 7.
@@ -71,7 +71,15 @@ def fit_case(est, init, seed, chunks):
     return out
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the recorded fits (only on purpose, with a reason)")
+    args = parser.parse_args(argv)
+    if OUT.exists() and not args.overwrite:
+        parser.error(f"{OUT} exists; pass --overwrite to record new fits.")
     arrays = {}
     for name, est, init, seed, chunks in CASES:
         for field, value in fit_case(est, init, seed, chunks).items():

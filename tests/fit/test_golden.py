@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 sys.path.insert(0, str(DATA))
-from make_golden_fits import CASES, fit_case  # noqa: E402
+from make_golden_fits import CASES, fit_case
 
 GOLDEN = np.load(DATA / "golden_fits.npz", allow_pickle=False)
 

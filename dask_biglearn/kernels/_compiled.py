@@ -14,13 +14,14 @@ The E-step coefficients of a pass (a Cholesky factor, its inverse and a few prod
 component) are small-matrix work: NumPy spends more time dispatching its dozen batched calls
 than computing them when ``m`` is small, so one compiled loop over the components does it.
 
-The NumPy versions in :mod:`dask_biglearn.numerics` stay the reference; these are used when
-numba can be imported and ``DASK_BIGLEARN_NUMBA`` is not ``0``. Tests hold both to each other.
+The NumPy versions in :mod:`dask_biglearn.kernels.features`, :mod:`~dask_biglearn.kernels.passes`
+and :mod:`dask_biglearn.algebra` stay the reference. Which of the two runs is decided once, on
+the driver (:func:`dask_biglearn.config.compiled_kernels`), and travels to the workers in every
+:class:`~dask_biglearn.kernels.passes.PassSpec`; nothing here reads the environment. Tests hold
+both to each other.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 
@@ -184,13 +185,12 @@ else:  # pragma: no cover
     _softmax_columns = _quadratic_features = _estep_coefficients = None
 
 
-def compiled_enabled() -> bool:
-    """Whether the compiled kernels run (numba importable and ``DASK_BIGLEARN_NUMBA != 0``)."""
-    return numba is not None and os.environ.get("DASK_BIGLEARN_NUMBA", "1") != "0"
+#: Whether numba could be imported (the compiled kernels exist).
+NUMBA_AVAILABLE = numba is not None
 
 
 def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -> np.ndarray:
-    """Compiled counterpart of :func:`dask_biglearn.numerics.quadratic_features` (into ``F_t``).
+    """Compiled counterpart of :func:`dask_biglearn.kernels.features.quadratic_features`.
 
     ``X`` is float32 or float64; other dtypes are converted first.
     """
@@ -201,7 +201,7 @@ def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -
 
 
 def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:
-    """Compiled counterpart of :func:`dask_biglearn.numerics.responsibilities_from_log_prob`.
+    """Compiled counterpart of :func:`dask_biglearn.kernels.passes.responsibilities_from_log_prob`.
 
     ``log_prob_t`` (K, n), float64, C-contiguous, is overwritten with the responsibilities;
     ``work`` is a float64 array of at least ``3 n`` elements. Returns the summed
@@ -212,7 +212,7 @@ def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:
 
 
 def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> int:
-    """Compiled counterpart of :func:`dask_biglearn.numerics.estep_coefficients`.
+    """Compiled counterpart of :func:`dask_biglearn.algebra.estep_coefficients`.
 
     Writes ``theta`` (W, K) and returns -1, or the index of the first component whose
     covariance is not positive definite (``theta`` is then incomplete). All arrays float64.
@@ -227,9 +227,9 @@ def warm_up() -> bool:
     """Compile (or load from the on-disk cache) every kernel specialisation a fit uses.
 
     Worth calling once when building an image (with ``NUMBA_CACHE_DIR`` set), so that worker
-    processes start without compiling. Returns whether compiled kernels are enabled.
+    processes start without compiling. Returns whether the compiled kernels exist (numba).
     """
-    if not compiled_enabled():
+    if not NUMBA_AVAILABLE:
         return False
     for dtype in (np.float64, np.float32):
         quadratic_features_into(np.zeros((2, 2), dtype=dtype), np.zeros(2), np.empty((6, 2)))

@@ -1,0 +1,26 @@
+"""Where rows live and how a pass runs over them.
+
+* :class:`~dask_biglearn.engines.local.InProcessEngine`: NumPy data, a plain loop;
+* :class:`~dask_biglearn.engines.dask.DaskEngine`: a Dask array, a task graph per pass with a
+  tree reduction, on any Dask scheduler; on a ``distributed`` cluster with the placement of
+  :mod:`~dask_biglearn.engines.placement` and the actors of :mod:`~dask_biglearn.engines.actors`.
+
+Both follow the protocol of :mod:`dask_biglearn.engines.base`.
+"""
+
+from __future__ import annotations
+
+from .base import DataSummaries, Engine, PassSpec
+from .dask import DaskEngine
+from .local import InProcessEngine
+
+__all__ = ["DaskEngine", "DataSummaries", "Engine", "InProcessEngine", "PassSpec", "make_engine"]
+
+
+def make_engine(X, *, split_every=None) -> Engine:
+    """The engine for validated data: in-process for NumPy, :class:`DaskEngine` for Dask."""
+    import dask.array as da
+
+    if isinstance(X, da.Array):
+        return DaskEngine(X, split_every=split_every)
+    return InProcessEngine(X)

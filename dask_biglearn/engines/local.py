@@ -1,0 +1,59 @@
+"""Passes over an in-memory NumPy array in a plain loop, with no scheduler round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import compiled_kernels
+from ..kernels.features import FeatureCache, default_block_rows
+from ..kernels.passes import PassSpec, pass_stats
+from ..kernels.stats import SuffStats
+from ..kernels.summaries import summarize_blocks
+from .base import EngineBase, data_summaries
+
+#: The in-process engine caches the quadratic features of the data when they fit in this many
+#: bytes (the data's own and those of the last projection: see
+#: :class:`~dask_biglearn.kernels.features.FeatureCache`).
+FEATURE_CACHE_BYTES = 512 * 2**20
+
+
+class InProcessEngine(EngineBase):
+    """Passes over an in-memory NumPy array, in this process.
+
+    Small fits make tens of thousands of passes: within ``feature_cache_bytes`` the
+    quadratic features of the data (and of the current projection) are kept between passes.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated data (float32 or float64).
+    block_rows : int, optional
+        Rows per sub-block of the kernel.
+    compiled : bool, optional
+        Run the compiled kernels (default: :func:`dask_biglearn.config.compiled_kernels`).
+    feature_cache_bytes : int, default=FEATURE_CACHE_BYTES
+    """
+
+    def __init__(self, X: np.ndarray, *, block_rows: int | None = None,
+                 compiled: bool | None = None, feature_cache_bytes: int = FEATURE_CACHE_BYTES):
+        self.X = X
+        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.compiled = compiled_kernels() if compiled is None else bool(compiled)
+        self.block_rows = block_rows or default_block_rows(self.n_features)
+        self.summaries = data_summaries(summarize_blocks([X]))
+        self._cache = FeatureCache(X, self.summaries.shift, self.block_rows,
+                                   feature_cache_bytes, compiled=self.compiled)
+
+    @property
+    def features_cached(self) -> bool:
+        """Whether the data's own quadratic features are kept between passes."""
+        return self._cache.features_of(self.summaries.shift, None) is not None
+
+    def run_pass(self, spec: PassSpec) -> SuffStats:
+        return pass_stats([self.X], spec, self.block_rows, cache=self._cache)
+
+    def take_rows(self, indices) -> np.ndarray:
+        return np.asarray(self.X[np.asarray(indices)])
+
+    def close(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,231 @@
+"""The one fitting loop, for plain (joint) EM and BigLearn-EM, over any engine.
+
+An iteration draws a projection (always the identity for plain EM, which draws nothing), makes
+``n_inner_iter`` EM updates in it, and at a check records the joint mean log-likelihood:
+
+* plain EM checks at every iteration with the log-likelihood its joint update computed anyway
+  (that of the parameters entering the iteration), stops when it changes by less than ``tol``
+  (scikit-learn's rule) and returns its last parameters;
+* BigLearn-EM checks every ``check_every`` outer iterations and at the end with a pass of its
+  own (consecutive iterations optimise different projected objectives, so only the joint
+  log-likelihood compares), runs ``max_iter`` outer iterations and returns the best checked
+  parameters; it counts as converged when its last check raised the best by less than ``tol``.
+
+Everything the loop needs to continue lives in a :class:`~dask_biglearn.model.FitState`, which
+it updates in place. Callbacks ``callback(state, event)`` are called on the driver after every
+iteration (``event == "iteration"``) and after every check (``"check"``); one that returns a
+true value stops the fit there, leaving a state that :func:`run_fit` continues exactly (and
+:func:`finish_fit` closes, as the estimators do). A progress bar, a checkpoint writer or a
+stopping rule plugs in here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..algebra import (
+    estep_coefficients,
+    map_back,
+    project_params,
+    projected_m_step,
+    smoothed_weights,
+)
+from ..kernels.passes import PassSpec
+from ..model import FitState, MixtureParams
+from ..projection import MATCHING_KINDS, MatchingSchedule, Projection
+
+logger = logging.getLogger(__name__)
+
+#: ``callback(state, event) -> bool | None``; a true value stops the fit.
+Callback = Callable[[FitState, str], "bool | None"]
+
+ITERATION, CHECK = "iteration", "check"
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How a fit runs: the hyper-parameters the loop reads (use :meth:`plain_em` or
+    :meth:`biglearn`)."""
+
+    max_iter: int
+    covariance_floor: float
+    tol: float
+    schedule: MatchingSchedule | None = None  # None: plain EM
+    n_inner_iter: int = 1
+    check_every: int = 1
+    weight_concentration: float = 0.0
+
+    @classmethod
+    def plain_em(cls, *, max_iter, tol, covariance_floor) -> FitSettings:
+        """Joint updates, no weight smoothing, stop on ``tol``, return the last parameters."""
+        return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol)
+
+    @classmethod
+    def biglearn(cls, *, schedule, max_iter, n_inner_iter, check_every, covariance_floor,
+                 weight_concentration, tol) -> FitSettings:
+        """BigLearn-EM: ``max_iter`` outer iterations drawn from ``schedule``, the best
+        checked parameters returned."""
+        return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
+                   schedule=schedule, n_inner_iter=n_inner_iter, check_every=check_every,
+                   weight_concentration=weight_concentration)
+
+    @property
+    def is_plain_em(self) -> bool:
+        return self.schedule is None
+
+    def check_due(self, iteration: int) -> bool:
+        return iteration % self.check_every == 0 or iteration == self.max_iter
+
+
+# ---- one update, one evaluation ---------------------------------------------------------------
+
+
+def _check_finite(*values):
+    if not all(np.all(np.isfinite(v)) for v in values):
+        raise FloatingPointError(
+            "The E-step produced non-finite values: the data's squared deviations overflow "
+            "or a covariance is degenerate. Scale the data (e.g. standardise it) and check "
+            "covariance_floor."
+        )
+
+
+def _spec(engine, params: MixtureParams, projection: np.ndarray | None, moments: bool):
+    """The pass description for ``params`` seen through ``projection``; returns
+    ``(spec, projected centre)``."""
+    shift = engine.summaries.shift
+    means_y, covs_y = project_params(params.means, params.covariances, projection)
+    shift_y = shift if projection is None else projection @ shift
+    theta = estep_coefficients(params.weights, means_y, covs_y, shift_y,
+                               compiled=engine.compiled)
+    return PassSpec(theta, shift, projection, moments, engine.compiled), shift_y
+
+
+def em_update(engine, params: MixtureParams, projection: Projection, *, covariance_floor,
+              weight_concentration):
+    """One EM update in the space ``y = P x``, mapped back to the full space.
+
+    Returns ``(new_params, mean_log_likelihood)`` where the log-likelihood is that of the
+    *incoming* parameters in the projected space (the joint one when ``P`` is the identity),
+    per row the pass covered.
+    """
+    P = projection.matrix
+    spec, shift_y = _spec(engine, params, P, moments=True)
+    stats = engine.run_pass(spec)
+    _check_finite(stats.log_lik_sum, stats.resp_sum)
+    new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor)
+    weights = smoothed_weights(stats.resp_sum, stats.n_rows, weight_concentration)
+    means, covariances = map_back(
+        params.means, params.covariances, new_means_y, new_covs_y, P, covariance_floor
+    )
+    return MixtureParams(weights, means, covariances), stats.log_lik_sum / stats.n_rows
+
+
+def mean_log_likelihood(engine, params: MixtureParams) -> float:
+    """Mean joint log-likelihood per row: one E-step-only pass."""
+    stats = engine.run_pass(_spec(engine, params, None, moments=False)[0])
+    _check_finite(stats.log_lik_sum)
+    return stats.log_lik_sum / stats.n_rows
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+
+def _next_projection(settings: FitSettings, rng, n_features: int) -> Projection:
+    if settings.is_plain_em:
+        return Projection.identity()  # draws nothing: restarts see the same generator
+    return settings.schedule.sample(rng, n_features)
+
+
+def _notify(callbacks: Iterable[Callback], state: FitState, event: str) -> bool:
+    stop = False
+    for callback in callbacks:
+        stop = bool(callback(state, event)) or stop
+    return stop
+
+
+def _check(engine, state: FitState, settings: FitSettings, update_ll: float, started: float):
+    """Record the joint log-likelihood at a check and update best and convergence."""
+    it = state.iteration
+    if settings.is_plain_em:
+        previous = state.lower_bounds[-1] if state.lower_bounds else -math.inf
+        state.lower_bounds.append(update_ll)
+        state.converged = abs(update_ll - previous) < settings.tol
+        logger.debug("EM iteration %d: mean log-likelihood %.6f", it, update_ll)
+        return
+    ll = mean_log_likelihood(engine, state.params)
+    state.lower_bounds.append(ll)
+    improvement = ll - state.best_lower_bound
+    if ll > state.best_lower_bound:
+        state.best_params, state.best_lower_bound, state.best_iteration = state.params, ll, it
+    state.converged = len(state.lower_bounds) >= 2 and improvement < settings.tol
+    logger.info("BigLearn-EM iteration %d/%d (%.1fs): joint mean log-likelihood %.6f, best %.6f "
+                "at iteration %d", it, settings.max_iter, time.perf_counter() - started, ll,
+                state.best_lower_bound, state.best_iteration)
+
+
+def finish_fit(engine, state: FitState, settings: FitSettings, started: float | None = None):
+    """Close a fit: its result is the last parameters (plain EM, or a fit with no check yet,
+    evaluated by one more pass) or the best checked ones."""
+    if settings.is_plain_em or state.best_params is None:
+        state.best_params = state.params
+        state.best_lower_bound = mean_log_likelihood(engine, state.params)
+        state.best_iteration = state.iteration
+    state.finished = True
+    elapsed = 0.0 if started is None else time.perf_counter() - started
+    if settings.is_plain_em:
+        logger.info("EM finished after %d iterations in %.2fs: mean log-likelihood %.6f%s",
+                    state.iteration, elapsed, state.best_lower_bound,
+                    "" if state.converged or settings.max_iter == 0 else " (not converged)")
+    else:
+        counts = {k: state.matchings.count(k) for k in MATCHING_KINDS}
+        logger.info("BigLearn-EM finished %d iterations in %.2fs (matchings %s)",
+                    state.iteration, elapsed, counts)
+    return state
+
+
+def run_fit(engine, state: FitState, settings: FitSettings,
+            callbacks: Iterable[Callback] = ()) -> FitState:
+    """Run (or continue) the fit in ``state`` until it ends or a callback stops it.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live (:mod:`dask_biglearn.engines`).
+    state : FitState
+        Updated in place: a new one (``FitState(params, rng)``) or one a fit left.
+    settings : FitSettings
+    callbacks : iterable of callable
+        ``callback(state, event)``, see the module docstring.
+
+    Returns
+    -------
+    state : FitState
+        ``state.finished`` is False when a callback stopped the fit.
+    """
+    callbacks = list(callbacks)
+    started = time.perf_counter()
+    while not state.finished:
+        if state.iteration >= settings.max_iter or (settings.is_plain_em and state.converged):
+            return finish_fit(engine, state, settings, started)
+        projection = _next_projection(settings, state.rng, engine.n_features)
+        params = state.params
+        for _ in range(settings.n_inner_iter):
+            params, update_ll = em_update(engine, params, projection,
+                                          covariance_floor=settings.covariance_floor,
+                                          weight_concentration=settings.weight_concentration)
+        state.params = params
+        state.iteration += 1
+        state.matchings.append(projection.kind)
+        stop = _notify(callbacks, state, ITERATION)
+        if settings.check_due(state.iteration):
+            _check(engine, state, settings, update_ll, started)
+            stop = _notify(callbacks, state, CHECK) or stop
+        if stop:
+            break
+    return state

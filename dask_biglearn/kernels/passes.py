@@ -1,0 +1,161 @@
+"""The pass kernel: E-step and sufficient statistics of a block, the one entry point of
+every route (in-process loop, Dask tasks, actors).
+
+With the quadratic features ``F`` of :mod:`dask_biglearn.kernels.features`
+
+* the E-step is one matrix product ``theta.T @ F.T`` (``F`` is stored transposed), with
+  ``theta`` of shape ``(n_quadratic_features(m), n_components)`` built on the driver
+  (:func:`dask_biglearn.algebra.estep_coefficients`),
+* all sufficient statistics of a pass are one matrix product ``resp.T @ F``: the counts, the
+  weighted sums and the upper triangle of the weighted second moments of ``y'``, accumulated
+  in float64 whatever the input dtype.
+
+A marginal pass on ``m < D`` dimensions therefore costs ``(m^2 + 3m + 2) / (D^2 + 3D + 2)`` of
+a joint pass in its matrix products, and only the ``m``-dimensional statistics leave a block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._compiled import softmax_columns
+from .features import (
+    block_features,
+    default_block_rows,
+    scratch_buffer,
+    unpack_second_moments,
+)
+from .stats import SuffStats
+
+#: Log-responsibilities below this (relative to the row maximum) are clipped before ``exp``:
+#: ``exp(-100) ~ 4e-44`` is negligible and NumPy's ``exp`` is slow on underflowing arguments.
+LOG_RESP_CLIP = -100.0
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """What one pass computes, built on the driver and sent to where the rows live.
+
+    Attributes
+    ----------
+    theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
+        E-step coefficients of the projected parameters about ``P @ shift``.
+    shift : ndarray of shape (n_features,)
+        Centre the moments are taken about (the engine's, from its summary pass).
+    projection : ndarray of shape (n_dims, n_features) or None
+        Rows of ``P``; None means the identity (a joint pass).
+    moments : bool
+        False: only the log-likelihood is computed (an evaluation pass).
+    compiled : bool
+        Run the numba twins of the element-wise steps (decided once on the driver, so every
+        worker runs the same code).
+    """
+
+    theta: np.ndarray
+    shift: np.ndarray
+    projection: np.ndarray | None = None
+    moments: bool = True
+    compiled: bool = False
+
+    @property
+    def n_components(self) -> int:
+        return int(self.theta.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.theta, self.shift, self.projection) if a is not None)
+
+
+def responsibilities_from_log_prob(log_prob_t: np.ndarray, *,
+                                   compiled: bool = False) -> tuple[np.ndarray, float]:
+    """Normalise weighted log-densities, laid out ``(n_components, n_rows)``, in place.
+
+    The component axis comes first so that the reductions over components are elementwise
+    operations on contiguous rows (NumPy reduces a short last axis slowly).
+    Returns ``(resp_t, log_lik_sum)``; ``resp_t`` is ``log_prob_t``'s buffer, overwritten.
+    ``compiled`` selects the numba twin; ``False`` runs this NumPy code, the reference.
+    """
+    if compiled:
+        n = log_prob_t.shape[1]
+        return log_prob_t, softmax_columns(log_prob_t, scratch_buffer("softmax", 3 * n))
+    row_max = log_prob_t.max(axis=0)
+    log_prob_t -= row_max
+    np.maximum(log_prob_t, LOG_RESP_CLIP, out=log_prob_t)
+    np.exp(log_prob_t, out=log_prob_t)
+    row_sum = log_prob_t.sum(axis=0)
+    log_prob_t *= 1.0 / row_sum
+    log_lik_sum = float(np.log(row_sum).sum() + row_max.sum())
+    return log_prob_t, log_lik_sum
+
+
+def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
+                 compiled: bool = False):
+    """E-step and statistics for rows whose quadratic features are the columns of ``F_t``.
+
+    ``theta_t`` is ``theta.T``, shape ``(n_components, n_quadratic_features)``.
+    Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
+    ``(n_components, n_quadratic_features)`` (None when ``moments`` is false).
+    """
+    k, n = theta_t.shape[0], F_t.shape[1]
+    log_prob_t = scratch_buffer("log_prob_t", k * n).reshape(k, n)
+    np.matmul(theta_t, F_t, out=log_prob_t)
+    resp_t, log_lik_sum = responsibilities_from_log_prob(log_prob_t, compiled=compiled)
+    G = resp_t @ F_t.T if moments else None
+    return G, log_lik_sum
+
+
+def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int) -> SuffStats:
+    """Turn packed statistics ``G = resp.T @ F`` ``(K, n_quadratic_features(m))`` into
+    :class:`~dask_biglearn.kernels.stats.SuffStats`."""
+    m = _n_dims(G.shape[1])
+    return SuffStats(G[:, 0].copy(), np.ascontiguousarray(G[:, 1 : 1 + m]),
+                     unpack_second_moments(G[:, 1 + m :], m), log_lik_sum, n_rows)
+
+
+def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
+               cache=None) -> SuffStats:
+    """Sufficient statistics of a pass over ``blocks``: the kernel every route calls.
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (n_rows_i, n_features)
+        Chunks of the data, any real dtype (converted to float64 in sub-blocks).
+    spec : PassSpec
+    block_rows : int, optional
+        Rows per sub-block (default :func:`~dask_biglearn.kernels.features.default_block_rows`).
+    cache : FeatureCache, optional
+        Features kept between passes for these blocks (the in-process route): used when it
+        holds those of ``spec``'s centre and projection.
+
+    Returns
+    -------
+    SuffStats
+        Of ``y = P x``, shifted by ``P @ shift``; ``K (1 + m + m^2) + 2`` numbers whatever the
+        number of rows, summed over the blocks before they are unpacked.
+    """
+    theta_t = np.ascontiguousarray(spec.theta.T)
+    features = None if cache is None else cache.features_of(spec.shift, spec.projection)
+    if features is None:
+        features = (F_t for X in blocks
+                    for F_t in block_features(X, spec.shift, spec.projection,
+                                              block_rows or default_block_rows(X.shape[1]),
+                                              compiled=spec.compiled))
+    G_total, ll_total, n_rows = None, 0.0, 0
+    for F_t in features:
+        G, ll = feature_pass(F_t, theta_t, spec.moments, compiled=spec.compiled)
+        ll_total += ll
+        n_rows += F_t.shape[1]
+        if spec.moments:
+            G_total = G if G_total is None else G_total + G
+    if G_total is not None:
+        return unpack_stats(G_total, ll_total, n_rows)
+    # No moments asked for, or no rows: zero moments (of width 0 for a log-likelihood pass).
+    k, m = spec.n_components, _n_dims(spec.theta.shape[0]) if spec.moments else 0
+    return SuffStats(np.zeros(k), np.zeros((k, m)), np.zeros((k, m, m)), ll_total, n_rows)
+
+
+def _n_dims(width: int) -> int:
+    """``m`` from the width ``1 + m + m (m + 1) / 2`` of the quadratic features."""
+    return round(float(np.sqrt(8 * width + 1) - 3) / 2)

@@ -1,0 +1,81 @@
+"""The data summaries of a summary pass: count, finiteness, mean, variance, min and max.
+
+A block's summary is taken in sub-blocks (bounded temporaries) with two-pass moments, and
+summaries combine pairwise with the update of Chan, Golub and LeVeque (1979), so the result
+is accurate whatever the number of rows and the offset of the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import row_blocks
+
+#: Rows per sub-block of the summary kernel: bounds its float64 temporaries.
+SUMMARY_BLOCK_ROWS = 65536
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    """Summary of some rows of the data (float64 arrays of shape ``(n_features,)``).
+
+    ``m2`` is the sum of squared deviations from ``mean``; ``finite`` is False when any
+    value is NaN or infinite (the other fields are then meaningless).
+    """
+
+    n_rows: int
+    finite: bool
+    mean: np.ndarray
+    m2: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+
+
+def _empty(n_features: int) -> BlockSummary:
+    zeros = np.zeros(n_features)
+    return BlockSummary(0, True, zeros, zeros, np.full(n_features, np.inf),
+                        np.full(n_features, -np.inf))
+
+
+def _combine_two(a: BlockSummary, b: BlockSummary) -> BlockSummary:
+    if a.n_rows == 0 or b.n_rows == 0:
+        nonempty = a if b.n_rows == 0 else b
+        return BlockSummary(nonempty.n_rows, a.finite and b.finite, nonempty.mean,
+                            nonempty.m2, np.minimum(a.min, b.min), np.maximum(a.max, b.max))
+    n = a.n_rows + b.n_rows
+    delta = b.mean - a.mean
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = a.mean + delta * (b.n_rows / n)
+        m2 = a.m2 + b.m2 + delta**2 * (a.n_rows * b.n_rows / n)
+    return BlockSummary(n, a.finite and b.finite, mean, m2, np.minimum(a.min, b.min),
+                        np.maximum(a.max, b.max))
+
+
+def combine_summaries(parts) -> BlockSummary:
+    """Combine summaries of disjoint sets of rows (associative, so any tree will do)."""
+    if isinstance(parts, BlockSummary):
+        return parts
+    parts = list(parts)
+    total = parts[0]
+    for part in parts[1:]:
+        total = _combine_two(total, part)
+    return total
+
+
+def summarize_blocks(blocks, block_rows: int = SUMMARY_BLOCK_ROWS) -> BlockSummary:
+    """The summary of the rows of ``blocks`` (arrays of shape ``(n_rows_i, n_features)``)."""
+    parts = []
+    for X in blocks:
+        for start, stop in row_blocks(X.shape[0], block_rows):
+            sub = np.asarray(X[start:stop], dtype=np.float64)
+            finite = bool(np.isfinite(sub).all())
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = sub.mean(axis=0)
+                m2 = ((sub - mean) ** 2).sum(axis=0)
+            parts.append(BlockSummary(stop - start, finite, mean, m2, sub.min(axis=0),
+                                      sub.max(axis=0)))
+    if not parts:
+        return _empty(blocks[0].shape[1] if blocks else 0)
+    return combine_summaries(parts)

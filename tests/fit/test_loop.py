@@ -1,0 +1,157 @@
+"""The one fit loop: callbacks, stopping and resuming from a FitState, plain EM's and
+BigLearn-EM's rules, against the dense reference."""
+
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+from conftest import make_blobs, random_params
+
+from dask_biglearn.engines import DaskEngine, InProcessEngine
+from dask_biglearn.fit import FitSettings, run_fit, run_restarts
+from dask_biglearn.fit.loop import finish_fit
+from dask_biglearn.model import FitState, MixtureParams
+from dask_biglearn.projection import MatchingSchedule
+from dask_biglearn.testing import reference_biglearn_em
+
+SCHEDULE = MatchingSchedule({"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5})
+BIGLEARN = FitSettings.biglearn(schedule=SCHEDULE, max_iter=24, n_inner_iter=3, check_every=4,
+                                covariance_floor=1e-3, weight_concentration=0.2, tol=1e-3)
+PLAIN_EM = FitSettings.plain_em(max_iter=40, tol=1e-6, covariance_floor=1e-3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_blobs(seed=8, n_samples=400, n_features=3, n_components=4)[0]
+
+
+def _start(X, seed=0):
+    return FitState(MixtureParams(*random_params(9, X, 4)), np.random.default_rng(seed))
+
+
+def _through_json(state):
+    """A copy made as a checkpoint file will: plain arrays and JSON text, nothing shared."""
+    arrays, values = state.as_arrays_and_json()
+    arrays = {k: np.array(v) for k, v in arrays.items()}
+    return FitState.from_arrays_and_json(arrays, json.loads(json.dumps(values)))
+
+
+def _stop_at(k, event="iteration"):
+    return lambda state, e: e == event and state.iteration == k
+
+
+def _assert_same_state(a, b, atol=0.0):
+    for p, q in ((a.params, b.params), (a.best_params, b.best_params)):
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(getattr(p, name), getattr(q, name), rtol=0, atol=atol)
+    assert a.iteration == b.iteration and a.best_iteration == b.best_iteration
+    assert a.matchings == b.matchings and a.converged == b.converged
+    np.testing.assert_allclose(a.lower_bounds, b.lower_bounds, rtol=0, atol=atol)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("settings, k", [(BIGLEARN, 7), (BIGLEARN, 8), (PLAIN_EM, 5)],
+                         ids=["biglearn-between-checks", "biglearn-at-a-check", "plain-em"])
+def test_stop_rebuild_and_resume_is_bit_for_bit_in_process(data, settings, k):
+    with InProcessEngine(data) as engine:
+        whole = run_fit(engine, _start(data), settings)
+    assert whole.finished
+    with InProcessEngine(data) as engine:
+        stopped = run_fit(engine, _start(data), settings, [_stop_at(k)])
+    assert not stopped.finished and stopped.iteration == k
+    with InProcessEngine(data) as engine:  # everything rebuilt: engine, generator, state
+        resumed = run_fit(engine, _through_json(stopped), settings)
+    _assert_same_state(resumed, whole)
+    assert resumed.best_lower_bound == whole.best_lower_bound
+
+
+def test_stop_rebuild_and_resume_on_a_local_cluster(client, data):
+    def fit(callbacks=(), state=None):
+        with DaskEngine(da.from_array(data, chunks=(90, -1))) as engine:
+            return run_fit(engine, state or _start(data), BIGLEARN, callbacks)
+
+    whole = fit()
+    resumed = fit(state=_through_json(fit([_stop_at(10)])))
+    _assert_same_state(resumed, whole, atol=1e-12)
+    with InProcessEngine(data) as engine:
+        _assert_same_state(run_fit(engine, _start(data), BIGLEARN), whole, atol=1e-10)
+
+
+def test_callbacks_see_every_iteration_and_every_check(data):
+    events = []
+
+    def record(state, event):
+        events.append((event, state.iteration, len(state.lower_bounds)))
+
+    with InProcessEngine(data) as engine:
+        run_fit(engine, _start(data), BIGLEARN, [record])
+    iterations = [it for e, it, _ in events if e == "iteration"]
+    checks = [(it, n) for e, it, n in events if e == "check"]
+    assert iterations == list(range(1, 25))
+    assert checks == [(4 * i, i) for i in range(1, 7)]  # after the check is recorded
+
+
+def test_a_stopped_fit_is_finished_with_what_it_has(data):
+    with InProcessEngine(data) as engine:
+        state = run_fit(engine, _start(data), BIGLEARN, [_stop_at(6)])
+        best_at_4 = state.best_lower_bound
+        finish_fit(engine, state, BIGLEARN)
+    assert state.finished and state.best_iteration == 4 and state.best_lower_bound == best_at_4
+    with InProcessEngine(data) as engine:
+        state = run_fit(engine, _start(data), BIGLEARN, [_stop_at(2)])
+        finish_fit(engine, state, BIGLEARN)  # no check yet: the current parameters, evaluated
+    assert state.best_iteration == 2 and np.isfinite(state.best_lower_bound)
+
+
+def test_biglearn_loop_follows_the_dense_reference(data):
+    with InProcessEngine(data) as engine:
+        state = run_fit(engine, _start(data, seed=4), BIGLEARN)
+        shift = engine.summaries.shift
+    (rw, rm, rc), rll, kinds = reference_biglearn_em(
+        data, *random_params(9, data, 4), schedule=SCHEDULE, rng=np.random.default_rng(4),
+        max_iter=24, n_inner_iter=3, check_every=4, covariance_floor=1e-3,
+        weight_concentration=0.2, shrink_center=shift)
+    assert kinds == state.matchings
+    assert state.best_lower_bound == pytest.approx(rll, abs=1e-9)
+    np.testing.assert_allclose(state.best_params.weights, rw, atol=1e-9)
+    np.testing.assert_allclose(state.best_params.means, rm, atol=1e-8)
+    np.testing.assert_allclose(state.best_params.covariances, rc, atol=1e-8)
+
+
+def test_plain_em_stops_on_tol_and_returns_its_last_parameters(data):
+    settings = FitSettings.plain_em(max_iter=500, tol=1e-8, covariance_floor=1e-3)
+    with InProcessEngine(data) as engine:
+        state = run_fit(engine, _start(data), settings)
+    assert state.converged and state.iteration < 500 and state.best_params is state.params
+    assert state.best_iteration == state.iteration == len(state.lower_bounds)
+    assert abs(state.lower_bounds[-1] - state.lower_bounds[-2]) < 1e-8
+    assert set(state.matchings) == {"joint"}
+
+
+def test_biglearn_convergence_means_the_best_stopped_improving(data):
+    with InProcessEngine(data) as engine:
+        state = run_fit(engine, _start(data), BIGLEARN)
+    gains = np.diff(np.maximum.accumulate(state.lower_bounds))
+    assert state.converged == (gains[-1] < BIGLEARN.tol)
+    one_check = FitSettings.biglearn(schedule=SCHEDULE, max_iter=3, n_inner_iter=1,
+                                     check_every=5, covariance_floor=1e-3,
+                                     weight_concentration=0.2, tol=np.inf)
+    with InProcessEngine(data) as engine:
+        assert not run_fit(engine, _start(data), one_check).converged  # needs two checks
+
+
+def test_restarts_keep_the_best_start(data):
+    starts = []
+
+    def initial(rng):
+        starts.append(rng.standard_normal())
+        return MixtureParams(*random_params(len(starts), data, 4))
+
+    with InProcessEngine(data) as engine:
+        best = run_restarts(engine, initial, 3, PLAIN_EM, np.random.default_rng(0))
+        alone = [run_fit(engine, FitState(MixtureParams(*random_params(i, data, 4)),
+                                          np.random.default_rng(0)), PLAIN_EM)
+                 for i in (1, 2, 3)]
+    assert len(starts) == 3
+    assert best.best_lower_bound == max(s.best_lower_bound for s in alone)

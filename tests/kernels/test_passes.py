@@ -1,0 +1,113 @@
+"""The pass kernel: sub-blocks, what leaves a block, the log-likelihood-only pass, and the
+compiled softmax against the NumPy reference."""
+
+import numpy as np
+import pytest
+from conftest import make_projection, random_params
+
+from dask_biglearn.algebra import estep_coefficients, project_params
+from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
+from dask_biglearn.kernels.passes import PassSpec, pass_stats, responsibilities_from_log_prob
+from dask_biglearn.kernels.stats import combine_stats
+
+needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
+
+
+def _spec(X, kind="joint", seed=4, moments=True, compiled=False):
+    w, m, c = random_params(seed, X, 4)
+    P = make_projection(kind, X.shape[1])
+    shift = X.mean(axis=0)
+    means_y, covs_y = project_params(m, c, P)
+    shift_y = shift if P is None else P @ shift
+    return PassSpec(estep_coefficients(w, means_y, covs_y, shift_y), shift, P, moments,
+                    compiled)
+
+
+def test_kernel_splits_into_sub_blocks_consistently(blobs):
+    X, _ = blobs
+    spec = _spec(X)
+    whole = pass_stats([X], spec, block_rows=10_000)
+    parts = combine_stats([pass_stats([X[a : a + 77]], spec, block_rows=16)
+                           for a in range(0, len(X), 77)])
+    several = pass_stats([X[:100], X[100:450], X[450:]], spec, block_rows=64)
+    for got in (parts, several):
+        np.testing.assert_allclose(got.resp_sum, whole.resp_sum, rtol=1e-12)
+        np.testing.assert_allclose(got.first_moment, whole.first_moment, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(got.second_moment, whole.second_moment, rtol=1e-12)
+        assert got.log_lik_sum == pytest.approx(whole.log_lik_sum, rel=1e-12)
+        assert got.n_rows == whole.n_rows == len(X)
+
+
+@pytest.mark.parametrize("kind, m", [("joint", 3), ("rotated_marginal", 2)])
+def test_what_leaves_a_block_is_small(blobs, kind, m):
+    """K (1 + m + m^2) + 2 numbers (the last two: log-likelihood and row count)."""
+    X, _ = blobs
+    stats = pass_stats([X], _spec(X, kind))
+    sizes = [np.size(getattr(stats, f)) for f in
+             ("resp_sum", "first_moment", "second_moment", "log_lik_sum", "n_rows")]
+    assert sum(sizes) == 4 * (1 + m + m * m) + 2
+    assert stats.second_moment.shape == (4, m, m)
+
+
+def test_log_likelihood_only_pass(blobs):
+    X, _ = blobs
+    full = pass_stats([X], _spec(X))
+    ll_only = pass_stats([X], _spec(X, moments=False))
+    assert ll_only.log_lik_sum == pytest.approx(full.log_lik_sum, rel=1e-13)
+    assert ll_only.first_moment.shape == (4, 0) and ll_only.n_rows == len(X)
+
+
+def test_empty_blocks_give_zero_statistics(blobs):
+    X, _ = blobs
+    stats = pass_stats([X[:0]], _spec(X))
+    assert stats.n_rows == 0 and stats.log_lik_sum == 0.0
+    assert stats.second_moment.shape == (4, 3, 3) and not stats.resp_sum.any()
+
+
+@pytest.mark.parametrize("kind", ["joint", "rotated_marginal"])
+@needs_numba
+def test_compiled_pass_matches_numpy(blobs, kind):
+    X, _ = blobs
+    a = pass_stats([X], _spec(X, kind, compiled=False))
+    b = pass_stats([X], _spec(X, kind, compiled=True))
+    np.testing.assert_allclose(b.second_moment, a.second_moment, rtol=1e-12)
+    assert b.log_lik_sum == pytest.approx(a.log_lik_sum, rel=1e-13)
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", [(25, 1024), (12, 777), (1, 5), (3, 1)])
+@pytest.mark.parametrize("scale", [0.1, 40.0, 1e4])
+def test_compiled_softmax_matches_numpy(shape, scale):
+    rng = np.random.default_rng(shape[1])
+    log_prob = rng.normal(size=shape) * scale - 50.0
+    resp_np, ll_np = responsibilities_from_log_prob(log_prob.copy(), compiled=False)
+    resp_nb, ll_nb = responsibilities_from_log_prob(log_prob.copy(), compiled=True)
+    np.testing.assert_allclose(resp_nb, resp_np, rtol=1e-13, atol=1e-300)
+    assert ll_nb == pytest.approx(ll_np, rel=1e-13, abs=1e-12)
+    np.testing.assert_allclose(resp_nb.sum(axis=0), 1.0, rtol=1e-14)
+
+
+@needs_numba
+def test_compiled_exp_is_accurate_over_the_clipped_range():
+    """Two columns: one entry at 0 and one at x, so resp = exp(x) / (1 + exp(x))."""
+    x = np.linspace(-100.0, 0.0, 200_001)
+    log_prob = np.vstack([np.zeros_like(x), x])
+    resp, _ = responsibilities_from_log_prob(log_prob, compiled=True)
+    expected = np.exp(x) / (1.0 + np.exp(x))
+    np.testing.assert_allclose(resp[1], expected, rtol=4e-16 * 8, atol=0)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_softmax_reports_non_finite_input(bad, compiled):
+    log_prob = np.zeros((3, 4))
+    log_prob[:, 2] = bad  # a whole column: -inf everywhere has no finite maximum either
+    with np.errstate(all="ignore"):
+        _, ll = responsibilities_from_log_prob(log_prob, compiled=compiled)
+    assert not np.isfinite(ll)
+
+
+def test_warm_up_reports_whether_compiled_kernels_exist():
+    from dask_biglearn.kernels._compiled import warm_up
+
+    assert warm_up() == NUMBA_AVAILABLE

@@ -1,0 +1,107 @@
+"""Driver algebra: E-step coefficients, eigenvalue floor, factors (and the compiled twin)."""
+
+import numpy as np
+import pytest
+from conftest import KINDS, make_projection, random_params
+
+from dask_biglearn.algebra import (
+    CholeskyError,
+    estep_coefficients,
+    floor_eigenvalues,
+    precision_cholesky,
+    project_params,
+)
+from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
+from dask_biglearn.kernels.features import projected_features
+from dask_biglearn.kernels.scoring import weighted_log_prob
+from dask_biglearn.testing import reference_floor
+
+needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_estep_coefficients_reproduce_projected_log_density(kind, blobs, compiled):
+    X, _ = blobs
+    w, m, c = random_params(5, X, 4)
+    P = make_projection(kind, X.shape[1])
+    shift = X.mean(axis=0)
+    my, cy = project_params(m, c, P)
+    shift_y = shift if P is None else P @ shift
+    theta = estep_coefficients(w, my, cy, shift_y, compiled=compiled)
+    got = projected_features(X, shift, P).T @ theta
+    Y = X if P is None else X @ P.T
+    expected = weighted_log_prob(Y, w, my, precision_cholesky(cy))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
+
+
+def test_floor_eigenvalues_matches_reference_and_stays_symmetric():
+    rng = np.random.default_rng(0)
+    B = rng.normal(size=(6, 4, 4))
+    covs = B @ np.swapaxes(B, 1, 2) - 0.5 * np.eye(4)  # some indefinite
+    covs[0] = np.eye(4) * 3  # one already above the floor
+    out = floor_eigenvalues(covs, 0.1)
+    for a, c in zip(out, covs, strict=True):
+        np.testing.assert_allclose(a, reference_floor(c, 0.1), atol=1e-12)
+    np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+    assert np.linalg.eigvalsh(out).min() >= 0.1 - 1e-12
+
+
+def test_floor_eigenvalues_leaves_matrices_above_the_floor_alone():
+    rng = np.random.default_rng(2)
+    B = rng.normal(size=(5, 3, 6))
+    covs = B @ np.swapaxes(B, 1, 2) + np.eye(3)
+    np.testing.assert_array_equal(floor_eigenvalues(covs, 0.5), covs)
+    mixed = covs.copy()
+    mixed[2] = np.diag([1.0, 2.0, 1e-4])
+    out = floor_eigenvalues(mixed, 0.5)
+    np.testing.assert_array_equal(out[[0, 1, 3, 4]], covs[[0, 1, 3, 4]])
+    np.testing.assert_allclose(out[2], np.diag([1.0, 2.0, 0.5]), atol=1e-14)
+
+
+def test_precision_cholesky_inverts_covariances():
+    rng = np.random.default_rng(1)
+    B = rng.normal(size=(3, 5, 5))
+    covs = B @ np.swapaxes(B, 1, 2) + np.eye(5)
+    U = precision_cholesky(covs)
+    np.testing.assert_allclose(U @ np.swapaxes(U, 1, 2) @ covs,
+                               np.broadcast_to(np.eye(5), covs.shape), atol=1e-10)
+    assert np.allclose(np.tril(U[0], -1), 0)
+
+
+@needs_numba
+@pytest.mark.parametrize("k,m", [(25, 1), (25, 2), (12, 16), (3, 40)])
+@pytest.mark.parametrize("condition", [1.0, 1e6])
+def test_compiled_estep_coefficients_match_numpy(k, m, condition):
+    rng = np.random.default_rng(k * m)
+    Q = np.linalg.qr(rng.normal(size=(k, m, m)))[0]
+    eigvals = np.geomspace(1.0, 1.0 / condition, m) * rng.uniform(0.5, 2.0, size=(k, 1))
+    covs = (Q * eigvals[:, None, :]) @ np.swapaxes(Q, 1, 2)
+    means = rng.normal(size=(k, m)) * 3
+    weights = rng.dirichlet(np.ones(k))
+    weights[0] = 0.0  # a dead component: log weight clipped, not -inf
+    shift = rng.normal(size=m)
+    want = estep_coefficients(weights, means, covs, shift, compiled=False)
+    got = estep_coefficients(weights, means, covs, shift, compiled=True)
+    # Entries are judged against their component's largest coefficient.
+    scale = np.abs(want).max(axis=0)
+    np.testing.assert_allclose(got / scale, want / scale, rtol=0, atol=1e-10 * condition)
+    assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+def test_estep_coefficients_reject_an_indefinite_covariance(compiled):
+    covs = np.stack([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]])
+    with pytest.raises(CholeskyError, match="not positive definite"):
+        estep_coefficients(np.full(2, 0.5), np.zeros((2, 2)), covs, np.zeros(2),
+                           compiled=compiled)
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])
+def test_estep_coefficients_of_non_finite_covariances_are_not_finite(compiled):
+    """Both paths leave non-finite parameters to the driver's finiteness check."""
+    covs = np.stack([np.eye(2), np.full((2, 2), np.inf)])
+    with np.errstate(all="ignore"):
+        theta = estep_coefficients(np.full(2, 0.5), np.zeros((2, 2)), covs, np.zeros(2),
+                                   compiled=compiled)
+    assert not np.all(np.isfinite(theta))
