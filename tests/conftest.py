@@ -70,8 +70,18 @@ def local_cluster():
 
 @pytest.fixture
 def client(local_cluster):
-    """A client on the session's LocalCluster, set as the default scheduler for the test."""
+    """A client on the session's LocalCluster, set as the default scheduler for the test.
+
+    The test starts on a quiet cluster: what earlier tests released (keys, actors) is gone
+    from the scheduler first, so that what a test sees there is its own.
+    """
+    import time
+
     from distributed import Client
 
     with Client(local_cluster) as c:
+        deadline = time.monotonic() + 30
+        while (c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         yield c
