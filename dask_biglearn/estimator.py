@@ -71,8 +71,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     # ----- fitting ---------------------------------------------------------------------------
 
     def _initial_params(self, rng, engine):
-        params = initial_params(self.init_params, rng, self.n_components, engine.summaries,
-                                engine.take_rows)
+        params = initial_params(self.init_params, rng, self.n_components, engine,
+                                self.covariance_floor)
         return apply_user_init(
             params,
             weights_init=self.weights_init,
@@ -230,13 +230,18 @@ _COMMON_PARAMS_DOC = """
         are raised to it, keeping every covariance symmetric positive definite; must be > 0.
         It is in the units of the data's variance, so scale it with the data (the paper uses
         1e-2 on [0, 1]-scaled data and 1e-5 in its 2-D simulation).
-    init_params : {"random", "random_from_data"}, default="random"
+    init_params : {"random", "random_from_data", "k-means++", "kmeans"}, default="random"
         ``"random"``: the paper's initialisation in min-max-scaled units: means
         ``min + (max - min) * z`` with ``z ~ N(0, I)``, covariances ``diag((max - min)^2)``,
         equal weights; on data scaled to [0, 1] this is exactly the reference code's
         ``N(0, I)`` means and identity covariances.
         ``"random_from_data"``: means at distinct random rows, covariances ``diag(var)``,
         equal weights.
+        ``"k-means++"``: means at seeds drawn as scikit-learn's ``kmeans_plusplus`` draws
+        them; ``"kmeans"``: a few Lloyd iterations from those seeds. Both work on a row
+        sample (all rows of data up to 20000 rows; on Dask input one pass chooses the rows
+        by their global index and a seed, so the start does not depend on the chunking), and
+        take each component's weight and covariance from the sample's rows nearest to it.
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precision matrices

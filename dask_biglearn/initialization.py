@@ -1,8 +1,11 @@
 """Initial parameters, drawn on the driver from small summaries of the data.
 
-Every initialisation needs only per-feature summaries of the data (min, max, variance: the
-engine's summary pass) and, for ``"random_from_data"``, ``n_components`` rows fetched by
-index. The random draws depend only on the generator, never on the chunking.
+``"random"`` needs only per-feature summaries of the data (min, max: the engine's summary
+pass), ``"random_from_data"`` ``n_components`` rows fetched by index, and ``"k-means++"`` /
+``"kmeans"`` a row sample (one pass; rows chosen by their global index and a seed, see
+:mod:`dask_biglearn.kernels.sampling`) on which the seeds are drawn and Lloyd's iterations
+run, on the driver. Every random draw comes from the fit's generator, so the start never
+depends on the chunking or the number of workers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import numpy as np
 from .algebra import floor_eigenvalues, symmetrize
 from .model import MixtureParams
 
-INIT_METHODS = ("random", "random_from_data")
+INIT_METHODS = ("random", "random_from_data", "k-means++", "kmeans")
+
+#: Rows of the sample the k-means starts work on: at least this many (all rows of smaller
+#: data), and at least :data:`INIT_SAMPLE_ROWS_PER_COMPONENT` per component.
+INIT_SAMPLE_ROWS = 20_000
+INIT_SAMPLE_ROWS_PER_COMPONENT = 200
+
+#: Lloyd iterations of ``init_params="kmeans"`` (on the sample, from the k-means++ seeds).
+KMEANS_ITERATIONS = 20
 
 
 def random_params(rng, n_components, data_min, data_max) -> MixtureParams:
@@ -47,13 +58,72 @@ def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -
     return MixtureParams(weights, means, covariances)
 
 
-def initial_params(init_params, rng, n_components, summaries, take_rows) -> MixtureParams:
-    """Draw the ``init_params`` start from ``rng``, given the engine's
-    :class:`~dask_biglearn.engines.base.DataSummaries` and its ``take_rows``."""
+def init_sample_size(n_samples: int, n_components: int) -> int:
+    """Rows of the sample of the k-means starts (all rows of data that small)."""
+    return int(min(n_samples, max(INIT_SAMPLE_ROWS, INIT_SAMPLE_ROWS_PER_COMPONENT * n_components)))
+
+
+def cell_params(sample, labels, means, covariance_floor) -> MixtureParams:
+    """A mixture from a partition of ``sample`` into cells, one a component.
+
+    Weights are the cells' fractions (an empty cell counts as one row), covariances the cells'
+    own (about their means) with the eigenvalue floor; a cell with fewer than ``D + 1`` rows
+    cannot estimate one and gets the pooled within-cell covariance instead.
+    """
+    n, d = sample.shape
+    k = means.shape[0]
+    counts = np.bincount(labels, minlength=k)
+    covariances = np.empty((k, d, d))
+    pooled = np.zeros((d, d))
+    for j in range(k):
+        cell = sample[labels == j]
+        if len(cell):
+            centred = cell - cell.mean(axis=0)
+            covariances[j] = centred.T @ centred / len(cell)
+            pooled += centred.T @ centred
+    pooled /= n
+    if not np.any(pooled):
+        pooled = np.diag(np.where(sample.var(axis=0) > 0, sample.var(axis=0), 1.0))
+    covariances[counts < d + 1] = pooled
+    weights = np.maximum(counts, 1) / np.maximum(counts, 1).sum()
+    return MixtureParams(weights, np.asarray(means, dtype=np.float64),
+                         floor_eigenvalues(covariances, covariance_floor))
+
+
+def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=0):
+    """Seeds drawn from ``sample`` as scikit-learn's ``kmeans_plusplus`` draws them, then
+    ``lloyd_iterations`` of Lloyd's algorithm (0: the seeds themselves are the means), and
+    covariances and weights from the cells of the nearest mean."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    seed = int(rng.integers(2**31 - 1))
+    means, _ = kmeans_plusplus(sample, n_components, random_state=seed)
+    if lloyd_iterations:
+        km = KMeans(n_components, init=means, n_init=1, max_iter=lloyd_iterations,
+                    random_state=seed).fit(sample)
+        means, labels = km.cluster_centers_, km.labels_
+    else:
+        sq = (sample**2).sum(axis=1)[:, None] - 2 * sample @ means.T + (means**2).sum(axis=1)
+        labels = sq.argmin(axis=1)
+    return cell_params(sample, labels, means, covariance_floor)
+
+
+def initial_params(init_params, rng, n_components, engine, covariance_floor) -> MixtureParams:
+    """Draw the ``init_params`` start from ``rng`` for the data behind ``engine`` (its
+    summaries, ``take_rows`` and ``take_sample``)."""
+    summaries = engine.summaries
+
+    def sample():
+        size = init_sample_size(summaries.n_samples, n_components)
+        return engine.take_sample(size, int(rng.integers(2**63 - 1)))
+
     starts = {
         "random": lambda: random_params(rng, n_components, summaries.min, summaries.max),
         "random_from_data": lambda: random_from_data_params(
-            rng, n_components, summaries.n_samples, summaries.var, take_rows),
+            rng, n_components, summaries.n_samples, summaries.var, engine.take_rows),
+        "k-means++": lambda: kmeans_params(rng, n_components, sample(), covariance_floor),
+        "kmeans": lambda: kmeans_params(rng, n_components, sample(), covariance_floor,
+                                        KMEANS_ITERATIONS),
     }
     return starts[init_params]()
 

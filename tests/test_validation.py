@@ -84,7 +84,7 @@ def test_nan_at_predict_on_dask_raises_on_compute():
         ({"max_iter": -1}, "max_iter"),
         ({"n_components": 0}, "n_components"),
         ({"covariance_floor": -1.0}, "covariance_floor"),
-        ({"init_params": "kmeans++"}, "init_params"),
+        ({"init_params": "kmeans+"}, "init_params"),
         ({"split_every": 1}, "split_every"),
         ({"means_init": np.zeros((3, 3))}, "means_init must have shape"),
         ({"weights_init": [0.5, 0.6]}, "weights_init"),

@@ -8,6 +8,8 @@ An engine owns where the rows live. It offers
   :func:`dask_biglearn.config.compiled_kernels`, and sent to the workers in every spec);
 * ``run_pass(spec) -> SuffStats`` for a :class:`~dask_biglearn.kernels.passes.PassSpec`;
 * ``take_rows(sorted_indices) -> ndarray``;
+* ``take_sample(size, seed) -> ndarray``: ``size`` rows chosen by their global index and the
+  seed (:mod:`~dask_biglearn.kernels.sampling`), the same whatever the chunking;
 * ``close()``, and use as a context manager, releasing what it holds.
 """
 
@@ -85,6 +87,8 @@ class Engine(Protocol):
     def run_pass(self, spec: PassSpec) -> SuffStats: ...
 
     def take_rows(self, indices: np.ndarray) -> np.ndarray: ...
+
+    def take_sample(self, size: int, seed: int) -> np.ndarray: ...
 
     def close(self) -> None: ...
 

@@ -15,6 +15,7 @@ from dask.core import flatten
 from ..config import compiled_kernels
 from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec, pass_stats
+from ..kernels.sampling import combine_samples, in_index_order, sample_blocks
 from ..kernels.stats import SuffStats, combine_stats
 from ..kernels.summaries import combine_summaries, summarize_blocks
 from .actors import ActorRoute
@@ -122,9 +123,14 @@ class DaskEngine(EngineBase):
             # so tasks find the chunks (or the chunks they derive from) where they are.
             self._data_graph.update((f.key, f) for f in layout.futures)
         if placement is None:
-            self._groups = [[k] for k in flatten(keys)]
+            block_keys, block_rows = list(flatten(keys)), X.chunks[0]
+            self._groups = [[k] for k in block_keys]
         else:
-            self._groups = placement.groups
+            block_keys = [f.key for f in placement.block_futures]
+            block_rows, self._groups = placement.block_rows, placement.groups
+        # Global index of each block's first row (blocks are in row order).
+        starts = np.concatenate([[0], np.cumsum(block_rows)[:-1]]).astype(int)
+        self._block_offsets = dict(zip(block_keys, starts.tolist(), strict=True))
 
     @staticmethod
     def _start_actors(client, placement):
@@ -137,14 +143,17 @@ class DaskEngine(EngineBase):
 
     # ---- graphs ------------------------------------------------------------------------------
 
-    def _reduction_graph(self, name, kernel, args, combine):
-        """``kernel(blocks_of_group, *args)`` per group, combined ``split_every`` at a time
-        until at most ``split_every`` keys are left; returns ``(graph, keys)``."""
+    def _reduction_graph(self, name, kernel, args, combine, with_offsets=False):
+        """``kernel(blocks_of_group, *args)`` per group (``kernel(blocks, offsets, *args)``
+        with the global index of each block's first row if ``with_offsets``), combined
+        ``split_every`` at a time until at most ``split_every`` keys are left; returns
+        ``(graph, keys)``."""
         graph = dict(self._data_graph)
         level = []
         for i, group in enumerate(self._groups):
             key = (f"{name}-chunk", i)
-            graph[key] = (kernel, list(group), *args)
+            offsets = ([self._block_offsets[k] for k in group],) if with_offsets else ()
+            graph[key] = (kernel, list(group), *offsets, *args)
             level.append(key)
         depth = 0
         while len(level) > self.split_every:
@@ -205,6 +214,15 @@ class DaskEngine(EngineBase):
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)].compute())
 
+    def take_sample(self, size: int, seed: int) -> np.ndarray:
+        """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
+        order, float64: one pass, whatever the chunking (see
+        :mod:`~dask_biglearn.kernels.sampling`)."""
+        graph, keys = self._reduction_graph(f"{self._name}-sample-{next(self._passes)}",
+                                            sample_blocks, (int(seed), int(size)),
+                                            combine_samples, with_offsets=True)
+        return in_index_order(combine_samples(self._compute(graph, keys)))
+
     def close(self) -> None:
         """Release the actors, the balancing copies and the chunks this engine persisted.
 
@@ -216,7 +234,7 @@ class DaskEngine(EngineBase):
             self._actors = None
         copies, persisted = self._copies, self._persisted
         self._copies, self._persisted = [], []
-        self.X, self._data_graph, self._groups = None, {}, []
+        self.X, self._data_graph, self._groups, self._block_offsets = None, {}, [], {}
         if copies:
             self._client.cancel(copies)
         for future in persisted:

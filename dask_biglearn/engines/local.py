@@ -7,6 +7,7 @@ import numpy as np
 from ..config import compiled_kernels
 from ..kernels.features import FeatureCache, default_block_rows
 from ..kernels.passes import PassSpec, pass_stats
+from ..kernels.sampling import in_index_order, sample_blocks
 from ..kernels.stats import SuffStats
 from ..kernels.summaries import summarize_blocks
 from .base import EngineBase, data_summaries
@@ -54,6 +55,13 @@ class InProcessEngine(EngineBase):
 
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)])
+
+    def take_sample(self, size: int, seed: int) -> np.ndarray:
+        """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
+        order, float64."""
+        if size >= self.n_samples:
+            return np.asarray(self.X, dtype=np.float64)
+        return in_index_order(sample_blocks([self.X], [0], int(seed), int(size)))
 
     def close(self) -> None:
         self._cache.clear()

@@ -1,0 +1,95 @@
+"""Row samples defined by the rows' global indices and a seed, never by chunk boundaries.
+
+Every row ``i`` gets a 64-bit key ``hash(seed, i)`` (SplitMix64, a bijective mixer of the
+index); a sample of ``size`` rows is the ``size`` rows with the smallest keys, a uniform sample
+without replacement. A block keeps its own smallest keys and samples combine by keeping the
+smallest of their union, so any chunking, any grouping and any number of workers give the
+same rows. The driver orders the result by global index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    z = z ^ (z >> np.uint64(30))
+    z = z * _MIX1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def row_keys(start: int, stop: int, seed: int) -> np.ndarray:
+    """The sampling keys of global rows ``start .. stop - 1`` (uint64)."""
+    with np.errstate(over="ignore"):
+        salt = _splitmix64(np.array([seed], dtype=np.uint64) * _GOLDEN + _GOLDEN)[0]
+        index = np.arange(start, stop, dtype=np.uint64)
+        return _splitmix64(index * _GOLDEN + salt)
+
+
+@dataclass(frozen=True)
+class RowSample:
+    """Up to ``size`` rows with the smallest keys among some rows of the data.
+
+    Attributes
+    ----------
+    keys : ndarray of shape (n,), uint64
+    index : ndarray of shape (n,), int64
+        Global row indices.
+    rows : ndarray of shape (n, n_features), float64
+    size : int
+        How many rows the whole sample keeps.
+    """
+
+    keys: np.ndarray
+    index: np.ndarray
+    rows: np.ndarray
+    size: int
+
+    def smallest(self) -> RowSample:
+        """Keep the ``size`` rows with the smallest keys (ties, improbable, by index)."""
+        if len(self.keys) <= self.size:
+            return self
+        keep = np.lexsort((self.index, self.keys))[: self.size]
+        return RowSample(self.keys[keep], self.index[keep], self.rows[keep], self.size)
+
+
+def sample_blocks(blocks, offsets, seed: int, size: int) -> RowSample:
+    """The sample's rows among ``blocks``, whose first rows have global indices ``offsets``."""
+    parts = []
+    n_features = blocks[0].shape[1] if blocks else 0
+    for X, offset in zip(blocks, offsets, strict=True):
+        keys = row_keys(offset, offset + X.shape[0], seed)
+        if len(keys) > size:
+            local = np.argpartition(keys, size - 1)[:size] if size else np.array([], int)
+        else:
+            local = np.arange(len(keys))
+        parts.append(RowSample(keys[local], offset + local.astype(np.int64),
+                               np.asarray(X[local], dtype=np.float64), size))
+    if not parts:
+        return RowSample(np.array([], np.uint64), np.array([], np.int64),
+                         np.empty((0, n_features)), size)
+    return combine_samples(parts)
+
+
+def combine_samples(parts) -> RowSample:
+    """The sample of the union of the rows of ``parts`` (associative and commutative)."""
+    if isinstance(parts, RowSample):
+        return parts
+    parts = list(parts)
+    merged = RowSample(np.concatenate([p.keys for p in parts]),
+                       np.concatenate([p.index for p in parts]),
+                       np.concatenate([p.rows for p in parts]), parts[0].size)
+    return merged.smallest()
+
+
+def in_index_order(sample: RowSample) -> np.ndarray:
+    """The sample's rows ordered by their global index, shape ``(n, n_features)``."""
+    return sample.rows[np.argsort(sample.index, kind="stable")]
