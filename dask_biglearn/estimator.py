@@ -20,11 +20,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .algebra import precision_cholesky
 from .engines import make_engine
-from .fit import FitSettings, run_fit, run_restarts
-from .fit.loop import finish_fit
+from .fit import FitSettings, best_state, finish_fits, run_restarts
 from .initialization import INIT_METHODS, apply_user_init, initial_params
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
-from .model import FitState
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from .validation import (
     check_array,
@@ -47,7 +45,7 @@ __all__ = ["BigLearnGaussianMixture", "GaussianMixture"]
 class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     """Validation, initialisation, prediction and scoring shared by both estimators.
 
-    Subclasses provide ``_fit_settings()`` and ``_run(engine, rng, settings)``.
+    Subclasses provide ``_fit_settings()``.
     """
 
     # ----- hyper-parameters -----------------------------------------------------------------
@@ -57,6 +55,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_int("max_iter", self.max_iter, 0)
         check_real("covariance_floor", self.covariance_floor, 0.0, strict=True)
         check_real("tol", self.tol, 0.0)
+        check_int("n_init", self.n_init, 1)
         if self.init_params not in INIT_METHODS:
             raise ValueError(
                 f"init_params must be one of {list(INIT_METHODS)}, got {self.init_params!r}."
@@ -106,11 +105,18 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_n_samples(int(X.shape[0]), self.n_components)
         settings = self._fit_settings()
         with verbosity(self.verbose), make_engine(X, split_every=self.split_every) as engine:
-            state = self._run(engine, check_generator(self.random_state), settings)
-            if not state.finished:  # a callback stopped the fit: keep what it has
-                finish_fit(engine, state, settings)
+            states = run_restarts(engine, lambda rng: self._initial_params(rng, engine),
+                                  self.n_init, settings, check_generator(self.random_state),
+                                  self._callbacks())
+            # A callback stopped the fit: each start keeps what it has.
+            finish_fits(engine, [s for s in states if not s.finished], settings)
+        state = best_state(states)
+        self._warn_if_not_converged(state)
         self._set_fitted(state)
         return self
+
+    def _warn_if_not_converged(self, state):
+        """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
 
     def fit_predict(self, X, y=None):
         """Fit, then return ``predict(X)`` of the fitted model.
@@ -121,7 +127,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         """
         return self.fit(X).predict(X)
 
-    def _set_fitted(self, state: FitState):
+    def _set_fitted(self, state):
         p = state.best_params
         self.weights_ = p.weights
         self.means_ = p.means
@@ -249,7 +255,8 @@ _COMMON_PARAMS_DOC = """
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and (BigLearn-EM) every matching, subset and rotation. All
         draws happen on the driver, so a seed gives the same fit whatever the chunking of the
-        data and the number of workers.
+        data and the number of workers. With ``n_init > 1`` each start draws from its own
+        generator (``Generator.spawn``).
     split_every : int, default=None
         Fan-in of the tree reduction of the per-chunk statistics for Dask input (default:
         ``dask.config`` ``"split_every"``, else 8).
@@ -292,7 +299,9 @@ class GaussianMixture(_BaseGaussianMixture):
     tol : float, default=1e-3
         Stop when the mean log-likelihood changes by less than this between iterations.
     n_init : int, default=1
-        Number of initialisations; the one with the best ``lower_bound_`` is kept.
+        Number of initialisations; the one with the best ``lower_bound_`` is kept. They
+        advance together, sharing every read of the data (see
+        :class:`BigLearnGaussianMixture`); one that converges stops while the others go on.
 {_COMMON_PARAMS_DOC}
     Attributes
     ----------
@@ -322,25 +331,18 @@ class GaussianMixture(_BaseGaussianMixture):
         self.callbacks = callbacks
         self.verbose = verbose
 
-    def _check_parameters(self):
-        super()._check_parameters()
-        check_int("n_init", self.n_init, 1)
-
     def _fit_settings(self):
         return FitSettings.plain_em(max_iter=self.max_iter, tol=self.tol,
                                     covariance_floor=self.covariance_floor)
 
-    def _run(self, engine, rng, settings):
-        state = run_restarts(engine, lambda rng: self._initial_params(rng, engine), self.n_init,
-                             settings, rng, self._callbacks())
-        if state.finished and not state.converged and self.max_iter > 0:
+    def _warn_if_not_converged(self, state):
+        if not state.converged and self.max_iter > 0:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}). "
                 "Increase max_iter or tol.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return state
 
 
 class BigLearnGaussianMixture(_BaseGaussianMixture):
@@ -379,6 +381,10 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     tol : float, default=1e-3
         The fit counts as converged (``converged_``) when its last check raised the best
         checked log-likelihood by less than this. It does not stop the fit.
+    n_init : int, default=1
+        Independent starts; the one with the best ``lower_bound_`` is kept. They advance
+        together: each pass over the data computes every start's statistics (on Dask, one
+        task per chunk for all of them), so ``n_init`` starts read the data as often as one.
 {_COMMON_PARAMS_DOC}
     Attributes
     ----------
@@ -407,7 +413,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, init_params="random", weights_init=None,
-                 means_init=None, precisions_init=None, check_every=20, tol=1e-3,
+                 means_init=None, precisions_init=None, check_every=20, tol=1e-3, n_init=1,
                  random_state=None, split_every=None, callbacks=None, verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -422,6 +428,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         self.precisions_init = precisions_init
         self.check_every = check_every
         self.tol = tol
+        self.n_init = n_init
         self.random_state = random_state
         self.split_every = split_every
         self.callbacks = callbacks
@@ -444,10 +451,6 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             check_every=self.check_every, covariance_floor=self.covariance_floor,
             weight_concentration=alpha, tol=self.tol,
         )
-
-    def _run(self, engine, rng, settings):
-        state = FitState(self._initial_params(rng, engine), rng)
-        return run_fit(engine, state, settings, self._callbacks())
 
     def _set_fitted(self, state):
         super()._set_fitted(state)

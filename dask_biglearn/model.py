@@ -68,6 +68,8 @@ class FitState:
         Whether the fit's convergence test held at its last check.
     finished : bool
         Whether the fit has ended (so ``best_*`` is its result).
+    restart : int
+        Which of the fit's independent starts this is (0 for a single start).
     """
 
     params: MixtureParams
@@ -80,6 +82,7 @@ class FitState:
     best_iteration: int = 0
     converged: bool = False
     finished: bool = False
+    restart: int = 0
 
     def as_arrays_and_json(self) -> tuple[dict[str, np.ndarray], dict]:
         """``(arrays, values)``: float arrays by name, and JSON-able values (no pickle)."""
@@ -97,6 +100,7 @@ class FitState:
             "has_best": self.best_params is not None,
             "converged": bool(self.converged),
             "finished": bool(self.finished),
+            "restart": int(self.restart),
         }
         return arrays, values
 
@@ -119,6 +123,7 @@ class FitState:
             best_iteration=int(values["best_iteration"]),
             converged=bool(values["converged"]),
             finished=bool(values["finished"]),
+            restart=int(values.get("restart", 0)),
         )
 
 

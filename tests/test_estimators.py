@@ -286,3 +286,33 @@ def test_callbacks_see_the_fit_and_can_stop_it(reproducible_data):
     em = GaussianMixture(3, max_iter=30, random_state=0,
                          callbacks=[lambda state, event: state.iteration == 3])
     assert _fit_quietly(em, reproducible_data).n_iter_ == 3
+
+
+def test_restarts_on_dask_input_share_every_read_of_the_data(reproducible_data):
+    """BigLearn-EM with n_init=4 runs as many chunk tasks as with one start, and keeps the
+    best of the four (each the fit it would be alone)."""
+    from dask.callbacks import Callback
+
+    class CountChunkTasks(Callback):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def _pretask(self, key, dsk, state):
+            self.n += "-chunk" in str(key)
+
+    Xd = da.from_array(reproducible_data, chunks=(100, -1))
+    counts, fits = {}, {}
+    for n_init in (1, 4):
+        with dask.config.set(scheduler="threads"), CountChunkTasks() as counter:
+            fits[n_init] = BigLearnGaussianMixture(
+                5, max_iter=10, check_every=5, covariance_floor=1e-4, n_init=n_init,
+                random_state=0).fit(Xd)
+        counts[n_init] = counter.n
+    assert counts[4] == counts[1] > 0
+    starts = [BigLearnGaussianMixture(5, max_iter=10, check_every=5, covariance_floor=1e-4,
+                                      random_state=rng).fit(reproducible_data)
+              for rng in np.random.default_rng(0).spawn(4)]
+    best = max(starts, key=lambda e: e.lower_bound_)
+    assert fits[4].lower_bound_ == pytest.approx(best.lower_bound_, abs=1e-10)
+    np.testing.assert_allclose(fits[4].means_, best.means_, atol=1e-8)

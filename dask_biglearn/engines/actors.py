@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from ..kernels.passes import PassSpec, pass_stats
-from ..kernels.stats import combine_stats
+from ..kernels.passes import pass_stats_batch
+from ..kernels.stats import combine_stat_lists
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ class PassActor:
         self._groups = groups
         self._pool = None
 
-    def run(self, spec: PassSpec, block_rows):
+    def run(self, specs, block_rows):
         def one(group):
-            return pass_stats(group, spec, block_rows)
+            return pass_stats_batch(group, specs, block_rows)
 
         if len(self._groups) == 1:
             return [one(self._groups[0])]
@@ -84,14 +84,14 @@ class ActorRoute:
             client.cancel(started)
             raise
 
-    def run_pass(self, spec: PassSpec, block_rows):
-        """The pass's statistics, or None (and the route closed) if an actor is lost."""
+    def run_passes(self, specs, block_rows):
+        """The passes' statistics, or None (and the route closed) if an actor is lost."""
         try:
             lost = [f.key for _, f in self._actors if f.status != "finished"]
             if lost:
                 raise RuntimeError(f"actors {lost} are gone (their worker was lost)")
-            calls = [actor.run(spec, block_rows) for actor, _ in self._actors]
-            return combine_stats([part for call in calls for part in call.result()])
+            calls = [actor.run(specs, block_rows) for actor, _ in self._actors]
+            return combine_stat_lists([part for call in calls for part in call.result()])
         except LOST_ACTOR_ERRORS as exc:
             logger.warning("A pass through the workers' actors failed (%r); passes go "
                            "through the scheduler from now on.", exc)

@@ -6,7 +6,9 @@ An engine owns where the rows live. It offers
   pass when the engine is built; ``summaries.shift`` is the centre of every pass's moments);
 * ``compiled``: whether passes run the compiled kernels (read once from
   :func:`dask_biglearn.config.compiled_kernels`, and sent to the workers in every spec);
-* ``run_pass(spec) -> SuffStats`` for a :class:`~dask_biglearn.kernels.passes.PassSpec`;
+* ``run_passes(specs) -> [SuffStats]``: several passes (each a
+  :class:`~dask_biglearn.kernels.passes.PassSpec`) from one read of the data, for restarts
+  that advance together; ``run_pass(spec)``, a batch of one;
 * ``take_rows(sorted_indices) -> ndarray``;
 * ``take_sample(size, seed) -> ndarray``: ``size`` rows chosen by their global index and the
   seed (:mod:`~dask_biglearn.kernels.sampling`), the same whatever the chunking;
@@ -84,6 +86,8 @@ class Engine(Protocol):
     summaries: DataSummaries
     compiled: bool
 
+    def run_passes(self, specs) -> list[SuffStats]: ...
+
     def run_pass(self, spec: PassSpec) -> SuffStats: ...
 
     def take_rows(self, indices: np.ndarray) -> np.ndarray: ...
@@ -94,7 +98,14 @@ class Engine(Protocol):
 
 
 class EngineBase:
-    """Context-manager behaviour shared by the engines: ``with Engine(...) as engine:``."""
+    """What the engines share: ``run_pass`` as a batch of one, and the context manager
+    (``with Engine(...) as engine:`` closes it)."""
+
+    def run_passes(self, specs) -> list[SuffStats]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def run_pass(self, spec: PassSpec) -> SuffStats:
+        return self.run_passes([spec])[0]
 
     def close(self) -> None:  # pragma: no cover - every engine overrides it
         raise NotImplementedError

@@ -14,9 +14,9 @@ from dask.core import flatten
 
 from ..config import compiled_kernels
 from ..kernels.features import default_block_rows
-from ..kernels.passes import PassSpec, pass_stats
+from ..kernels.passes import PassSpec, pass_stats_batch
 from ..kernels.sampling import combine_samples, in_index_order, sample_blocks
-from ..kernels.stats import SuffStats, combine_stats
+from ..kernels.stats import SuffStats, combine_stat_lists
 from ..kernels.summaries import combine_summaries, summarize_blocks
 from .actors import ActorRoute
 from .base import EngineBase, data_summaries
@@ -164,21 +164,25 @@ class DaskEngine(EngineBase):
             graph.update((key, (combine, part)) for key, part in zip(level, parts, strict=True))
         return graph, level
 
-    def stats_graph(self, spec: PassSpec):
-        """The task graph of one pass: ``(graph, keys)``, the keys of at most ``split_every``
-        partial :class:`~dask_biglearn.kernels.stats.SuffStats` whose sum is the pass's.
+    def stats_graph(self, specs):
+        """The task graph of one read of the data for the passes ``specs`` (a
+        :class:`~dask_biglearn.kernels.passes.PassSpec` or a list of them): ``(graph, keys)``,
+        the keys of at most ``split_every`` partial results, each a list of
+        :class:`~dask_biglearn.kernels.stats.SuffStats` (one per spec), whose sums are the
+        passes'.
 
         The last sum happens on the driver: a combine task of its own would cost one more
         scheduling round and one more transfer between workers on every pass.
         """
+        specs = [specs] if isinstance(specs, PassSpec) else list(specs)
         name = f"{self._name}-{next(self._passes)}"
-        spec_arg = spec
+        specs_arg = specs
         extra = {}
-        if spec.nbytes * len(self._groups) > self.inline_spec_bytes:
-            spec_arg = f"{name}-spec"  # a large spec travels once, as a key of its own
-            extra[spec_arg] = spec
-        graph, keys = self._reduction_graph(name, pass_stats, (spec_arg, self.block_rows),
-                                            combine_stats)
+        if sum(s.nbytes for s in specs) * len(self._groups) > self.inline_spec_bytes:
+            specs_arg = f"{name}-spec"  # large specs travel once, as a key of their own
+            extra[specs_arg] = specs
+        graph, keys = self._reduction_graph(name, pass_stats_batch,
+                                            (specs_arg, self.block_rows), combine_stat_lists)
         graph.update(extra)
         return graph, keys
 
@@ -203,13 +207,14 @@ class DaskEngine(EngineBase):
 
     # ---- the engine protocol -----------------------------------------------------------------
 
-    def run_pass(self, spec: PassSpec) -> SuffStats:
+    def run_passes(self, specs) -> list[SuffStats]:
+        specs = list(specs)
         if self._actors is not None:
-            stats = self._actors.run_pass(spec, self.block_rows)
+            stats = self._actors.run_passes(specs, self.block_rows)
             if stats is not None:
                 return stats
             self._actors = None  # lost: tasks from now on
-        return combine_stats(self._compute(*self.stats_graph(spec)))
+        return combine_stat_lists(self._compute(*self.stats_graph(specs)))
 
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)].compute())

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..config import compiled_kernels
 from ..kernels.features import FeatureCache, default_block_rows
-from ..kernels.passes import PassSpec, pass_stats
+from ..kernels.passes import pass_stats_batch
 from ..kernels.sampling import in_index_order, sample_blocks
 from ..kernels.stats import SuffStats
 from ..kernels.summaries import summarize_blocks
@@ -50,8 +50,8 @@ class InProcessEngine(EngineBase):
         """Whether the data's own quadratic features are kept between passes."""
         return self._cache.features_of(self.summaries.shift, None) is not None
 
-    def run_pass(self, spec: PassSpec) -> SuffStats:
-        return pass_stats([self.X], spec, self.block_rows, cache=self._cache)
+    def run_passes(self, specs) -> list[SuffStats]:
+        return pass_stats_batch([self.X], specs, self.block_rows, cache=self._cache)
 
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)])

@@ -1,10 +1,34 @@
 """Driver loops: plain EM and BigLearn-EM over any engine. Nothing here imports Dask.
 
-* :mod:`~dask_biglearn.fit.loop`: the one loop, its settings, callbacks and the updates;
+* :mod:`~dask_biglearn.fit.loop`: the one loop (several fits in lockstep), its settings,
+  callbacks and the updates;
 * :mod:`~dask_biglearn.fit.restarts`: independent starts, the best one kept.
 """
 
-from .loop import FitSettings, em_update, mean_log_likelihood, run_fit
-from .restarts import run_restarts
+from .loop import (
+    FitSettings,
+    em_update,
+    em_updates,
+    finish_fit,
+    finish_fits,
+    mean_log_likelihood,
+    mean_log_likelihoods,
+    run_fit,
+    run_fits,
+)
+from .restarts import best_state, run_restarts, start_states
 
-__all__ = ["FitSettings", "em_update", "mean_log_likelihood", "run_fit", "run_restarts"]
+__all__ = [
+    "FitSettings",
+    "best_state",
+    "em_update",
+    "em_updates",
+    "finish_fit",
+    "finish_fits",
+    "mean_log_likelihood",
+    "mean_log_likelihoods",
+    "run_fit",
+    "run_fits",
+    "run_restarts",
+    "start_states",
+]

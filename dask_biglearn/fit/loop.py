@@ -106,18 +106,9 @@ def _spec(engine, params: MixtureParams, projection: np.ndarray | None, moments:
     return PassSpec(theta, shift, projection, moments, engine.compiled), shift_y
 
 
-def em_update(engine, params: MixtureParams, projection: Projection, *, covariance_floor,
-              weight_concentration):
-    """One EM update in the space ``y = P x``, mapped back to the full space.
-
-    Returns ``(new_params, mean_log_likelihood)`` where the log-likelihood is that of the
-    *incoming* parameters in the projected space (the joint one when ``P`` is the identity),
-    per row the pass covered.
-    """
-    P = projection.matrix
-    spec, shift_y = _spec(engine, params, P, moments=True)
-    stats = engine.run_pass(spec)
+def _m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration):
     _check_finite(stats.log_lik_sum, stats.resp_sum)
+    P = projection.matrix
     new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor)
     weights = smoothed_weights(stats.resp_sum, stats.n_rows, weight_concentration)
     means, covariances = map_back(
@@ -126,11 +117,41 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
     return MixtureParams(weights, means, covariances), stats.log_lik_sum / stats.n_rows
 
 
+def em_updates(engine, params_list, projections, *, covariance_floor, weight_concentration):
+    """One EM update of each of several models, each in its own projected space, from one
+    read of the data (the restarts of a fit advance together); see :func:`em_update`."""
+    specs = [_spec(engine, params, projection.matrix, moments=True)
+             for params, projection in zip(params_list, projections, strict=True)]
+    stats_list = engine.run_passes([spec for spec, _ in specs])
+    return [_m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration)
+            for params, projection, stats, (_, shift_y)
+            in zip(params_list, projections, stats_list, specs, strict=True)]
+
+
+def em_update(engine, params: MixtureParams, projection: Projection, *, covariance_floor,
+              weight_concentration):
+    """One EM update in the space ``y = P x``, mapped back to the full space.
+
+    Returns ``(new_params, mean_log_likelihood)`` where the log-likelihood is that of the
+    *incoming* parameters in the projected space (the joint one when ``P`` is the identity),
+    per row the pass covered.
+    """
+    return em_updates(engine, [params], [projection], covariance_floor=covariance_floor,
+                      weight_concentration=weight_concentration)[0]
+
+
+def mean_log_likelihoods(engine, params_list) -> list[float]:
+    """Mean joint log-likelihood per row of each model: one E-step-only read of the data."""
+    stats_list = engine.run_passes([_spec(engine, params, None, moments=False)[0]
+                                    for params in params_list])
+    for stats in stats_list:
+        _check_finite(stats.log_lik_sum)
+    return [stats.log_lik_sum / stats.n_rows for stats in stats_list]
+
+
 def mean_log_likelihood(engine, params: MixtureParams) -> float:
     """Mean joint log-likelihood per row: one E-step-only pass."""
-    stats = engine.run_pass(_spec(engine, params, None, moments=False)[0])
-    _check_finite(stats.log_lik_sum)
-    return stats.log_lik_sum / stats.n_rows
+    return mean_log_likelihoods(engine, [params])[0]
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -142,90 +163,129 @@ def _next_projection(settings: FitSettings, rng, n_features: int) -> Projection:
     return settings.schedule.sample(rng, n_features)
 
 
-def _notify(callbacks: Iterable[Callback], state: FitState, event: str) -> bool:
+def _notify(callbacks, states, event: str) -> bool:
+    """Call every callback for every state (none skipped); whether any asked to stop."""
     stop = False
-    for callback in callbacks:
-        stop = bool(callback(state, event)) or stop
+    for state in states:
+        for callback in callbacks:
+            stop = bool(callback(state, event)) or stop
     return stop
 
 
-def _check(engine, state: FitState, settings: FitSettings, update_ll: float, started: float):
-    """Record the joint log-likelihood at a check and update best and convergence."""
-    it = state.iteration
+def _check(engine, states, settings: FitSettings, update_lls, started: float):
+    """Record the joint log-likelihood of each state at a check; update best and
+    convergence. BigLearn-EM evaluates all of them in one read of the data."""
     if settings.is_plain_em:
-        previous = state.lower_bounds[-1] if state.lower_bounds else -math.inf
-        state.lower_bounds.append(update_ll)
-        state.converged = abs(update_ll - previous) < settings.tol
-        logger.debug("EM iteration %d: mean log-likelihood %.6f", it, update_ll)
+        for state, ll in zip(states, update_lls, strict=True):
+            previous = state.lower_bounds[-1] if state.lower_bounds else -math.inf
+            state.lower_bounds.append(ll)
+            state.converged = abs(ll - previous) < settings.tol
+            logger.debug("EM iteration %d: mean log-likelihood %.6f", state.iteration, ll)
         return
-    ll = mean_log_likelihood(engine, state.params)
-    state.lower_bounds.append(ll)
-    improvement = ll - state.best_lower_bound
-    if ll > state.best_lower_bound:
-        state.best_params, state.best_lower_bound, state.best_iteration = state.params, ll, it
-    state.converged = len(state.lower_bounds) >= 2 and improvement < settings.tol
-    logger.info("BigLearn-EM iteration %d/%d (%.1fs): joint mean log-likelihood %.6f, best %.6f "
-                "at iteration %d", it, settings.max_iter, time.perf_counter() - started, ll,
-                state.best_lower_bound, state.best_iteration)
+    for state, ll in zip(states, mean_log_likelihoods(engine, [s.params for s in states]),
+                         strict=True):
+        it = state.iteration
+        state.lower_bounds.append(ll)
+        improvement = ll - state.best_lower_bound
+        if ll > state.best_lower_bound:
+            state.best_params, state.best_lower_bound, state.best_iteration = (
+                state.params, ll, it)
+        state.converged = len(state.lower_bounds) >= 2 and improvement < settings.tol
+        logger.info("BigLearn-EM iteration %d/%d (%.1fs): joint mean log-likelihood %.6f, "
+                    "best %.6f at iteration %d", it, settings.max_iter,
+                    time.perf_counter() - started, ll, state.best_lower_bound,
+                    state.best_iteration)
+
+
+def finish_fits(engine, states, settings: FitSettings, started: float | None = None):
+    """Close fits: the result of each is its last parameters (plain EM, or a fit with no
+    check yet, evaluated together in one more read of the data) or its best checked ones."""
+    last = [s for s in states if settings.is_plain_em or s.best_params is None]
+    if last:
+        for state, ll in zip(last, mean_log_likelihoods(engine, [s.params for s in last]),
+                             strict=True):
+            state.best_params, state.best_lower_bound = state.params, ll
+            state.best_iteration = state.iteration
+    elapsed = 0.0 if started is None else time.perf_counter() - started
+    for state in states:
+        state.finished = True
+        if settings.is_plain_em:
+            logger.info("EM finished after %d iterations in %.2fs: mean log-likelihood %.6f%s",
+                        state.iteration, elapsed, state.best_lower_bound,
+                        "" if state.converged or settings.max_iter == 0 else " (not converged)")
+        else:
+            counts = {k: state.matchings.count(k) for k in MATCHING_KINDS}
+            logger.info("BigLearn-EM finished %d iterations in %.2fs (matchings %s)",
+                        state.iteration, elapsed, counts)
+    return states
 
 
 def finish_fit(engine, state: FitState, settings: FitSettings, started: float | None = None):
-    """Close a fit: its result is the last parameters (plain EM, or a fit with no check yet,
-    evaluated by one more pass) or the best checked ones."""
-    if settings.is_plain_em or state.best_params is None:
-        state.best_params = state.params
-        state.best_lower_bound = mean_log_likelihood(engine, state.params)
-        state.best_iteration = state.iteration
-    state.finished = True
-    elapsed = 0.0 if started is None else time.perf_counter() - started
-    if settings.is_plain_em:
-        logger.info("EM finished after %d iterations in %.2fs: mean log-likelihood %.6f%s",
-                    state.iteration, elapsed, state.best_lower_bound,
-                    "" if state.converged or settings.max_iter == 0 else " (not converged)")
-    else:
-        counts = {k: state.matchings.count(k) for k in MATCHING_KINDS}
-        logger.info("BigLearn-EM finished %d iterations in %.2fs (matchings %s)",
-                    state.iteration, elapsed, counts)
-    return state
+    """:func:`finish_fits` of one fit."""
+    return finish_fits(engine, [state], settings, started)[0]
 
 
-def run_fit(engine, state: FitState, settings: FitSettings,
-            callbacks: Iterable[Callback] = ()) -> FitState:
-    """Run (or continue) the fit in ``state`` until it ends or a callback stops it.
+def _is_done(state: FitState, settings: FitSettings) -> bool:
+    return state.iteration >= settings.max_iter or (settings.is_plain_em and state.converged)
+
+
+def run_fits(engine, states, settings: FitSettings,
+             callbacks: Iterable[Callback] = ()) -> list:
+    """Run (or continue) several fits together until they end or a callback stops them.
+
+    The fits advance in lockstep and every read of the data serves all of them (one task
+    per chunk computes each fit's statistics): ``n`` restarts cost the passes of one, plus
+    at most one evaluation pass for each plain-EM fit that converges before the others.
 
     Parameters
     ----------
     engine : Engine
         Where the rows live (:mod:`dask_biglearn.engines`).
-    state : FitState
-        Updated in place: a new one (``FitState(params, rng)``) or one a fit left.
+    states : list of FitState
+        Updated in place: new ones (``FitState(params, rng)``, each with a generator of its
+        own) or ones a fit left.
     settings : FitSettings
     callbacks : iterable of callable
-        ``callback(state, event)``, see the module docstring.
+        ``callback(state, event)``, see the module docstring, called for each fit.
 
     Returns
     -------
-    state : FitState
-        ``state.finished`` is False when a callback stopped the fit.
+    states : list of FitState
+        ``state.finished`` is False for the fits a callback stopped.
     """
     callbacks = list(callbacks)
     started = time.perf_counter()
-    while not state.finished:
-        if state.iteration >= settings.max_iter or (settings.is_plain_em and state.converged):
-            return finish_fit(engine, state, settings, started)
-        projection = _next_projection(settings, state.rng, engine.n_features)
-        params = state.params
+    active = [s for s in states if not s.finished]
+    while True:
+        done = [s for s in active if _is_done(s, settings)]
+        if done:
+            finish_fits(engine, done, settings, started)
+            active = [s for s in active if not s.finished]
+        if not active:
+            return states
+        projections = [_next_projection(settings, s.rng, engine.n_features) for s in active]
+        params = [s.params for s in active]
         for _ in range(settings.n_inner_iter):
-            params, update_ll = em_update(engine, params, projection,
-                                          covariance_floor=settings.covariance_floor,
-                                          weight_concentration=settings.weight_concentration)
-        state.params = params
-        state.iteration += 1
-        state.matchings.append(projection.kind)
-        stop = _notify(callbacks, state, ITERATION)
-        if settings.check_due(state.iteration):
-            _check(engine, state, settings, update_ll, started)
-            stop = _notify(callbacks, state, CHECK) or stop
+            updates = em_updates(engine, params, projections,
+                                 covariance_floor=settings.covariance_floor,
+                                 weight_concentration=settings.weight_concentration)
+            params = [p for p, _ in updates]
+        for state, new, projection in zip(active, params, projections, strict=True):
+            state.params = new
+            state.iteration += 1
+            state.matchings.append(projection.kind)
+        stop = _notify(callbacks, active, ITERATION)
+        due = [(s, ll) for s, (_, ll) in zip(active, updates, strict=True)
+               if settings.check_due(s.iteration)]
+        if due:
+            _check(engine, [s for s, _ in due], settings, [ll for _, ll in due], started)
+            stop = _notify(callbacks, [s for s, _ in due], CHECK) or stop
         if stop:
-            break
-    return state
+            return states
+
+
+def run_fit(engine, state: FitState, settings: FitSettings,
+            callbacks: Iterable[Callback] = ()) -> FitState:
+    """Run (or continue) the fit in ``state`` until it ends or a callback stops it (see
+    :func:`run_fits`); ``state.finished`` is False when a callback stopped it."""
+    return run_fits(engine, [state], settings, callbacks)[0]

@@ -1,22 +1,31 @@
-"""Independent starts of one fit; the best by joint training log-likelihood is kept."""
+"""Independent starts of one fit, advancing together; the best by joint training
+log-likelihood is kept."""
 
 from __future__ import annotations
 
 from ..model import FitState
-from .loop import run_fit
+from .loop import run_fits
 
 
-def run_restarts(engine, initial_params, n_init: int, settings, rng, callbacks=()) -> FitState:
-    """Fit from ``n_init`` starts drawn in turn by ``initial_params(rng)``, one after another.
+def start_states(initial_params, n_init: int, rng) -> list[FitState]:
+    """``n_init`` fresh states. One start uses ``rng`` itself; several use the generators
+    ``rng.spawn(n_init)``, one each, for their start and every later draw, so that each start
+    is the same whether it runs alone or beside the others."""
+    generators = [rng] if n_init == 1 else rng.spawn(n_init)
+    return [FitState(initial_params(g), g, restart=i) for i, g in enumerate(generators)]
 
-    Returns the finished state with the highest ``best_lower_bound`` (the first among equals),
-    or, if a callback stopped a start, that start's unfinished state.
-    """
+
+def best_state(states) -> FitState:
+    """The finished state with the highest ``best_lower_bound`` (the first among equals)."""
     best = None
-    for _ in range(n_init):
-        state = run_fit(engine, FitState(initial_params(rng), rng), settings, callbacks)
-        if not state.finished:
-            return state
+    for state in states:
         if best is None or state.best_lower_bound > best.best_lower_bound:
             best = state
     return best
+
+
+def run_restarts(engine, initial_params, n_init: int, settings, rng, callbacks=()):
+    """Fit from ``n_init`` starts ``initial_params(generator)``, advancing together (every
+    read of the data serves all of them). Returns all their states (see
+    :func:`~dask_biglearn.fit.loop.run_fits`)."""
+    return run_fits(engine, start_states(initial_params, n_init, rng), settings, callbacks)

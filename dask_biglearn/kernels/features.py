@@ -147,26 +147,27 @@ class FeatureCache:
     not depend on the parameters. Within ``max_bytes`` this keeps
 
     * the features of the data, computed once and reused by every joint pass;
-    * the features of ``P x`` for the last projection ``P``, reused while the next passes use
-      the same ``P`` (the ``n_inner_iter`` local updates of one BigLearn-EM outer iteration),
-      in one buffer as large as the data's own features (so this needs room for both).
+    * the features of ``P x`` for the last ``max_projections`` projections ``P``, reused
+      while the next passes use the same ``P`` (the ``n_inner_iter`` local updates of one
+      BigLearn-EM outer iteration, for each of the restarts that advance together), each in
+      a buffer as large as the data's own features, reused for the next projection.
 
     :meth:`features_of` returns None for what does not fit: the pass then computes features
     sub-block by sub-block.
     """
 
-    def __init__(self, X, shift, block_rows: int, max_bytes: int, *, compiled: bool = False):
+    def __init__(self, X, shift, block_rows: int, max_bytes: int, *, compiled: bool = False,
+                 max_projections: int = 8):
         self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.block_rows = int(block_rows)
         self.max_bytes = int(max_bytes)
+        self.max_projections = int(max_projections)
         self.compiled = bool(compiled)
-        n_features = X.shape[1]
         self._features = None
-        if self._bytes(n_features) <= self.max_bytes:
+        if self._bytes(X.shape[1]) <= self.max_bytes:
             self._features = self._build(None)
-        self._projected = None  # (copy of P, its block features)
-        self._projected_buffer = None
+        self._projected = []  # (copy of P, its block features, their buffer), oldest first
 
     def _bytes(self, n_dims: int) -> int:
         return 8 * self.X.shape[0] * n_quadratic_features(n_dims)
@@ -184,6 +185,19 @@ class FeatureCache:
             for start, stop in row_blocks(n_rows, self.block_rows)
         ]
 
+    def _free_buffer(self):
+        """A buffer for another projection: a new one while the budget allows, else the
+        oldest projection's (dropped first, so it is never paired with a stale P)."""
+        n_features = self.X.shape[1]
+        cached = 0 if self._features is None else self._bytes(n_features)
+        cached += len(self._projected) * self._bytes(n_features)
+        if (len(self._projected) < self.max_projections
+                and cached + self._bytes(n_features) <= self.max_bytes):
+            return np.empty(self._bytes(n_features) // 8)
+        if self._projected:
+            return self._projected.pop(0)[2]
+        return None
+
     def features_of(self, shift, projection):
         """Cached block features for ``shift`` and ``projection`` (None: the data's own), or
         None when they are not the cache's (another centre) or do not fit it."""
@@ -191,20 +205,21 @@ class FeatureCache:
             return None
         if projection is None:
             return self._features
-        if self._projected is not None and np.array_equal(self._projected[0], projection):
-            return self._projected[1]
-        self._projected = None  # the buffer is about to change: never pair it with a stale P
-        n_features = self.X.shape[1]
-        cached = 0 if self._features is None else self._bytes(n_features)
-        if projection.shape[0] > n_features or cached + self._bytes(n_features) > self.max_bytes:
+        for i, (P, features, _) in enumerate(self._projected):
+            if np.array_equal(P, projection):
+                self._projected.append(self._projected.pop(i))  # most recently used last
+                return features
+        # Projections have m <= D rows: their features fit a buffer of the data's width.
+        if projection.shape[0] > self.X.shape[1]:
             return None
-        # One buffer, as wide as the data's own features (projections have m <= D rows),
-        # reused by every projection: fresh memory for each would cost page faults.
-        if self._projected_buffer is None:
-            self._projected_buffer = np.empty(self._bytes(n_features) // 8)
-        self._projected = (np.array(projection), self._build(projection, self._projected_buffer))
-        return self._projected[1]
+        buffer = self._free_buffer()
+        if buffer is None:
+            return None
+        features = self._build(projection, buffer)
+        self._projected.append((np.array(projection), features, buffer))
+        return features
 
     def clear(self):
         """Drop every cached array."""
-        self._features = self._projected = self._projected_buffer = None
+        self._features = None
+        self._projected = []

@@ -159,3 +159,14 @@ def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
 def _n_dims(width: int) -> int:
     """``m`` from the width ``1 + m + m (m + 1) / 2`` of the quadratic features."""
     return round(float(np.sqrt(8 * width + 1) - 3) / 2)
+
+
+def pass_stats_batch(blocks, specs, block_rows: int | None = None,
+                     cache=None) -> list[SuffStats]:
+    """The statistics of several passes over the same blocks, which are read once (the
+    restarts of a fit advance together and share every read of a chunk).
+
+    This is the entry point of every route (in-process, Dask tasks, actors); see
+    :func:`pass_stats` for the parameters. Returns one ``SuffStats`` per spec, in order.
+    """
+    return [pass_stats(blocks, spec, block_rows, cache) for spec in specs]

@@ -52,3 +52,9 @@ def combine_stats(parts) -> SuffStats:
         float(sum(p.log_lik_sum for p in parts)),
         int(sum(p.n_rows for p in parts)),
     )
+
+
+def combine_stat_lists(parts) -> list[SuffStats]:
+    """Sum lists of statistics element by element (the partial results of batched passes)."""
+    parts = list(parts)
+    return [combine_stats(column) for column in zip(*parts, strict=True)]

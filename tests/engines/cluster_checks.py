@@ -50,7 +50,7 @@ def rows_by_worker(client, engine, params):
     rows = {}
     for key, part in zip(keys, parts, strict=True):
         worker = worker_of[str(key)]
-        rows[worker] = rows.get(worker, 0) + part.n_rows
+        rows[worker] = rows.get(worker, 0) + part[0].n_rows  # one spec: a list of one
     assert sum(rows.values()) == engine.n_samples
     return rows
 

@@ -10,7 +10,7 @@ from conftest import KINDS, make_projection, random_params
 
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import em_update
-from dask_biglearn.kernels.stats import combine_stats
+from dask_biglearn.kernels.stats import combine_stat_lists
 from dask_biglearn.model import MixtureParams
 from dask_biglearn.projection import Projection
 from dask_biglearn.testing import reference_em_update
@@ -91,7 +91,7 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
         spec = joint_spec(engine, params)
         graph, keys = engine.stats_graph(spec)
         combines = [k for k, v in graph.items()
-                    if isinstance(v, tuple) and v[0] is combine_stats]
+                    if isinstance(v, tuple) and v[0] is combine_stat_lists]
         assert combines, "the pass must reduce through combine tasks"
         assert max(len(graph[k][1]) for k in combines) <= split_every
         assert _max_dependencies(graph) <= max(split_every, 2)  # chunk: block (+ spec)
@@ -101,7 +101,7 @@ def test_tree_reduction_respects_split_every(blobs, split_every):
         assert 2 <= len(keys) <= split_every
         assert set(keys) <= set(combines)
         # The partial results cover every chunk once: their sum is the whole pass.
-        got = combine_stats(dask.get(graph, keys))
+        (got,) = combine_stat_lists(dask.get(graph, keys))
         with InProcessEngine(X) as local:
             want = local.run_pass(spec)
     np.testing.assert_allclose(got.second_moment, want.second_moment, rtol=1e-12)
@@ -133,7 +133,7 @@ def test_only_statistics_reach_the_client(client):
     assert max_inputs <= 4
     assert 2 <= len(futures) <= 4 and n_tasks > 25  # 25 chunks, their tasks and combines
     assert max(result_bytes) < 2000  # K (1 + m + m^2) + 2 numbers, whatever the rows
-    assert sum(p.n_rows for p in parts) == 50_000
+    assert sum(p[0].n_rows for p in parts) == 50_000
 
 
 @pytest.mark.parametrize("inline_bytes", [0, 2**20])
@@ -203,3 +203,24 @@ def test_concurrent_fits_on_the_same_data_do_not_collide(client, blobs):
         alone = BigLearnGaussianMixture(4, max_iter=6, check_every=3, covariance_floor=1e-3,
                                         random_state=seed).fit(X)
         np.testing.assert_allclose(est.means_, alone.means_, atol=1e-8)
+
+
+def test_batched_passes_share_one_read_of_the_data(client, blobs):
+    """Three passes in three projections (restarts advancing together): the statistics of
+    each pass alone, for the tasks of a single pass."""
+    X, _ = blobs
+    params = random_params(20, X, 4)
+    specs_of = []
+    for seed, kind in enumerate(KINDS):
+        P = make_projection(kind, 3, seed=seed)
+        specs_of.append(P)
+    with DaskEngine(da.from_array(X, chunks=(100, -1)), persist=False) as engine:
+        from dask_biglearn.fit.loop import _spec
+
+        specs = [_spec(engine, MixtureParams(*params), P, moments=True)[0] for P in specs_of]
+        together, tasks = pass_tasks(client, lambda: engine.run_passes(specs))
+        alone = [engine.run_pass(spec) for spec in specs]
+    assert n_pass_tasks(tasks) == 6  # one task per chunk, as for one pass
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(a.second_moment, b.second_moment, rtol=1e-13)
+        assert a.log_lik_sum == pytest.approx(b.log_lik_sum, rel=1e-13)

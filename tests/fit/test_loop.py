@@ -9,7 +9,7 @@ import pytest
 from conftest import make_blobs, random_params
 
 from dask_biglearn.engines import DaskEngine, InProcessEngine
-from dask_biglearn.fit import FitSettings, run_fit, run_restarts
+from dask_biglearn.fit import FitSettings, best_state, run_fit, run_restarts
 from dask_biglearn.fit.loop import finish_fit
 from dask_biglearn.model import FitState, MixtureParams
 from dask_biglearn.projection import MatchingSchedule
@@ -141,17 +141,45 @@ def test_biglearn_convergence_means_the_best_stopped_improving(data):
         assert not run_fit(engine, _start(data), one_check).converged  # needs two checks
 
 
-def test_restarts_keep_the_best_start(data):
-    starts = []
+class CountingEngine(InProcessEngine):
+    """An in-process engine that counts its reads of the data."""
 
-    def initial(rng):
-        starts.append(rng.standard_normal())
-        return MixtureParams(*random_params(len(starts), data, 4))
+    reads = 0
 
-    with InProcessEngine(data) as engine:
-        best = run_restarts(engine, initial, 3, PLAIN_EM, np.random.default_rng(0))
-        alone = [run_fit(engine, FitState(MixtureParams(*random_params(i, data, 4)),
-                                          np.random.default_rng(0)), PLAIN_EM)
-                 for i in (1, 2, 3)]
-    assert len(starts) == 3
+    def run_passes(self, specs):
+        self.reads += 1
+        return super().run_passes(specs)
+
+
+def _initial(data):
+    from dask_biglearn.initialization import random_params as paper_random
+
+    return lambda rng: paper_random(rng, 4, data.min(axis=0), data.max(axis=0))
+
+
+@pytest.mark.parametrize("settings", [BIGLEARN, PLAIN_EM], ids=["biglearn", "plain-em"])
+def test_restarts_advance_together_each_as_if_alone(data, settings):
+    with CountingEngine(data) as engine:
+        states = run_restarts(engine, _initial(data), 3, settings, np.random.default_rng(0))
+        reads_together = engine.reads
+    alone, reads_alone = [], []
+    for child in np.random.default_rng(0).spawn(3):
+        with CountingEngine(data) as engine:
+            alone.append(run_fit(engine, FitState(_initial(data)(child), child), settings))
+            reads_alone.append(engine.reads)
+    for together, single in zip(states, alone, strict=True):
+        _assert_same_state(together, single)
+    assert [s.restart for s in states] == [0, 1, 2]
+    best = best_state(states)
     assert best.best_lower_bound == max(s.best_lower_bound for s in alone)
+    if settings is BIGLEARN:  # three starts read the data as often as one
+        assert reads_together == reads_alone[0] == reads_alone[1]
+    else:  # plain EM: each start that converges early costs one evaluation pass at most
+        assert reads_together <= max(reads_alone) + 2
+
+
+def test_a_single_start_draws_from_the_fit_s_generator(data):
+    rng = np.random.default_rng(0)
+    with InProcessEngine(data) as engine:
+        (state,) = run_restarts(engine, _initial(data), 1, BIGLEARN, rng)
+    assert state.rng is rng
