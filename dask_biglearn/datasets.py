@@ -20,6 +20,10 @@ __all__ = [
     "load_vehicle",
     "make_grid25",
     "minmax_scale",
+    "mixture_log_density",
+    "modes_found",
+    "random_mixture",
+    "sample_mixture",
     "stratified_split",
 ]
 
@@ -74,6 +78,83 @@ def count_modes_found(true_means, means, weights, *, radius=0.5, min_weight=0.02
         return 0
     dist = np.linalg.norm(true_means[:, None, :] - np.asarray(means)[None, ok, :], axis=2)
     return int((dist.min(axis=1) <= radius).sum())
+
+
+def random_mixture(n_features, n_components, *, separation=2.0, anisotropy=1.0,
+                   weight_ratio=1.0, random_state=None):
+    """Parameters of a random Gaussian mixture with a known separation.
+
+    Means are uniform in the unit cube; every covariance is a random rotation of
+    ``lambda_max * geomspace(1, 1 / anisotropy, D)``, with ``lambda_max`` set so that the two
+    closest means are exactly ``separation``-separated in Dasgupta's sense,
+    ``|mu_i - mu_j| >= c sqrt(D lambda_max)`` (all other pairs are farther apart). Weights
+    fall geometrically from the largest to ``1 / weight_ratio`` of it, in random order.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray of shape (n_components, n_features, n_features)
+    """
+    rng = np.random.default_rng(random_state)
+    means = rng.uniform(size=(n_components, n_features))
+    if n_components > 1:
+        gaps = np.linalg.norm(means[:, None] - means[None], axis=2)
+        closest = gaps[np.triu_indices(n_components, 1)].min()
+    else:
+        closest = 1.0
+    lambda_max = (closest / (separation * np.sqrt(n_features))) ** 2
+    spectrum = lambda_max * np.geomspace(1.0, 1.0 / anisotropy, n_features)
+    covariances = np.empty((n_components, n_features, n_features))
+    for k in range(n_components):
+        Q, R = np.linalg.qr(rng.standard_normal((n_features, n_features)))
+        Q = Q * np.sign(np.diagonal(R))
+        covariances[k] = (Q * spectrum) @ Q.T
+    weights = np.geomspace(1.0, 1.0 / weight_ratio, n_components)
+    weights = rng.permutation(weights / weights.sum())
+    return weights, means, covariances
+
+
+def sample_mixture(weights, means, covariances, n_samples, random_state=None):
+    """Draw ``n_samples`` rows of a Gaussian mixture.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    labels : ndarray of shape (n_samples,)
+    """
+    rng = np.random.default_rng(random_state)
+    labels = rng.choice(len(weights), size=n_samples, p=weights)
+    chol = np.linalg.cholesky(covariances)
+    z = rng.standard_normal((n_samples, means.shape[1]))
+    return means[labels] + np.einsum("nij,nj->ni", chol[labels], z), labels
+
+
+def mixture_log_density(X, weights, means, covariances):
+    """``log p(x)`` of a Gaussian mixture for each row, shape ``(n_samples,)``."""
+    from .algebra import precision_cholesky
+    from .kernels.scoring import score_block
+
+    return score_block(X, weights, means, precision_cholesky(covariances))
+
+
+def modes_found(true_weights, true_means, true_covariances, weights, means, *,
+                max_distance=1.5, min_weight_fraction=0.5):
+    """How many true components have a fitted one near them: within ``max_distance`` in the
+    true component's Mahalanobis distance, with at least ``min_weight_fraction`` of its
+    weight."""
+    from .algebra import precision_cholesky
+
+    U = precision_cholesky(true_covariances)
+    weights, means = np.asarray(weights), np.asarray(means)
+    found = 0
+    for k in range(len(true_weights)):
+        heavy = weights >= min_weight_fraction * true_weights[k]
+        if not np.any(heavy):
+            continue
+        z = (means[heavy] - true_means[k]) @ U[k]
+        found += bool(np.sqrt((z**2).sum(axis=1)).min() <= max_distance)
+    return found
 
 
 def _load(name):

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from .algebra import precision_cholesky
 from .engines import make_engine
 from .fit import FitSettings, best_state, finish_fits, run_restarts
-from .initialization import INIT_METHODS, apply_user_init, initial_params
+from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from .validation import (
@@ -69,9 +69,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     # ----- fitting ---------------------------------------------------------------------------
 
-    def _initial_params(self, rng, engine):
+    def _initial_params(self, rng, engine, sample):
         params = initial_params(self.init_params, rng, self.n_components, engine,
-                                self.covariance_floor)
+                                self.covariance_floor, sample)
         return apply_user_init(
             params,
             weights_init=self.weights_init,
@@ -105,11 +105,13 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_n_samples(int(X.shape[0]), self.n_components)
         settings = self._fit_settings()
         with verbosity(self.verbose), make_engine(X, split_every=self.split_every) as engine:
-            states = run_restarts(engine, lambda rng: self._initial_params(rng, engine),
-                                  self.n_init, settings, check_generator(self.random_state),
-                                  self._callbacks())
+            rng = check_generator(self.random_state)
+            sample = init_sample(self.init_params, rng, self.n_components, engine)
+            states = run_restarts(engine, lambda g: self._initial_params(g, engine, sample),
+                                  self.n_init, settings, rng, self._callbacks())
             # A callback stopped the fit: each start keeps what it has.
             finish_fits(engine, [s for s in states if not s.finished], settings)
+            self.n_data_passes_ = int(engine.n_data_passes)
         state = best_state(states)
         self._warn_if_not_converged(state)
         self._set_fitted(state)
@@ -281,6 +283,9 @@ _COMMON_ATTRS_DOC = """
     n_features_in_ : int
     lower_bound_ : float
         Mean joint log-likelihood per training sample of the returned model.
+    n_data_passes_ : int
+        How many times the fit read the whole data: the summary pass, any sample, and every
+        EM or evaluation pass (the starts of ``n_init`` share theirs).
 """
 
 

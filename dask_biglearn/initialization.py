@@ -108,21 +108,32 @@ def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=
     return cell_params(sample, labels, means, covariance_floor)
 
 
-def initial_params(init_params, rng, n_components, engine, covariance_floor) -> MixtureParams:
+SAMPLE_STARTS = ("k-means++", "kmeans")
+
+
+def init_sample(init_params, rng, n_components, engine):
+    """The row sample a start works on (one pass, its seed drawn from ``rng``), or None for
+    the starts that need none. All the starts of one fit share it."""
+    if init_params not in SAMPLE_STARTS:
+        return None
+    size = init_sample_size(engine.summaries.n_samples, n_components)
+    return engine.take_sample(size, int(rng.integers(2**63 - 1)))
+
+
+def initial_params(init_params, rng, n_components, engine, covariance_floor,
+                   sample=None) -> MixtureParams:
     """Draw the ``init_params`` start from ``rng`` for the data behind ``engine`` (its
-    summaries, ``take_rows`` and ``take_sample``)."""
+    summaries and ``take_rows``); the k-means starts work on ``sample``
+    (:func:`init_sample`, taken here if not given)."""
     summaries = engine.summaries
-
-    def sample():
-        size = init_sample_size(summaries.n_samples, n_components)
-        return engine.take_sample(size, int(rng.integers(2**63 - 1)))
-
+    if sample is None and init_params in SAMPLE_STARTS:
+        sample = init_sample(init_params, rng, n_components, engine)
     starts = {
         "random": lambda: random_params(rng, n_components, summaries.min, summaries.max),
         "random_from_data": lambda: random_from_data_params(
             rng, n_components, summaries.n_samples, summaries.var, engine.take_rows),
-        "k-means++": lambda: kmeans_params(rng, n_components, sample(), covariance_floor),
-        "kmeans": lambda: kmeans_params(rng, n_components, sample(), covariance_floor,
+        "k-means++": lambda: kmeans_params(rng, n_components, sample, covariance_floor),
+        "kmeans": lambda: kmeans_params(rng, n_components, sample, covariance_floor,
                                         KMEANS_ITERATIONS),
     }
     return starts[init_params]()

@@ -316,3 +316,15 @@ def test_restarts_on_dask_input_share_every_read_of_the_data(reproducible_data):
     best = max(starts, key=lambda e: e.lower_bound_)
     assert fits[4].lower_bound_ == pytest.approx(best.lower_bound_, abs=1e-10)
     np.testing.assert_allclose(fits[4].means_, best.means_, atol=1e-8)
+
+
+@pytest.mark.parametrize("dask_input", [False, True])
+def test_passes_over_the_data_are_counted(reproducible_data, dask_input):
+    """The summary pass, one sample for all starts, 10 x 5 EM passes and 2 checks."""
+    X = da.from_array(reproducible_data, chunks=(90, -1)) if dask_input else reproducible_data
+    with dask.config.set(scheduler="threads"):
+        est = BigLearnGaussianMixture(3, max_iter=10, check_every=5, n_init=3,
+                                      init_params="kmeans", random_state=0).fit(X)
+        em = _fit_quietly(GaussianMixture(3, max_iter=7, tol=0.0, random_state=0), X)
+    assert est.n_data_passes_ == 1 + 1 + 10 * 5 + 2
+    assert em.n_data_passes_ == 1 + 7 + 1  # summary, 7 updates, the final evaluation

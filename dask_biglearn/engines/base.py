@@ -12,6 +12,7 @@ An engine owns where the rows live. It offers
 * ``take_rows(sorted_indices) -> ndarray``;
 * ``take_sample(size, seed) -> ndarray``: ``size`` rows chosen by their global index and the
   seed (:mod:`~dask_biglearn.kernels.sampling`), the same whatever the chunking;
+* ``n_data_passes``: how many times it has read the whole data so far;
 * ``close()``, and use as a context manager, releasing what it holds.
 """
 
@@ -85,6 +86,7 @@ class Engine(Protocol):
     n_features: int
     summaries: DataSummaries
     compiled: bool
+    n_data_passes: int
 
     def run_passes(self, specs) -> list[SuffStats]: ...
 

@@ -99,6 +99,7 @@ class DaskEngine(EngineBase):
         self._client = active_client()
         self._persisted, self._copies = [], []  # what this engine created on the cluster
         self._actors = None
+        self.n_data_passes = 0  # reads of the whole data: summaries, samples, passes
         layout = None
         if self._client is not None:
             layout = place_on_cluster(self._client, X, persist)
@@ -187,6 +188,7 @@ class DaskEngine(EngineBase):
         return graph, keys
 
     def _compute(self, graph, keys):
+        self.n_data_passes += 1
         get = get_scheduler(collections=[self.X]) or dask.threaded.get
         return get(graph, keys)
 
@@ -212,6 +214,7 @@ class DaskEngine(EngineBase):
         if self._actors is not None:
             stats = self._actors.run_passes(specs, self.block_rows)
             if stats is not None:
+                self.n_data_passes += 1
                 return stats
             self._actors = None  # lost: tasks from now on
         return combine_stat_lists(self._compute(*self.stats_graph(specs)))

@@ -42,6 +42,7 @@ class InProcessEngine(EngineBase):
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.summaries = data_summaries(summarize_blocks([X]))
+        self.n_data_passes = 1  # the summary pass
         self._cache = FeatureCache(X, self.summaries.shift, self.block_rows,
                                    feature_cache_bytes, compiled=self.compiled)
 
@@ -51,6 +52,7 @@ class InProcessEngine(EngineBase):
         return self._cache.features_of(self.summaries.shift, None) is not None
 
     def run_passes(self, specs) -> list[SuffStats]:
+        self.n_data_passes += 1
         return pass_stats_batch([self.X], specs, self.block_rows, cache=self._cache)
 
     def take_rows(self, indices) -> np.ndarray:
@@ -59,6 +61,7 @@ class InProcessEngine(EngineBase):
     def take_sample(self, size: int, seed: int) -> np.ndarray:
         """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
         order, float64."""
+        self.n_data_passes += 1
         if size >= self.n_samples:
             return np.asarray(self.X, dtype=np.float64)
         return in_index_order(sample_blocks([self.X], [0], int(seed), int(size)))
