@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .algebra import precision_cholesky
 from .engines import make_engine
-from .fit import FitSettings, best_state, finish_fits, run_restarts
+from .fit import FitSettings, best_state, finish_fits, refine, run_restarts
 from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
@@ -109,13 +109,20 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             sample = init_sample(self.init_params, rng, self.n_components, engine)
             states = run_restarts(engine, lambda g: self._initial_params(g, engine, sample),
                                   self.n_init, settings, rng, self._callbacks())
-            # A callback stopped the fit: each start keeps what it has.
-            finish_fits(engine, [s for s in states if not s.finished], settings)
+            stopped = [s for s in states if not s.finished]
+            # A callback stopped the fit: each start keeps what it has, unrefined.
+            finish_fits(engine, stopped, settings)
+            results = states if stopped else self._refine(engine, states)
             self.n_data_passes_ = int(engine.n_data_passes)
-        state = best_state(states)
-        self._warn_if_not_converged(state)
-        self._set_fitted(state)
+        result = best_state(results)
+        explored = states[result.restart]
+        self._warn_if_not_converged(explored)
+        self._set_fitted(explored, result)
         return self
+
+    def _refine(self, engine, states):
+        """The states whose results the fit returns (BigLearn-EM may polish them)."""
+        return states
 
     def _warn_if_not_converged(self, state):
         """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
@@ -129,18 +136,22 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         """
         return self.fit(X).predict(X)
 
-    def _set_fitted(self, state):
-        p = state.best_params
+    def _set_fitted(self, explored, result):
+        """Attributes from the fit's best start (``explored``) and its result (the same
+        state, or its refinement)."""
+        p = result.best_params
         self.weights_ = p.weights
         self.means_ = p.means
         self.covariances_ = p.covariances
         self.precisions_cholesky_ = precision_cholesky(p.covariances)
         self.precisions_ = self.precisions_cholesky_ @ np.swapaxes(self.precisions_cholesky_,
                                                                    1, 2)
-        self.lower_bound_ = float(state.best_lower_bound)
-        self.lower_bounds_ = list(state.lower_bounds)
-        self.n_iter_ = int(state.iteration)
-        self.converged_ = bool(state.converged)
+        self.lower_bound_ = float(result.best_lower_bound)
+        self.lower_bounds_ = list(explored.lower_bounds)
+        if result is not explored:
+            self.lower_bounds_ += result.lower_bounds
+        self.n_iter_ = int(explored.iteration)
+        self.converged_ = bool(explored.converged)
 
     # ----- using a fitted model --------------------------------------------------------------
 
@@ -358,9 +369,10 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     updates in that projected space. These updates move the parameters where joint EM
     cannot and so escape the bad local optima plain EM lands in once ``n_components > 3``.
 
-    The method has no stopping rule; it runs ``max_iter`` outer iterations, evaluates the
-    joint training log-likelihood every ``check_every`` of them and at the end, and **returns
-    the best parameters it checked** (BigLearn-EM wanders between good states).
+    It runs up to ``max_iter`` outer iterations (fewer with the stopping rule
+    ``n_iter_no_change``), evaluates the joint training log-likelihood every ``check_every``
+    of them and at the end, and **returns the best parameters it checked** (BigLearn-EM
+    wanders between good states), optionally polished by plain EM (``refine_max_iter``).
 
     Parameters
     ----------
@@ -384,8 +396,20 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     check_every : int, default=20
         Outer iterations between evaluations of the joint log-likelihood.
     tol : float, default=1e-3
-        The fit counts as converged (``converged_``) when its last check raised the best
-        checked log-likelihood by less than this. It does not stop the fit.
+        The fit counts as converged (``converged_``) when the best checked joint
+        log-likelihood rose by less than this over the last ``n_iter_no_change`` outer
+        iterations (over the last check interval when that is None).
+    n_iter_no_change : int, default=None
+        The stopping rule, which needs no labels: stop once the best checked log-likelihood
+        has risen by less than ``tol`` over this many outer iterations (judged at the checks).
+        None runs all ``max_iter`` outer iterations (the paper's algorithm).
+    refine_max_iter : int, default=0
+        After the matchings, at most this many plain EM iterations (joint updates, no weight
+        smoothing) from the returned model of each start, until the log-likelihood changes
+        by less than ``refine_tol``; the best refined start is returned. 0: none (the
+        paper's algorithm).
+    refine_tol : float, default=1e-6
+        The tolerance of the refinement.
     n_init : int, default=1
         Independent starts; the one with the best ``lower_bound_`` is kept. They advance
         together: each pass over the data computes every start's statistics (on Dask, one
@@ -395,7 +419,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     ----------
 {_COMMON_ATTRS_DOC}
     lower_bounds_ : list of float
-        Joint mean log-likelihood at each check.
+        Joint mean log-likelihood at each check, then at each refinement iteration.
     matchings_ : list of str
         The matching drawn at each outer iteration.
     best_iteration_ : int
@@ -403,9 +427,10 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     n_iter_ : int
         Outer iterations run (``max_iter`` unless a callback stopped the fit).
     converged_ : bool
-        Whether the best checked joint log-likelihood stopped improving: the last check
-        raised it by less than ``tol`` (so the returned model was found before it). False
-        with fewer than two checks.
+        Whether the best checked joint log-likelihood stopped improving (see ``tol``). False
+        with too few checks to tell.
+    n_refine_iter_ : int
+        Plain EM iterations of the refinement of the returned start.
 
     Notes
     -----
@@ -418,7 +443,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, init_params="random", weights_init=None,
-                 means_init=None, precisions_init=None, check_every=20, tol=1e-3, n_init=1,
+                 means_init=None, precisions_init=None, check_every=20, tol=1e-3,
+                 n_iter_no_change=None, refine_max_iter=0, refine_tol=1e-6, n_init=1,
                  random_state=None, split_every=None, callbacks=None, verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
@@ -433,6 +459,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         self.precisions_init = precisions_init
         self.check_every = check_every
         self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.refine_max_iter = refine_max_iter
+        self.refine_tol = refine_tol
         self.n_init = n_init
         self.random_state = random_state
         self.split_every = split_every
@@ -443,6 +472,10 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         super()._check_parameters()
         check_int("n_inner_iter", self.n_inner_iter, 1)
         check_int("check_every", self.check_every, 1)
+        if self.n_iter_no_change is not None:
+            check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        check_int("refine_max_iter", self.refine_max_iter, 0)
+        check_real("refine_tol", self.refine_tol, 0.0)
         if self.weight_concentration is not None:
             check_real("weight_concentration", self.weight_concentration, 0.0)
         probs = DEFAULT_MATCHING_PROBS if self.matching_probs is None else self.matching_probs
@@ -454,10 +487,20 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         return FitSettings.biglearn(
             schedule=self._schedule, max_iter=self.max_iter, n_inner_iter=self.n_inner_iter,
             check_every=self.check_every, covariance_floor=self.covariance_floor,
-            weight_concentration=alpha, tol=self.tol,
+            weight_concentration=alpha, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
         )
 
-    def _set_fitted(self, state):
-        super()._set_fitted(state)
-        self.matchings_ = list(state.matchings)
-        self.best_iteration_ = int(state.best_iteration)
+    def _refine(self, engine, states):
+        if self.refine_max_iter == 0:
+            return states
+        settings = FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
+                                        covariance_floor=self.covariance_floor)
+        refined = refine(engine, states, settings, self._callbacks())
+        finish_fits(engine, [s for s in refined if not s.finished], settings)
+        return refined
+
+    def _set_fitted(self, explored, result):
+        super()._set_fitted(explored, result)
+        self.matchings_ = list(explored.matchings)
+        self.best_iteration_ = int(explored.best_iteration)
+        self.n_refine_iter_ = 0 if result is explored else int(result.iteration)

@@ -70,6 +70,8 @@ class FitState:
         Whether the fit has ended (so ``best_*`` is its result).
     restart : int
         Which of the fit's independent starts this is (0 for a single start).
+    phase : {"explore", "refine"}
+        The fit's phase: the main loop, or plain-EM refinement of its result.
     """
 
     params: MixtureParams
@@ -83,6 +85,7 @@ class FitState:
     converged: bool = False
     finished: bool = False
     restart: int = 0
+    phase: str = "explore"
 
     def as_arrays_and_json(self) -> tuple[dict[str, np.ndarray], dict]:
         """``(arrays, values)``: float arrays by name, and JSON-able values (no pickle)."""
@@ -101,6 +104,7 @@ class FitState:
             "converged": bool(self.converged),
             "finished": bool(self.finished),
             "restart": int(self.restart),
+            "phase": str(self.phase),
         }
         return arrays, values
 
@@ -124,6 +128,7 @@ class FitState:
             converged=bool(values["converged"]),
             finished=bool(values["finished"]),
             restart=int(values.get("restart", 0)),
+            phase=str(values.get("phase", "explore")),
         )
 
 

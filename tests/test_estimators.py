@@ -328,3 +328,39 @@ def test_passes_over_the_data_are_counted(reproducible_data, dask_input):
         em = _fit_quietly(GaussianMixture(3, max_iter=7, tol=0.0, random_state=0), X)
     assert est.n_data_passes_ == 1 + 1 + 10 * 5 + 2
     assert em.n_data_passes_ == 1 + 7 + 1  # summary, 7 updates, the final evaluation
+
+
+def test_stopping_rule_ends_a_fit_once_the_best_stops_improving(reproducible_data):
+    full = BigLearnGaussianMixture(5, max_iter=400, check_every=10, covariance_floor=1e-4,
+                                   random_state=0).fit(reproducible_data)
+    early = BigLearnGaussianMixture(5, max_iter=400, check_every=10, covariance_floor=1e-4,
+                                    n_iter_no_change=50, random_state=0).fit(reproducible_data)
+    assert early.converged_ and early.n_iter_ < 400
+    best = np.maximum.accumulate(early.lower_bounds_)
+    assert best[-1] - best[-6] < early.tol  # 50 iterations = 5 checks without a gain
+    assert all(best[i] - best[i - 5] >= early.tol for i in range(5, len(best) - 1))
+    # It follows the full run exactly until it stops.
+    assert early.matchings_ == full.matchings_[: early.n_iter_]
+    np.testing.assert_array_equal(early.lower_bounds_, full.lower_bounds_[: len(best)])
+
+
+def test_refinement_polishes_the_returned_model_with_plain_em(reproducible_data):
+    kw = dict(n_components=5, max_iter=40, check_every=10, covariance_floor=1e-4,
+              random_state=0)
+    raw = BigLearnGaussianMixture(**kw).fit(reproducible_data)
+    polished = BigLearnGaussianMixture(**kw, refine_max_iter=200,
+                                       refine_tol=1e-8).fit(reproducible_data)
+    assert raw.n_refine_iter_ == 0 and 0 < polished.n_refine_iter_ < 200
+    assert polished.lower_bound_ >= raw.lower_bound_ - 1e-12
+    assert polished.matchings_ == raw.matchings_ and polished.n_iter_ == raw.n_iter_
+    assert len(polished.lower_bounds_) == len(raw.lower_bounds_) + polished.n_refine_iter_
+    assert polished.n_data_passes_ == raw.n_data_passes_ + polished.n_refine_iter_ + 1
+    # The refined weights are plain EM's (no smoothing): a fixed point of a joint update.
+    again = GaussianMixture(5, max_iter=1, tol=0.0, covariance_floor=1e-4,
+                            weights_init=polished.weights_, means_init=polished.means_,
+                            precisions_init=polished.precisions_)
+    np.testing.assert_allclose(_fit_quietly(again, reproducible_data).weights_,
+                               polished.weights_, atol=1e-5)
+    stopped = BigLearnGaussianMixture(**kw, refine_max_iter=50, callbacks=[
+        lambda state, event: state.iteration == 20]).fit(reproducible_data)
+    assert stopped.n_iter_ == 20 and stopped.n_refine_iter_ == 0  # a stopped fit is not refined

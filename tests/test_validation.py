@@ -90,6 +90,10 @@ def test_nan_at_predict_on_dask_raises_on_compute():
         ({"weights_init": [0.5, 0.6]}, "weights_init"),
         ({"precisions_init": -np.broadcast_to(np.eye(3), (2, 3, 3))}, "positive definite"),
         ({"tol": -1.0}, "tol"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change"),
+        ({"refine_max_iter": -1}, "refine_max_iter"),
+        ({"refine_tol": -1.0}, "refine_tol"),
+        ({"n_init": 0}, "n_init"),
         ({"callbacks": [1]}, "callbacks must be"),
     ],
 )

@@ -16,7 +16,7 @@ from .loop import (
     run_fit,
     run_fits,
 )
-from .restarts import best_state, run_restarts, start_states
+from .restarts import best_state, refine, run_restarts, start_states
 
 __all__ = [
     "FitSettings",
@@ -27,6 +27,7 @@ __all__ = [
     "finish_fits",
     "mean_log_likelihood",
     "mean_log_likelihoods",
+    "refine",
     "run_fit",
     "run_fits",
     "run_restarts",

@@ -8,8 +8,10 @@ An iteration draws a projection (always the identity for plain EM, which draws n
   (scikit-learn's rule) and returns its last parameters;
 * BigLearn-EM checks every ``check_every`` outer iterations and at the end with a pass of its
   own (consecutive iterations optimise different projected objectives, so only the joint
-  log-likelihood compares), runs ``max_iter`` outer iterations and returns the best checked
-  parameters; it counts as converged when its last check raised the best by less than ``tol``.
+  log-likelihood compares) and returns the best checked parameters. It counts as converged
+  when the best checked log-likelihood rose by less than ``tol`` over the last
+  ``n_iter_no_change`` outer iterations (the last check interval when that is None); with
+  ``n_iter_no_change`` set it then stops, else it runs ``max_iter`` outer iterations.
 
 Everything the loop needs to continue lives in a :class:`~dask_biglearn.model.FitState`, which
 it updates in place. Callbacks ``callback(state, event)`` are called on the driver after every
@@ -60,6 +62,7 @@ class FitSettings:
     n_inner_iter: int = 1
     check_every: int = 1
     weight_concentration: float = 0.0
+    n_iter_no_change: int | None = None
 
     @classmethod
     def plain_em(cls, *, max_iter, tol, covariance_floor) -> FitSettings:
@@ -68,16 +71,28 @@ class FitSettings:
 
     @classmethod
     def biglearn(cls, *, schedule, max_iter, n_inner_iter, check_every, covariance_floor,
-                 weight_concentration, tol) -> FitSettings:
-        """BigLearn-EM: ``max_iter`` outer iterations drawn from ``schedule``, the best
+                 weight_concentration, tol, n_iter_no_change=None) -> FitSettings:
+        """BigLearn-EM: up to ``max_iter`` outer iterations drawn from ``schedule``, the best
         checked parameters returned."""
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
                    schedule=schedule, n_inner_iter=n_inner_iter, check_every=check_every,
-                   weight_concentration=weight_concentration)
+                   weight_concentration=weight_concentration,
+                   n_iter_no_change=n_iter_no_change)
 
     @property
     def is_plain_em(self) -> bool:
         return self.schedule is None
+
+    @property
+    def stops_when_converged(self) -> bool:
+        return self.is_plain_em or self.n_iter_no_change is not None
+
+    @property
+    def checks_per_window(self) -> int:
+        """How many checks back BigLearn-EM's convergence test looks."""
+        if self.n_iter_no_change is None:
+            return 1
+        return max(1, -(-self.n_iter_no_change // self.check_every))
 
     def check_due(self, iteration: int) -> bool:
         return iteration % self.check_every == 0 or iteration == self.max_iter
@@ -186,11 +201,13 @@ def _check(engine, states, settings: FitSettings, update_lls, started: float):
                          strict=True):
         it = state.iteration
         state.lower_bounds.append(ll)
-        improvement = ll - state.best_lower_bound
         if ll > state.best_lower_bound:
             state.best_params, state.best_lower_bound, state.best_iteration = (
                 state.params, ll, it)
-        state.converged = len(state.lower_bounds) >= 2 and improvement < settings.tol
+        window = settings.checks_per_window
+        best_so_far = np.maximum.accumulate(state.lower_bounds)
+        state.converged = (len(best_so_far) > window
+                           and best_so_far[-1] - best_so_far[-1 - window] < settings.tol)
         logger.info("BigLearn-EM iteration %d/%d (%.1fs): joint mean log-likelihood %.6f, "
                     "best %.6f at iteration %d", it, settings.max_iter,
                     time.perf_counter() - started, ll, state.best_lower_bound,
@@ -226,7 +243,8 @@ def finish_fit(engine, state: FitState, settings: FitSettings, started: float | 
 
 
 def _is_done(state: FitState, settings: FitSettings) -> bool:
-    return state.iteration >= settings.max_iter or (settings.is_plain_em and state.converged)
+    return state.iteration >= settings.max_iter or (settings.stops_when_converged
+                                                    and state.converged)
 
 
 def run_fits(engine, states, settings: FitSettings,

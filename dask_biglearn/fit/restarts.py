@@ -29,3 +29,12 @@ def run_restarts(engine, initial_params, n_init: int, settings, rng, callbacks=(
     read of the data serves all of them). Returns all their states (see
     :func:`~dask_biglearn.fit.loop.run_fits`)."""
     return run_fits(engine, start_states(initial_params, n_init, rng), settings, callbacks)
+
+
+def refine(engine, states, settings, callbacks=()):
+    """Plain EM (``settings``, from :meth:`FitSettings.plain_em`) from the result of each
+    finished state, all advancing together: the exact full-data polish of a model that
+    matchings and weight smoothing found. Returns the refining states (``phase="refine"``)."""
+    refining = [FitState(s.best_params, s.rng, restart=s.restart, phase="refine")
+                for s in states]
+    return run_fits(engine, refining, settings, callbacks)
