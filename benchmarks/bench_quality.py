@@ -19,8 +19,12 @@ Methods (``--methods``), each seeded with the run's seed:
 * ``biglearn-default``: ``BigLearnGaussianMixture(K)`` as it ships, and ``biglearn-paper``:
   the paper's algorithm (random start, matching probabilities 0.4 / 0.1 / 0.5, Beta(5, 1)
   subsets, weight smoothing 1/K); ``biglearn-kmeans`` and ``biglearn-kmeans-n4``: BigLearn-EM
-  from a k-means start, with 1 and 4 starts;
+  from a k-means start, with 1 and 4 starts; ``biglearn-kmeans-refine``: with a plain-EM
+  refinement (up to 200 iterations); ``biglearn-kmeans-n4-stop-refine``: 4 starts, the
+  stopping rule (200 outer iterations without gain) and the refinement;
+  ``biglearn-kmeans-n10-stop-refine``: 10 starts, 100 outer iterations without gain;
 * ``em-random``, ``em-kmeans``: our plain EM (``GaussianMixture``) from each start;
+  ``em-kmeans-n10``: 10 k-means starts advancing together;
 * ``sklearn-1``, ``sklearn-10``: scikit-learn's ``GaussianMixture`` (k-means start, full
   covariances, its default ``reg_covar``) with ``n_init`` 1 and 10;
 * ``kmeans``: scikit-learn's ``KMeans`` (``n_init=10``); its density is the mixture of its
@@ -60,7 +64,9 @@ LABELLED = {"pendigits": 12, "vehicle": 4, "digits": 10, "wine": 3, "iris": 3,
             "breast-cancer": 2}
 PROBLEMS = ["paper-grid25", *SYNTHETIC, *LABELLED]
 METHODS = ["biglearn-default", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
-           "em-random", "em-kmeans", "sklearn-1", "sklearn-10", "kmeans"]
+           "biglearn-kmeans-refine", "biglearn-kmeans-n4-stop-refine",
+           "biglearn-kmeans-n10-stop-refine", "em-random", "em-kmeans", "em-kmeans-n10",
+           "sklearn-1", "sklearn-10", "kmeans"]
 N_TEST = 5000
 
 
@@ -125,8 +131,18 @@ def make_model(method, k, seed, floor, max_iter):
                                                            **ours),
         "biglearn-kmeans-n4": lambda: BigLearnGaussianMixture(k, init_params="kmeans", n_init=4,
                                                               **bl_iter, **ours),
+        "biglearn-kmeans-refine": lambda: BigLearnGaussianMixture(
+            k, init_params="kmeans", refine_max_iter=200, **bl_iter, **ours),
+        "biglearn-kmeans-n4-stop-refine": lambda: BigLearnGaussianMixture(
+            k, init_params="kmeans", n_init=4, n_iter_no_change=200, refine_max_iter=200,
+            **bl_iter, **ours),
         "em-random": lambda: GaussianMixture(k, max_iter=1000, init_params="random", **ours),
+        "biglearn-kmeans-n10-stop-refine": lambda: BigLearnGaussianMixture(
+            k, init_params="kmeans", n_init=10, n_iter_no_change=100, refine_max_iter=200,
+            **bl_iter, **ours),
         "em-kmeans": lambda: GaussianMixture(k, max_iter=1000, init_params="kmeans", **ours),
+        "em-kmeans-n10": lambda: GaussianMixture(k, max_iter=1000, init_params="kmeans",
+                                                 n_init=10, **ours),
         "sklearn-1": lambda: SkGaussianMixture(k, max_iter=1000, random_state=seed),
         "sklearn-10": lambda: SkGaussianMixture(k, max_iter=1000, n_init=10, random_state=seed),
         "kmeans": lambda: KMeans(k, n_init=10, random_state=seed),

@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_limits
 
-from dask_biglearn import BigLearnGaussianMixture
+from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture
 from dask_biglearn.datasets import load_pendigits, make_grid25, minmax_scale
 
 TARGET_MS = {"simulation": 5.0, "pendigits": 25.0}
@@ -48,14 +48,14 @@ def problems():
 
 def time_biglearn(X, settings, n_iter, repeats):
     def fit():
-        BigLearnGaussianMixture(max_iter=n_iter, random_state=0, **settings).fit(X)
+        BigLearnGaussianMixture(max_iter=n_iter, random_state=0, **{**PAPER_SETTINGS, **settings}).fit(X)
 
     median, times = median_time(fit, repeats=repeats, warmup=1)
     return median, times
 
 
 def time_sklearn_iteration(X, settings, n_iter, repeats):
-    init = BigLearnGaussianMixture(max_iter=0, random_state=0, **settings).fit(X)
+    init = BigLearnGaussianMixture(max_iter=0, random_state=0, **{**PAPER_SETTINGS, **settings}).fit(X)
     k = settings["n_components"]
 
     def fit(iters):

@@ -1,12 +1,13 @@
 """Gaussian mixtures fitted with BigLearn-EM (and plain EM) on NumPy and Dask arrays."""
 
-from .estimator import BigLearnGaussianMixture, GaussianMixture
+from .estimator import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
 from .model import FitState, MixtureParams
 from .projection import MatchingSchedule, Projection
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PAPER_SETTINGS",
     "BigLearnGaussianMixture",
     "FitState",
     "GaussianMixture",

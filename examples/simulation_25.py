@@ -46,7 +46,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 import dask_biglearn
-from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
+from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
 from dask_biglearn.datasets import (
     count_modes_found,
     grid25_log_density,
@@ -77,17 +77,16 @@ def make_data(seed, n_train, n_test):
 
 def make_estimators(seed, max_iter, em_max_iter):
     """The two estimators of one seed, keyed by method name."""
+    # The paper's algorithm, with its simulation's weight smoothing 1 / sqrt(K).
+    paper = {**PAPER_SETTINGS, "matching_probs": MATCHING_PROBS, "marginal_size_beta": (5, 1),
+             "weight_concentration": 1 / np.sqrt(N_COMPONENTS)}
     biglearn = BigLearnGaussianMixture(
         N_COMPONENTS,
         max_iter=max_iter,
-        n_inner_iter=5,
-        matching_probs=MATCHING_PROBS,
-        marginal_size_beta=(5, 1),
-        weight_concentration=1 / np.sqrt(N_COMPONENTS),
         covariance_floor=COVARIANCE_FLOOR,
         check_every=20,
-        init_params="random",
         random_state=seed,
+        **paper,
     )
     em = GaussianMixture(
         N_COMPONENTS,

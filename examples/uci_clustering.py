@@ -48,7 +48,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 import dask_biglearn
-from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
+from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
 from dask_biglearn.datasets import load_pendigits, load_vehicle, minmax_scale, stratified_split
 
 log = logging.getLogger("uci_clustering")
@@ -89,9 +89,8 @@ def load_dataset(name):
 
 def make_estimator(method, k, seed, max_iter, em_max_iter):
     if method == "biglearn":
-        return BigLearnGaussianMixture(k, max_iter=max_iter, n_inner_iter=5,
-                                       covariance_floor=COVARIANCE_FLOOR,
-                                       weight_concentration=1 / k, check_every=20,
+        return BigLearnGaussianMixture(k, **PAPER_SETTINGS, max_iter=max_iter,
+                                       covariance_floor=COVARIANCE_FLOOR, check_every=20,
                                        random_state=seed)
     if method == "em":
         return GaussianMixture(k, max_iter=em_max_iter, tol=1e-6,

@@ -2,7 +2,7 @@
 
 The estimator returns the parameters with the best *training* log-likelihood among its checks;
 the paper's code reports the mean NMI / ARI of its *last 10 evaluations*. This script fits
-``BigLearnGaussianMixture(random_state=seed)`` with a callback that records, at every check,
+``BigLearnGaussianMixture(random_state=seed, **PAPER_SETTINGS)`` with a callback that records, at every check,
 the joint training log-likelihood and the test NMI / ARI of the parameters at that check, so
 that both statistics can be compared on the same runs.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from dask_biglearn import BigLearnGaussianMixture
+from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture
 from dask_biglearn.algebra import precision_cholesky
 from dask_biglearn.datasets import load_pendigits, load_vehicle, minmax_scale, stratified_split
 from dask_biglearn.engines import InProcessEngine
@@ -82,11 +82,10 @@ def run(dataset, seed, max_iter, check_every, init):
                        "nmi": normalized_mutual_info_score(y_test, labels),
                        "ari": adjusted_rand_score(y_test, labels)})
 
-    model = BigLearnGaussianMixture(k, max_iter=max_iter, n_inner_iter=5,
+    model = BigLearnGaussianMixture(k, **PAPER_SETTINGS, max_iter=max_iter,
                                     check_every=check_every, covariance_floor=1e-2,
-                                    weight_concentration=1 / k, random_state=seed,
-                                    callbacks=[record],
-                                    **initial_parameters(X_train, k, seed, init))
+                                    random_state=seed, callbacks=[record])
+    model.set_params(**initial_parameters(X_train, k, seed, init))
     t0 = time.perf_counter()
     with threadpool_limits(1):
         model.fit(X_train)

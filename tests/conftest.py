@@ -85,3 +85,11 @@ def client(local_cluster):
                and time.monotonic() < deadline):
             time.sleep(0.05)
         yield c
+
+
+def paper_biglearn(*args, **kwargs):
+    """``BigLearnGaussianMixture`` with the paper's settings (``PAPER_SETTINGS``), which the
+    given parameters override: for the tests about the paper's algorithm itself."""
+    from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture
+
+    return BigLearnGaussianMixture(*args, **{**PAPER_SETTINGS, **kwargs})

@@ -7,13 +7,13 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs, random_params
+from conftest import make_blobs, paper_biglearn, random_params
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
+from dask_biglearn import GaussianMixture
 from dask_biglearn.engines.base import order_free
 from dask_biglearn.projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from dask_biglearn.testing import reference_biglearn_em
@@ -62,7 +62,7 @@ def test_joint_updates_never_decrease_log_likelihood():
 def test_biglearn_joint_only_is_monotone():
     """BigLearn with only joint matchings and no smoothing is plain EM, step by step."""
     X, _ = make_blobs(seed=6, n_samples=500, n_features=3, n_components=5)
-    est = BigLearnGaussianMixture(
+    est = paper_biglearn(
         6, max_iter=40, n_inner_iter=1, matching_probs={"joint": 1.0},
         weight_concentration=0.0, covariance_floor=1e-9, check_every=1, random_state=2,
     ).fit(X)
@@ -74,7 +74,7 @@ def test_biglearn_joint_only_is_monotone():
 def test_biglearn_fit_follows_the_dense_reference():
     X, _ = make_blobs(seed=8, n_samples=300, n_features=3, n_components=4)
     kw = dict(max_iter=12, n_inner_iter=2, check_every=4, covariance_floor=1e-3)
-    est = BigLearnGaussianMixture(4, weight_concentration=0.25, random_state=4, **kw)
+    est = paper_biglearn(4, weight_concentration=0.25, random_state=4, **kw)
     w, m, c = random_params(9, X, 4)
     est.set_params(weights_init=w, means_init=m, precisions_init=np.linalg.inv(c))
     est.fit(X)
@@ -93,7 +93,7 @@ def test_biglearn_fit_follows_the_dense_reference():
 
 
 def _biglearn(seed=0):
-    return BigLearnGaussianMixture(5, max_iter=15, check_every=5, covariance_floor=1e-4,
+    return paper_biglearn(5, max_iter=15, check_every=5, covariance_floor=1e-4,
                                    random_state=seed)
 
 
@@ -171,7 +171,7 @@ def test_feature_axis_chunks_are_merged(reproducible_data, numpy_fit):
 
 
 def test_returns_best_checked_parameters(reproducible_data):
-    est = BigLearnGaussianMixture(5, max_iter=30, check_every=3, random_state=3,
+    est = paper_biglearn(5, max_iter=30, check_every=3, random_state=3,
                                   covariance_floor=1e-4).fit(reproducible_data)
     assert len(est.lower_bounds_) == 10
     assert est.lower_bound_ == pytest.approx(max(est.lower_bounds_))
@@ -196,7 +196,7 @@ def test_biglearn_escapes_where_plain_em_gets_stuck():
     for seed in (0, 1, 2):
         em = _fit_quietly(GaussianMixture(25, max_iter=300, covariance_floor=1e-5,
                                           random_state=seed), X)
-        big = BigLearnGaussianMixture(25, max_iter=800, weight_concentration=0.2,
+        big = paper_biglearn(25, max_iter=800, weight_concentration=0.2,
                                       covariance_floor=1e-5, random_state=seed).fit(X)
         found["em"].append(count_modes_found(true_means, em.means_, em.weights_))
         found["biglearn"].append(count_modes_found(true_means, big.means_, big.weights_))
@@ -219,7 +219,7 @@ def test_not_fitted_raises():
     with pytest.raises(NotFittedError):
         GaussianMixture(2).predict(np.zeros((3, 2)))
     with pytest.raises(NotFittedError):
-        BigLearnGaussianMixture(2).score_samples(da.zeros((3, 2)))
+        paper_biglearn(2).score_samples(da.zeros((3, 2)))
 
 
 def test_plain_em_warns_when_not_converged(blobs):
@@ -240,7 +240,7 @@ def test_verbose_reports_progress_through_logging(reproducible_data, caplog):
     import logging
 
     with caplog.at_level(logging.INFO, logger="dask_biglearn"):
-        BigLearnGaussianMixture(3, max_iter=4, check_every=2, verbose=1,
+        paper_biglearn(3, max_iter=4, check_every=2, verbose=1,
                                 random_state=0).fit(reproducible_data)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("dask_biglearn")]
     assert sum("joint mean log-likelihood" in m for m in messages) == 2
@@ -265,8 +265,8 @@ def test_generator_random_state_and_boolean_verbose(reproducible_data):
 def test_default_matching_probs_are_the_paper_s(reproducible_data):
     from dask_biglearn.projection import DEFAULT_MATCHING_PROBS
 
-    est = BigLearnGaussianMixture(3, max_iter=2, random_state=0).fit(reproducible_data)
-    explicit = BigLearnGaussianMixture(3, max_iter=2, random_state=0,
+    est = paper_biglearn(3, max_iter=2, random_state=0).fit(reproducible_data)
+    explicit = paper_biglearn(3, max_iter=2, random_state=0,
                                        matching_probs=dict(DEFAULT_MATCHING_PROBS))
     _assert_same_fit(est, explicit.fit(reproducible_data), tol=0)
     assert est.get_params()["matching_probs"] is None
@@ -279,7 +279,7 @@ def test_callbacks_see_the_fit_and_can_stop_it(reproducible_data):
         seen.append((event, state.iteration))
         return event == "check" and state.iteration == 10
 
-    est = BigLearnGaussianMixture(3, max_iter=30, check_every=5, covariance_floor=1e-4,
+    est = paper_biglearn(3, max_iter=30, check_every=5, covariance_floor=1e-4,
                                   random_state=0, callbacks=[watch]).fit(reproducible_data)
     assert est.n_iter_ == 10 and len(est.lower_bounds_) == 2 and len(est.matchings_) == 10
     assert seen.count(("check", 5)) == 1 and seen[-1] == ("check", 10)
@@ -305,12 +305,12 @@ def test_restarts_on_dask_input_share_every_read_of_the_data(reproducible_data):
     counts, fits = {}, {}
     for n_init in (1, 4):
         with dask.config.set(scheduler="threads"), CountChunkTasks() as counter:
-            fits[n_init] = BigLearnGaussianMixture(
+            fits[n_init] = paper_biglearn(
                 5, max_iter=10, check_every=5, covariance_floor=1e-4, n_init=n_init,
                 random_state=0).fit(Xd)
         counts[n_init] = counter.n
     assert counts[4] == counts[1] > 0
-    starts = [BigLearnGaussianMixture(5, max_iter=10, check_every=5, covariance_floor=1e-4,
+    starts = [paper_biglearn(5, max_iter=10, check_every=5, covariance_floor=1e-4,
                                       random_state=rng).fit(reproducible_data)
               for rng in np.random.default_rng(0).spawn(4)]
     best = max(starts, key=lambda e: e.lower_bound_)
@@ -323,7 +323,7 @@ def test_passes_over_the_data_are_counted(reproducible_data, dask_input):
     """The summary pass, one sample for all starts, 10 x 5 EM passes and 2 checks."""
     X = da.from_array(reproducible_data, chunks=(90, -1)) if dask_input else reproducible_data
     with dask.config.set(scheduler="threads"):
-        est = BigLearnGaussianMixture(3, max_iter=10, check_every=5, n_init=3,
+        est = paper_biglearn(3, max_iter=10, check_every=5, n_init=3,
                                       init_params="kmeans", random_state=0).fit(X)
         em = _fit_quietly(GaussianMixture(3, max_iter=7, tol=0.0, random_state=0), X)
     assert est.n_data_passes_ == 1 + 1 + 10 * 5 + 2
@@ -331,9 +331,9 @@ def test_passes_over_the_data_are_counted(reproducible_data, dask_input):
 
 
 def test_stopping_rule_ends_a_fit_once_the_best_stops_improving(reproducible_data):
-    full = BigLearnGaussianMixture(5, max_iter=400, check_every=10, covariance_floor=1e-4,
+    full = paper_biglearn(5, max_iter=400, check_every=10, covariance_floor=1e-4,
                                    random_state=0).fit(reproducible_data)
-    early = BigLearnGaussianMixture(5, max_iter=400, check_every=10, covariance_floor=1e-4,
+    early = paper_biglearn(5, max_iter=400, check_every=10, covariance_floor=1e-4,
                                     n_iter_no_change=50, random_state=0).fit(reproducible_data)
     assert early.converged_ and early.n_iter_ < 400
     best = np.maximum.accumulate(early.lower_bounds_)
@@ -347,8 +347,8 @@ def test_stopping_rule_ends_a_fit_once_the_best_stops_improving(reproducible_dat
 def test_refinement_polishes_the_returned_model_with_plain_em(reproducible_data):
     kw = dict(n_components=5, max_iter=40, check_every=10, covariance_floor=1e-4,
               random_state=0)
-    raw = BigLearnGaussianMixture(**kw).fit(reproducible_data)
-    polished = BigLearnGaussianMixture(**kw, refine_max_iter=200,
+    raw = paper_biglearn(**kw).fit(reproducible_data)
+    polished = paper_biglearn(**kw, refine_max_iter=200,
                                        refine_tol=1e-8).fit(reproducible_data)
     assert raw.n_refine_iter_ == 0 and 0 < polished.n_refine_iter_ < 200
     assert polished.lower_bound_ >= raw.lower_bound_ - 1e-12
@@ -361,6 +361,6 @@ def test_refinement_polishes_the_returned_model_with_plain_em(reproducible_data)
                             precisions_init=polished.precisions_)
     np.testing.assert_allclose(_fit_quietly(again, reproducible_data).weights_,
                                polished.weights_, atol=1e-5)
-    stopped = BigLearnGaussianMixture(**kw, refine_max_iter=50, callbacks=[
+    stopped = paper_biglearn(**kw, refine_max_iter=50, callbacks=[
         lambda state, event: state.iteration == 20]).fit(reproducible_data)
     assert stopped.n_iter_ == 20 and stopped.n_refine_iter_ == 0  # a stopped fit is not refined

@@ -3,9 +3,7 @@
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs
-
-from dask_biglearn import BigLearnGaussianMixture
+from conftest import make_blobs, paper_biglearn
 
 zarr = pytest.importorskip("zarr")
 
@@ -17,8 +15,8 @@ def test_fit_from_zarr_store_matches_numpy(tmp_path, client):
     Xz = da.from_zarr(str(store))
     assert Xz.dtype == np.float32 and Xz.numblocks == (5, 1)
     kw = dict(n_components=4, max_iter=10, check_every=5, covariance_floor=1e-4, random_state=5)
-    from_store = BigLearnGaussianMixture(**kw).fit(Xz)
-    in_memory = BigLearnGaussianMixture(**kw).fit(X.astype(np.float32))
+    from_store = paper_biglearn(**kw).fit(Xz)
+    in_memory = paper_biglearn(**kw).fit(X.astype(np.float32))
     assert from_store.matchings_ == in_memory.matchings_
     np.testing.assert_allclose(from_store.means_, in_memory.means_, atol=1e-8)
     np.testing.assert_allclose(from_store.covariances_, in_memory.covariances_, atol=1e-8)

@@ -15,13 +15,19 @@ def start_states(initial_params, n_init: int, rng) -> list[FitState]:
     return [FitState(initial_params(g), g, restart=i) for i, g in enumerate(generators)]
 
 
-def best_state(states) -> FitState:
-    """The finished state with the highest ``best_lower_bound`` (the first among equals)."""
-    best = None
-    for state in states:
-        if best is None or state.best_lower_bound > best.best_lower_bound:
-            best = state
-    return best
+#: Starts whose log-likelihoods differ by less than this (relative) are equally good: the
+#: first of them is kept. Two starts that found the same optimum (components in another
+#: order) differ only by rounding, which depends on the chunking: without this tolerance the
+#: chosen start, and so the order of the components, would too.
+TIE_TOLERANCE = 1e-9
+
+
+def best_state(states, tie_tolerance=TIE_TOLERANCE) -> FitState:
+    """The first state whose ``best_lower_bound`` is within ``tie_tolerance`` (relative) of
+    the highest."""
+    top = max(s.best_lower_bound for s in states)
+    margin = tie_tolerance * max(1.0, abs(top))
+    return next(s for s in states if s.best_lower_bound >= top - margin)
 
 
 def run_restarts(engine, initial_params, n_init: int, settings, rng, callbacks=()):

@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import pytest
 from cluster_checks import eventually, joint_spec, n_pass_tasks, pass_tasks, scheduler_keys
-from conftest import KINDS, make_projection, random_params
+from conftest import KINDS, make_projection, paper_biglearn, random_params
 
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import em_update
@@ -188,19 +188,18 @@ def test_arrays_derived_from_persisted_data(client, blobs):
 def test_concurrent_fits_on_the_same_data_do_not_collide(client, blobs):
     from concurrent.futures import ThreadPoolExecutor
 
-    from dask_biglearn import BigLearnGaussianMixture
 
     X, _ = blobs
     Xd = da.from_array(X, chunks=(150, -1)).persist()
 
     def fit(seed):
-        return BigLearnGaussianMixture(4, max_iter=6, check_every=3, covariance_floor=1e-3,
+        return paper_biglearn(4, max_iter=6, check_every=3, covariance_floor=1e-3,
                                        random_state=seed).fit(Xd)
 
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(fit, [0, 1]))
     for seed, est in zip([0, 1], together, strict=True):
-        alone = BigLearnGaussianMixture(4, max_iter=6, check_every=3, covariance_floor=1e-3,
+        alone = paper_biglearn(4, max_iter=6, check_every=3, covariance_floor=1e-3,
                                         random_state=seed).fit(X)
         np.testing.assert_allclose(est.means_, alone.means_, atol=1e-8)
 

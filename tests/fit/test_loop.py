@@ -183,3 +183,12 @@ def test_a_single_start_draws_from_the_fit_s_generator(data):
     with InProcessEngine(data) as engine:
         (state,) = run_restarts(engine, _initial(data), 1, BIGLEARN, rng)
     assert state.rng is rng
+
+
+def test_near_ties_between_starts_go_to_the_first(data):
+    """Two starts at the same optimum differ by rounding that depends on the chunking: the
+    first of them wins, so the chosen start does not."""
+    states = [FitState(None, None, best_lower_bound=v) for v in (1.0, 1.0 + 1e-13, 0.5)]
+    assert best_state(states) is states[0]
+    states[1].best_lower_bound = 1.0 + 1e-6
+    assert best_state(states) is states[1]
