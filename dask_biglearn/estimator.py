@@ -20,9 +20,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .algebra import precision_cholesky
 from .engines import make_engine
-from .fit import FitSettings, best_state, finish_fits, refine, run_restarts
+from .fit import FitSettings, best_state, finish_fits, refine, run_fits, start_states
 from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
+from .model import FitState
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from .validation import (
     check_array,
@@ -52,6 +53,7 @@ PAPER_SETTINGS = {
     "weight_concentration": None,
     "n_iter_no_change": None,
     "refine_max_iter": 0,
+    "n_explore": None,
 }
 
 
@@ -125,22 +127,22 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         with verbosity(self.verbose), make_engine(X, split_every=self.split_every) as engine:
             rng = check_generator(self.random_state)
             sample = init_sample(self.init_params, rng, self.n_components, engine)
-            states = run_restarts(engine, lambda g: self._initial_params(g, engine, sample),
-                                  self.n_init, settings, rng, self._callbacks())
-            stopped = [s for s in states if not s.finished]
-            # A callback stopped the fit: each start keeps what it has, unrefined.
-            finish_fits(engine, stopped, settings)
-            results = states if stopped else self._refine(engine, states)
+            starts = start_states(lambda g: self._initial_params(g, engine, sample),
+                                  self.n_init, rng)
+            fitted, candidates = self._run(engine, starts, settings)
             self.n_data_passes_ = int(engine.n_data_passes)
-        result = best_state(results)
-        explored = states[result.restart]
-        self._warn_if_not_converged(explored)
-        self._set_fitted(explored, result)
+        result = best_state(candidates)
+        main = next((s for s in fitted if s.restart == result.restart), result)
+        self._warn_if_not_converged(main)
+        self._set_fitted(main, result)
         return self
 
-    def _refine(self, engine, states):
-        """The states whose results the fit returns (BigLearn-EM may polish them)."""
-        return states
+    def _run(self, engine, starts, settings):
+        """Run the fit from ``starts``; returns ``(states of the main loop, candidates)``: the
+        candidates are finished states, and the best of them is the result."""
+        states = run_fits(engine, starts, settings, self._callbacks())
+        finish_fits(engine, [s for s in states if not s.finished], settings)
+        return states, states
 
     def _warn_if_not_converged(self, state):
         """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
@@ -439,6 +441,12 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         Independent starts; the one with the best ``lower_bound_`` is kept. They advance
         together: each pass over the data computes every start's statistics (on Dask, one
         task per chunk for all of them), so ``n_init`` starts read the data as often as one.
+    n_explore : int, default=2
+        With fewer than ``n_init``: every start first runs plain EM (the refinement's
+        settings), and only the best ``n_explore`` of those go on to the matchings, which
+        cost ``n_inner_iter`` passes an outer iteration each. Every start's plain EM stays a
+        candidate, so the fit is never worse (in training log-likelihood) than k-means
+        started EM with ``n_init`` starts. None: every start explores, with no warm-up.
 {_COMMON_PARAMS_DOC}
     Attributes
     ----------
@@ -455,7 +463,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         Whether the best checked joint log-likelihood stopped improving (see ``tol``). False
         with too few checks to tell.
     n_refine_iter_ : int
-        Plain EM iterations of the refinement of the returned start.
+        Plain EM iterations of the refinement of the returned start. When a start's warm-up
+        EM beat every exploration, it is returned: ``n_iter_``, ``matchings_`` and
+        ``lower_bounds_`` are then that EM's (all joint).
 
     Notes
     -----
@@ -470,7 +480,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  covariance_floor=1e-6, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
                  n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-6, n_init=10,
-                 random_state=None, split_every=None, callbacks=None, verbose=0):
+                 n_explore=2, random_state=None, split_every=None, callbacks=None,
+                 verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
         self.n_inner_iter = n_inner_iter
@@ -488,6 +499,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         self.refine_max_iter = refine_max_iter
         self.refine_tol = refine_tol
         self.n_init = n_init
+        self.n_explore = n_explore
         self.random_state = random_state
         self.split_every = split_every
         self.callbacks = callbacks
@@ -496,6 +508,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     def _check_parameters(self):
         super()._check_parameters()
         check_int("n_inner_iter", self.n_inner_iter, 1)
+        if self.n_explore is not None:
+            check_int("n_explore", self.n_explore, 1)
         check_int("check_every", self.check_every, 1)
         if self.n_iter_no_change is not None:
             check_int("n_iter_no_change", self.n_iter_no_change, 1)
@@ -515,14 +529,38 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             weight_concentration=alpha, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
         )
 
-    def _refine(self, engine, states):
-        if self.refine_max_iter == 0:
-            return states
-        settings = FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
-                                        covariance_floor=self.covariance_floor)
-        refined = refine(engine, states, settings, self._callbacks())
-        finish_fits(engine, [s for s in refined if not s.finished], settings)
-        return refined
+    def _refine_settings(self):
+        return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
+                                    covariance_floor=self.covariance_floor)
+
+    def _run(self, engine, starts, settings):
+        """Warm-up (plain EM from every start, when only the best ``n_explore`` explore),
+        the matchings, then the refinement; every start's plain EM and every refined
+        exploration is a candidate. A callback that stops the fit skips what is left."""
+        callbacks = self._callbacks()
+        em = self._refine_settings()
+        warm = []
+        if self.n_explore is not None and self.n_explore < len(starts):
+            for start in starts:
+                start.phase = "warm-up"
+            warm = run_fits(engine, starts, em, callbacks)
+            if not all(s.finished for s in warm):
+                finish_fits(engine, [s for s in warm if not s.finished], em)
+                return warm, warm
+            chosen, rest = [], list(warm)
+            for _ in range(self.n_explore):  # the best, near-ties to the first (see best_state)
+                chosen.append(best_state(rest))
+                rest = [s for s in rest if s is not chosen[-1]]
+            starts = [FitState(s.best_params, s.rng, restart=s.restart) for s in
+                      sorted(chosen, key=lambda s: s.restart)]
+        explored = run_fits(engine, starts, settings, callbacks)
+        stopped = [s for s in explored if not s.finished]
+        finish_fits(engine, stopped, settings)
+        if stopped or self.refine_max_iter == 0:
+            return explored, explored + warm
+        refined = refine(engine, explored, em, callbacks)
+        finish_fits(engine, [s for s in refined if not s.finished], em)
+        return explored, refined + warm
 
     def _set_fitted(self, explored, result):
         super()._set_fitted(explored, result)

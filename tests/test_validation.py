@@ -94,6 +94,7 @@ def test_nan_at_predict_on_dask_raises_on_compute():
         ({"refine_max_iter": -1}, "refine_max_iter"),
         ({"refine_tol": -1.0}, "refine_tol"),
         ({"n_init": 0}, "n_init"),
+        ({"n_explore": 0}, "n_explore"),
         ({"callbacks": [1]}, "callbacks must be"),
     ],
 )
