@@ -129,20 +129,20 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             sample = init_sample(self.init_params, rng, self.n_components, engine)
             starts = start_states(lambda g: self._initial_params(g, engine, sample),
                                   self.n_init, rng)
-            fitted, candidates = self._run(engine, starts, settings)
+            candidates = self._run(engine, starts, settings)
             self.n_data_passes_ = int(engine.n_data_passes)
-        result = best_state(candidates)
-        main = next((s for s in fitted if s.restart == result.restart), result)
+        result = best_state([result for _, result in candidates])
+        main = next(main for main, candidate in candidates if candidate is result)
         self._warn_if_not_converged(main)
         self._set_fitted(main, result)
         return self
 
     def _run(self, engine, starts, settings):
-        """Run the fit from ``starts``; returns ``(states of the main loop, candidates)``: the
-        candidates are finished states, and the best of them is the result."""
+        """Run the fit from ``starts``; returns the candidates, pairs ``(main loop's state,
+        finished result)`` (the same state, or its refinement): the best result wins."""
         states = run_fits(engine, starts, settings, self._callbacks())
         finish_fits(engine, [s for s in states if not s.finished], settings)
-        return states, states
+        return [(s, s) for s in states]
 
     def _warn_if_not_converged(self, state):
         """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
@@ -546,7 +546,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             warm = run_fits(engine, starts, em, callbacks)
             if not all(s.finished for s in warm):
                 finish_fits(engine, [s for s in warm if not s.finished], em)
-                return warm, warm
+                return [(s, s) for s in warm]
             chosen, rest = [], list(warm)
             for _ in range(self.n_explore):  # the best, near-ties to the first (see best_state)
                 chosen.append(best_state(rest))
@@ -556,11 +556,11 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         explored = run_fits(engine, starts, settings, callbacks)
         stopped = [s for s in explored if not s.finished]
         finish_fits(engine, stopped, settings)
-        if stopped or self.refine_max_iter == 0:
-            return explored, explored + warm
-        refined = refine(engine, explored, em, callbacks)
-        finish_fits(engine, [s for s in refined if not s.finished], em)
-        return explored, refined + warm
+        results = explored
+        if not stopped and self.refine_max_iter > 0:
+            results = refine(engine, explored, em, callbacks)
+            finish_fits(engine, [s for s in results if not s.finished], em)
+        return [*zip(explored, results, strict=True), *((s, s) for s in warm)]
 
     def _set_fitted(self, explored, result):
         super()._set_fitted(explored, result)
