@@ -17,11 +17,14 @@ Problems (``--problems``; every one is drawn anew for each seed):
 Methods (``--methods``), each seeded with the run's seed:
 
 * ``biglearn-default``: ``BigLearnGaussianMixture(K)`` as it ships, and ``biglearn-paper``:
-  the paper's algorithm (random start, matching probabilities 0.4 / 0.1 / 0.5, Beta(5, 1)
-  subsets, weight smoothing 1/K); ``biglearn-kmeans`` and ``biglearn-kmeans-n4``: BigLearn-EM
-  from a k-means start, with 1 and 4 starts; ``biglearn-kmeans-refine``: with a plain-EM
+  the paper's algorithm (``PAPER_SETTINGS``: random start, matching probabilities
+  0.4 / 0.1 / 0.5, Beta(5, 1) subsets, weight smoothing 1/K, all ``max_iter`` outer
+  iterations); the others change ``PAPER_SETTINGS`` as they say: ``biglearn-kmeans`` and
+  ``biglearn-kmeans-n4``: BigLearn-EM from a k-means start, with 1 and 4 starts; ``biglearn-kmeans-refine``: with a plain-EM
   refinement (up to 200 iterations); ``biglearn-kmeans-n4-stop-refine``: 4 starts, the
   stopping rule (200 outer iterations without gain) and the refinement;
+  ``biglearn-paper-stop``: the paper's algorithm with the stopping rule (100 outer
+  iterations without gain), to compare with ``biglearn-paper`` run to ``max_iter``;
   ``biglearn-kmeans-n10-stop-refine``: 10 starts, 100 outer iterations without gain;
 * ``em-random``, ``em-kmeans``: our plain EM (``GaussianMixture``) from each start;
   ``em-kmeans-n10``: 10 k-means starts advancing together;
@@ -30,7 +33,8 @@ Methods (``--methods``), each seeded with the run's seed:
 * ``kmeans``: scikit-learn's ``KMeans`` (``n_init=10``); its density is the mixture of its
   cells' Gaussians.
 
-Every fit also records its wall time and its passes over the training data (ours:
+Every fit also records its mean training log-likelihood, its wall time and its passes over
+the training data (ours:
 ``n_data_passes_``; scikit-learn: EM iterations of the best start times ``n_init``, the
 k-means passes of its start not counted). Our estimators use the problem's covariance floor
 (1e-6 for synthetic data, 1e-2 for the [0, 1]-scaled labelled sets, the paper's).
@@ -65,7 +69,8 @@ LABELLED = {"pendigits": 12, "vehicle": 4, "digits": 10, "wine": 3, "iris": 3,
 PROBLEMS = ["paper-grid25", *SYNTHETIC, *LABELLED]
 METHODS = ["biglearn-default", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
            "biglearn-kmeans-refine", "biglearn-kmeans-n4-stop-refine",
-           "biglearn-kmeans-n10-stop-refine", "em-random", "em-kmeans", "em-kmeans-n10",
+           "biglearn-kmeans-n10-stop-refine", "biglearn-paper-stop", "em-random", "em-kmeans",
+           "em-kmeans-n10",
            "sklearn-1", "sklearn-10", "kmeans"]
 N_TEST = 5000
 
@@ -116,30 +121,30 @@ def make_model(method, k, seed, floor, max_iter):
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-    from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
+    from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
 
     ours = dict(covariance_floor=floor, random_state=seed)
     bl_iter = {} if max_iter is None else {"max_iter": max_iter}
     return {
         "biglearn-default": lambda: BigLearnGaussianMixture(k, **bl_iter, **ours),
-        "biglearn-paper": lambda: BigLearnGaussianMixture(
-            k, init_params="random", matching_probs={"joint": 0.4, "marginal": 0.1,
-                                                     "rotated_marginal": 0.5},
-            marginal_size_beta=(5.0, 1.0), weight_concentration=1 / k, n_inner_iter=5,
-            **bl_iter, **ours),
-        "biglearn-kmeans": lambda: BigLearnGaussianMixture(k, init_params="kmeans", **bl_iter,
-                                                           **ours),
-        "biglearn-kmeans-n4": lambda: BigLearnGaussianMixture(k, init_params="kmeans", n_init=4,
-                                                              **bl_iter, **ours),
+        "biglearn-paper": lambda: BigLearnGaussianMixture(k, **PAPER_SETTINGS, **bl_iter,
+                                                          **ours),
+        "biglearn-paper-stop": lambda: BigLearnGaussianMixture(
+            k, **{**PAPER_SETTINGS, "n_iter_no_change": 100}, **bl_iter, **ours),
+        "biglearn-kmeans": lambda: BigLearnGaussianMixture(
+            k, **{**PAPER_SETTINGS, "init_params": "kmeans"}, **bl_iter, **ours),
+        "biglearn-kmeans-n4": lambda: BigLearnGaussianMixture(
+            k, **{**PAPER_SETTINGS, "init_params": "kmeans", "n_init": 4}, **bl_iter, **ours),
         "biglearn-kmeans-refine": lambda: BigLearnGaussianMixture(
-            k, init_params="kmeans", refine_max_iter=200, **bl_iter, **ours),
-        "biglearn-kmeans-n4-stop-refine": lambda: BigLearnGaussianMixture(
-            k, init_params="kmeans", n_init=4, n_iter_no_change=200, refine_max_iter=200,
+            k, **{**PAPER_SETTINGS, "init_params": "kmeans", "refine_max_iter": 200},
             **bl_iter, **ours),
+        "biglearn-kmeans-n4-stop-refine": lambda: BigLearnGaussianMixture(
+            k, **{**PAPER_SETTINGS, "init_params": "kmeans", "n_init": 4,
+                  "n_iter_no_change": 200, "refine_max_iter": 200}, **bl_iter, **ours),
         "em-random": lambda: GaussianMixture(k, max_iter=1000, init_params="random", **ours),
         "biglearn-kmeans-n10-stop-refine": lambda: BigLearnGaussianMixture(
-            k, init_params="kmeans", n_init=10, n_iter_no_change=100, refine_max_iter=200,
-            **bl_iter, **ours),
+            k, **{**PAPER_SETTINGS, "init_params": "kmeans", "n_init": 10,
+                  "n_iter_no_change": 100, "refine_max_iter": 200}, **bl_iter, **ours),
         "em-kmeans": lambda: GaussianMixture(k, max_iter=1000, init_params="kmeans", **ours),
         "em-kmeans-n10": lambda: GaussianMixture(k, max_iter=1000, init_params="kmeans",
                                                  n_init=10, **ours),
@@ -182,8 +187,10 @@ def run_one(problem, method, seed, max_iter):
         seconds = time.perf_counter() - t0
     weights, means, covariances = _density_of(model, method, data["X_train"])
     labels = model.predict(data["X_test"])
+    train_ll = (float(np.mean(mixture_log_density(data["X_train"], weights, means,
+                                                  covariances))))
     row = dict(problem=problem, method=method, seed=seed, seconds=seconds,
-               passes=_passes(model, method),
+               passes=_passes(model, method), train_ll=train_ll,
                nmi=float(normalized_mutual_info_score(data["y_test"], labels)),
                ari=float(adjusted_rand_score(data["y_test"], labels)),
                kl=None, modes=None, n_modes=None, all_modes=None)
