@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
+
 settings.register_profile("default", max_examples=15, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=60, deadline=None,
@@ -17,6 +19,9 @@ settings.register_profile("ci", max_examples=60, deadline=None,
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 KINDS = ["joint", "marginal", "rotated_marginal"]
+
+#: Tests that compare the compiled kernels with NumPy: nothing to compare without numba.
+needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
 
 
 def make_blobs(seed=0, n_samples=600, n_features=3, n_components=4, offset=0.0, spread=1.0):

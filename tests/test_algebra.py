@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import KINDS, make_projection, random_params
+from conftest import KINDS, make_projection, needs_numba, random_params
 
 from dask_biglearn.algebra import (
     CholeskyError,
@@ -11,12 +11,9 @@ from dask_biglearn.algebra import (
     precision_cholesky,
     project_params,
 )
-from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
 from dask_biglearn.kernels.features import projected_features
 from dask_biglearn.kernels.scoring import weighted_log_prob
 from dask_biglearn.testing import reference_floor
-
-needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
 
 
 @pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import make_projection, random_params
+from conftest import make_projection, needs_numba, random_params
 
 import dask_biglearn.kernels.features as features_module
 from dask_biglearn.algebra import estep_coefficients, project_params
-from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
 from dask_biglearn.kernels.features import (
     FeatureCache,
     default_block_rows,
@@ -15,8 +14,6 @@ from dask_biglearn.kernels.features import (
     quadratic_features,
 )
 from dask_biglearn.kernels.passes import PassSpec, pass_stats
-
-needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
 
 
 def test_quadratic_features_layout():

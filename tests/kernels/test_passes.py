@@ -3,14 +3,12 @@ compiled softmax against the NumPy reference."""
 
 import numpy as np
 import pytest
-from conftest import make_projection, random_params
+from conftest import make_projection, needs_numba, random_params
 
 from dask_biglearn.algebra import estep_coefficients, project_params
 from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
 from dask_biglearn.kernels.passes import PassSpec, pass_stats, responsibilities_from_log_prob
 from dask_biglearn.kernels.stats import combine_stats
-
-needs_numba = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
 
 
 def _spec(X, kind="joint", seed=4, moments=True, compiled=False):
