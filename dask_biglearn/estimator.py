@@ -458,7 +458,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     best_iteration_ : int
         Outer iteration whose parameters were returned.
     n_iter_ : int
-        Outer iterations run (``max_iter`` unless a callback stopped the fit).
+        Outer iterations run: ``max_iter``, or fewer when the stopping rule or a callback
+        ended the fit.
     converged_ : bool
         Whether the best checked joint log-likelihood stopped improving (see ``tol``). False
         with too few checks to tell.
