@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.stats import SuffStats, combine_stats
+from .kernels.stats import SuffStats
 
-__all__ = ["FitState", "MixtureParams", "SuffStats", "combine_stats"]
+__all__ = ["FitState", "MixtureParams", "SuffStats"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .loop import (
     run_fit,
     run_fits,
 )
-from .restarts import best_state, refine, run_restarts, start_states
+from .restarts import best_state, refine, start_states
 
 __all__ = [
     "FitSettings",
@@ -30,6 +30,5 @@ __all__ = [
     "refine",
     "run_fit",
     "run_fits",
-    "run_restarts",
     "start_states",
 ]

@@ -30,13 +30,6 @@ def best_state(states, tie_tolerance=TIE_TOLERANCE) -> FitState:
     return next(s for s in states if s.best_lower_bound >= top - margin)
 
 
-def run_restarts(engine, initial_params, n_init: int, settings, rng, callbacks=()):
-    """Fit from ``n_init`` starts ``initial_params(generator)``, advancing together (every
-    read of the data serves all of them). Returns all their states (see
-    :func:`~dask_biglearn.fit.loop.run_fits`)."""
-    return run_fits(engine, start_states(initial_params, n_init, rng), settings, callbacks)
-
-
 def refine(engine, states, settings, callbacks=()):
     """Plain EM (``settings``, from :meth:`FitSettings.plain_em`) from the result of each
     finished state, all advancing together: the exact full-data polish of a model that

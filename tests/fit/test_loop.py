@@ -9,7 +9,7 @@ import pytest
 from conftest import make_blobs, random_params
 
 from dask_biglearn.engines import DaskEngine, InProcessEngine
-from dask_biglearn.fit import FitSettings, best_state, run_fit, run_restarts
+from dask_biglearn.fit import FitSettings, best_state, run_fit, run_fits, start_states
 from dask_biglearn.fit.loop import finish_fit
 from dask_biglearn.model import FitState, MixtureParams
 from dask_biglearn.projection import MatchingSchedule
@@ -160,7 +160,8 @@ def _initial(data):
 @pytest.mark.parametrize("settings", [BIGLEARN, PLAIN_EM], ids=["biglearn", "plain-em"])
 def test_restarts_advance_together_each_as_if_alone(data, settings):
     with CountingEngine(data) as engine:
-        states = run_restarts(engine, _initial(data), 3, settings, np.random.default_rng(0))
+        states = run_fits(engine, start_states(_initial(data), 3, np.random.default_rng(0)),
+                          settings)
         reads_together = engine.reads
     alone, reads_alone = [], []
     for child in np.random.default_rng(0).spawn(3):
@@ -181,7 +182,7 @@ def test_restarts_advance_together_each_as_if_alone(data, settings):
 def test_a_single_start_draws_from_the_fit_s_generator(data):
     rng = np.random.default_rng(0)
     with InProcessEngine(data) as engine:
-        (state,) = run_restarts(engine, _initial(data), 1, BIGLEARN, rng)
+        (state,) = run_fits(engine, start_states(_initial(data), 1, rng), BIGLEARN)
     assert state.rng is rng
 
 
