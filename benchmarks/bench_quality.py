@@ -67,7 +67,8 @@ SYNTHETIC = {
 LABELLED = {"pendigits": 12, "vehicle": 4, "digits": 10, "wine": 3, "iris": 3,
             "breast-cancer": 2}
 PROBLEMS = ["paper-grid25", *SYNTHETIC, *LABELLED]
-METHODS = ["biglearn-default", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
+METHODS = ["biglearn-default", "biglearn-default-nomoves", "biglearn-default-reseed",
+           "biglearn-default-both", "biglearn-em-moves", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
            "biglearn-kmeans-refine", "biglearn-kmeans-n4-stop-refine",
            "biglearn-kmeans-n10-stop-refine", "biglearn-paper-stop", "em-random", "em-kmeans",
            "em-kmeans-n10",
@@ -127,6 +128,13 @@ def make_model(method, k, seed, floor, max_iter):
     bl_iter = {} if max_iter is None else {"max_iter": max_iter}
     return {
         "biglearn-default": lambda: BigLearnGaussianMixture(k, **bl_iter, **ours),
+        "biglearn-default-nomoves": lambda: BigLearnGaussianMixture(k, moves=(), **bl_iter,
+                                                                    **ours),
+        "biglearn-default-reseed": lambda: BigLearnGaussianMixture(k, moves=("reseed",),
+                                                                   **bl_iter, **ours),
+        "biglearn-default-both": lambda: BigLearnGaussianMixture(
+            k, moves=("split-merge", "reseed"), **bl_iter, **ours),
+        "biglearn-em-moves": lambda: BigLearnGaussianMixture(k, max_iter=0, **ours),
         "biglearn-paper": lambda: BigLearnGaussianMixture(k, **PAPER_SETTINGS, **bl_iter,
                                                           **ours),
         "biglearn-paper-stop": lambda: BigLearnGaussianMixture(

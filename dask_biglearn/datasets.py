@@ -16,6 +16,7 @@ __all__ = [
     "count_modes_found",
     "grid25_log_density",
     "grid25_params",
+    "lazy_mixture",
     "load_pendigits",
     "load_vehicle",
     "make_grid25",
@@ -128,6 +129,41 @@ def sample_mixture(weights, means, covariances, n_samples, random_state=None):
     chol = np.linalg.cholesky(covariances)
     z = rng.standard_normal((n_samples, means.shape[1]))
     return means[labels] + np.einsum("nij,nj->ni", chol[labels], z), labels
+
+
+def mixture_block(weights, means, covariances, n_rows, seed, block_index, dtype=np.float64):
+    """Rows of block ``block_index`` of a lazily drawn mixture sample: drawn from the
+    generator seeded by ``(seed, block_index)``, component by component (never an
+    ``n x D x D`` array). Returns ``(X, labels)``."""
+    rng = np.random.default_rng((int(seed), int(block_index)))
+    labels = rng.choice(len(weights), size=int(n_rows), p=weights)
+    z = rng.standard_normal((int(n_rows), means.shape[1]))
+    X = np.empty((int(n_rows), means.shape[1]), dtype=dtype)
+    chol = np.linalg.cholesky(covariances)
+    for k in range(len(weights)):
+        rows = labels == k
+        X[rows] = means[k] + z[rows] @ chol[k].T
+    return X, labels
+
+
+def lazy_mixture(weights, means, covariances, n_samples, chunk_rows, seed=0,
+                 dtype=np.float64):
+    """A sample of a Gaussian mixture as Dask arrays ``(X, labels)`` of ``chunk_rows``-row
+    chunks, each drawn when computed from a generator seeded by ``(seed, chunk index)``: data
+    of any size, never whole in one place, the same whatever computes it."""
+    import dask
+    import dask.array as da
+
+    dtype = np.dtype(dtype)
+    d = means.shape[1]
+    sizes = [min(chunk_rows, n_samples - start) for start in range(0, n_samples, chunk_rows)]
+    draw = dask.delayed(mixture_block, nout=2, pure=True)
+    X_parts, label_parts = [], []
+    for i, n in enumerate(sizes):
+        X_i, labels_i = draw(weights, means, covariances, n, seed, i, dtype)
+        X_parts.append(da.from_delayed(X_i, (n, d), dtype=dtype))
+        label_parts.append(da.from_delayed(labels_i, (n,), dtype=np.int64))
+    return da.concatenate(X_parts), da.concatenate(label_parts)
 
 
 def mixture_log_density(X, weights, means, covariances):

@@ -9,6 +9,7 @@ model runs the per-block kernels of :mod:`dask_biglearn.kernels.scoring`.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from numbers import Integral
 
@@ -19,8 +20,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .algebra import precision_cholesky
+from .config import driver_sample_bytes
 from .engines import make_engine
+from .engines.local import InProcessEngine
 from .fit import FitSettings, best_state, finish_fits, refine, run_fits, start_states
+from .fit.moves import MOVE_KINDS, MoveSettings, improve_by_moves
+from .fit.scalable import refine_on, sample_rows
 from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
 from .model import FitState
@@ -36,6 +41,8 @@ from .validation import (
 from .verbosity import verbosity
 
 __all__ = ["PAPER_SETTINGS", "BigLearnGaussianMixture", "GaussianMixture"]
+
+logger = logging.getLogger(__name__)
 
 #: The paper's algorithm (Cong & Li, AAAI 2024, and its reference code), one setting away:
 #: ``BigLearnGaussianMixture(n_components, **PAPER_SETTINGS)`` (choose ``max_iter``: the
@@ -54,6 +61,7 @@ PAPER_SETTINGS = {
     "n_iter_no_change": None,
     "refine_max_iter": 0,
     "n_explore": None,
+    "moves": (),
 }
 
 
@@ -76,6 +84,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_real("covariance_floor", self.covariance_floor, 0.0, strict=True)
         check_real("tol", self.tol, 0.0)
         check_int("n_init", self.n_init, 1)
+        check_int("refine_max_iter", self.refine_max_iter, 0)
+        check_real("refine_tol", self.refine_tol, 0.0)
+        sample_rows(self.sample_size, 1, 1, 1)  # its errors before any pass
         if self.init_params not in INIT_METHODS:
             raise ValueError(
                 f"init_params must be one of {list(INIT_METHODS)}, got {self.init_params!r}."
@@ -122,22 +133,65 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         X, _ = check_array(self, X, reset=True)
-        check_n_samples(int(X.shape[0]), self.n_components)
+        n_samples, n_features = (int(s) for s in X.shape)
+        check_n_samples(n_samples, self.n_components)
+        n_sample_rows = sample_rows(self.sample_size, n_samples, self.n_components,
+                                    n_features)
         settings = self._fit_settings()
         with verbosity(self.verbose), make_engine(X, split_every=self.split_every) as engine:
             rng = check_generator(self.random_state)
-            sample = init_sample(self.init_params, rng, self.n_components, engine)
-            starts = start_states(lambda g: self._initial_params(g, engine, sample),
-                                  self.n_init, rng)
-            candidates = self._run(engine, starts, settings)
+            if n_sample_rows is None:
+                candidates = self._explore(engine, rng, settings)
+                self.n_sample_passes_ = 0
+            else:
+                candidates = self._explore_sample_refine_data(engine, rng, settings,
+                                                              n_sample_rows)
             self.n_data_passes_ = int(engine.n_data_passes)
+            self.bytes_read_ = int(engine.n_data_passes * X.nbytes)
         result = best_state([result for _, result in candidates])
         main = next(main for main, candidate in candidates if candidate is result)
         self._warn_if_not_converged(main)
         self._set_fitted(main, result)
+        logger.info("Fit done: %d full-data passes (%.3g GB read), %d passes over the sample, "
+                    "mean log-likelihood %.6f", self.n_data_passes_, self.bytes_read_ / 1e9,
+                    self.n_sample_passes_, self.lower_bound_)
         return self
 
-    def _run(self, engine, starts, settings):
+    def _explore(self, engine, rng, settings):
+        """The starts and the fit from them on ``engine``; returns the candidates of
+        :meth:`_run`."""
+        sample = init_sample(self.init_params, rng, self.n_components, engine)
+        starts = start_states(lambda g: self._initial_params(g, engine, sample),
+                              self.n_init, rng)
+        return self._run(engine, starts, settings, sample)
+
+    def _explore_sample_refine_data(self, engine, rng, settings, n_rows):
+        """The scalable mode (:mod:`dask_biglearn.fit.scalable`): one pass draws ``n_rows``
+        rows, the whole exploration runs on them in this process, and plain EM over the full
+        data refines the best explored model. Returns one candidate."""
+        seed = int(rng.integers(2**63 - 1))
+        if n_rows * engine.n_features * 8 <= driver_sample_bytes() or not hasattr(
+                engine, "persisted_sample"):
+            rows = engine.take_sample(n_rows, seed)
+            on_sample = InProcessEngine(rows, compiled=engine.compiled)
+        else:  # too big for the driver: kept on the workers
+            rows = engine.persisted_sample(n_rows, seed)
+            on_sample = make_engine(rows, split_every=self.split_every)
+        with on_sample:
+            candidates = self._explore(on_sample, rng, settings)
+            self.n_sample_passes_ = int(on_sample.n_data_passes)
+        del rows
+        explored = best_state([result for _, result in candidates])
+        full = FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
+                                    covariance_floor=self.covariance_floor)
+        refined = refine_on(engine, explored, full, self._callbacks())
+        if not refined.finished:
+            finish_fits(engine, [refined], full)
+        main = next(main for main, result in candidates if result is explored)
+        self._sample_lower_bound = explored.best_lower_bound
+        return [(main, refined)]
+
+    def _run(self, engine, starts, settings, sample=None):
         """Run the fit from ``starts``; returns the candidates, pairs ``(main loop's state,
         finished result)`` (the same state, or its refinement): the best result wins."""
         states = run_fits(engine, starts, settings, self._callbacks())
@@ -287,6 +341,18 @@ _COMMON_PARAMS_DOC = """
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precision matrices
         ``(n_components, n_features, n_features)``; each replaces its part of ``init_params``.
+    sample_size : None, "auto", int or float, default=None
+        The scalable mode (:mod:`dask_biglearn.fit.scalable`): one pass draws this many rows
+        (an int), this fraction of the rows (a float in (0, 1]) or ``"auto"`` rows (40 per
+        free parameter of a component, per component, at least 20000), chosen by their
+        global index and the seed, into this process; the whole exploration (starts,
+        restarts and, for BigLearn-EM, matchings and moves) runs on them; then plain EM
+        passes over the full data refine the best explored model until ``refine_tol`` or
+        ``refine_max_iter``. A fit of big data then costs a few tens of passes over it. A
+        sample larger than the Dask setting ``biglearn.driver-sample-bytes`` (1 GiB) stays
+        on the workers, persisted (about ``sample_size`` rows, each kept when its key falls
+        below the fraction: see :mod:`dask_biglearn.kernels.sampling`).
+        None: every pass reads the full data (the exact algorithm).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and (BigLearn-EM) every matching, subset and rotation. All
         draws happen on the driver, so a seed gives the same fit whatever the chunking of the
@@ -319,6 +385,10 @@ _COMMON_ATTRS_DOC = """
     n_data_passes_ : int
         How many times the fit read the whole data: the summary pass, any sample, and every
         EM or evaluation pass (the starts of ``n_init`` share theirs).
+    bytes_read_ : int
+        ``n_data_passes_`` times the data's size in memory (``X.nbytes``).
+    n_sample_passes_ : int
+        Passes over the in-process row sample of the scalable mode (0 without one).
 """
 
 
@@ -340,6 +410,11 @@ class GaussianMixture(_BaseGaussianMixture):
         Number of initialisations; the one with the best ``lower_bound_`` is kept. They
         advance together, sharing every read of the data (see
         :class:`BigLearnGaussianMixture`); one that converges stops while the others go on.
+    refine_max_iter : int, default=100
+        With ``sample_size``: at most this many EM passes over the full data after the fit
+        on the sample.
+    refine_tol : float, default=1e-3
+        With ``sample_size``: the tolerance (as ``tol``) of those passes.
 {_COMMON_PARAMS_DOC}
     Attributes
     ----------
@@ -353,12 +428,16 @@ class GaussianMixture(_BaseGaussianMixture):
 
     def __init__(self, n_components=1, *, max_iter=100, tol=1e-3, n_init=1,
                  covariance_floor=1e-6, init_params="random", weights_init=None,
-                 means_init=None, precisions_init=None, random_state=None, split_every=None,
+                 means_init=None, precisions_init=None, sample_size=None,
+                 refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
+        self.sample_size = sample_size
+        self.refine_max_iter = refine_max_iter
+        self.refine_tol = refine_tol
         self.covariance_floor = covariance_floor
         self.init_params = init_params
         self.weights_init = weights_init
@@ -434,13 +513,23 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         After the matchings, at most this many plain EM iterations (joint updates, no weight
         smoothing) from the returned model of each start, until the log-likelihood changes
         by less than ``refine_tol``; the best refined start is returned. 0: none (the
-        paper's algorithm).
+        paper's algorithm). With ``sample_size``, the same refinement on the sample, and
+        then on the full data from the best model.
     refine_tol : float, default=1e-6
         The tolerance of the refinement.
     n_init : int, default=10
         Independent starts; the one with the best ``lower_bound_`` is kept. They advance
         together: each pass over the data computes every start's statistics (on Dask, one
         task per chunk for all of them), so ``n_init`` starts read the data as often as one.
+    moves : tuple of str, default=("split-merge",)
+        Escape moves tried after the refinement, from the best model
+        (:mod:`dask_biglearn.fit.moves`): ``"split-merge"`` (SMEM) and ``"reseed"``
+        (greedy EM). A round tries 5 candidates together (10 EM iterations each, one read of
+        the data for all) and keeps the best only if it raises the joint log-likelihood,
+        then polishes it with the refinement's EM; rounds go on until none helps. ``()``:
+        none (the paper's algorithm).
+    max_move_rounds : int, default=10
+        At most this many rounds of moves.
     n_explore : int, default=2
         With fewer than ``n_init``: every start first runs plain EM (the refinement's
         settings), and only the best ``n_explore`` of those go on to the matchings, which
@@ -463,6 +552,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     converged_ : bool
         Whether the best checked joint log-likelihood stopped improving (see ``tol``). False
         with too few checks to tell.
+    n_moves_ : int
+        Moves kept (each raised the joint log-likelihood).
     n_refine_iter_ : int
         Plain EM iterations of the refinement of the returned start. When a start's warm-up
         EM beat every exploration, it is returned: ``n_iter_``, ``matchings_`` and
@@ -481,8 +572,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  covariance_floor=1e-6, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
                  n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-6, n_init=10,
-                 n_explore=2, random_state=None, split_every=None, callbacks=None,
-                 verbose=0):
+                 n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
+                 random_state=None, split_every=None, callbacks=None, verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
         self.n_inner_iter = n_inner_iter
@@ -501,6 +592,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         self.refine_tol = refine_tol
         self.n_init = n_init
         self.n_explore = n_explore
+        self.moves = moves
+        self.max_move_rounds = max_move_rounds
+        self.sample_size = sample_size
         self.random_state = random_state
         self.split_every = split_every
         self.callbacks = callbacks
@@ -514,8 +608,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         check_int("check_every", self.check_every, 1)
         if self.n_iter_no_change is not None:
             check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        check_int("refine_max_iter", self.refine_max_iter, 0)
-        check_real("refine_tol", self.refine_tol, 0.0)
+        check_int("max_move_rounds", self.max_move_rounds, 0)
+        if isinstance(self.moves, str) or not set(self.moves or ()) <= set(MOVE_KINDS):
+            raise ValueError(f"moves must be a sequence of {MOVE_KINDS}, got {self.moves!r}.")
         if self.weight_concentration is not None:
             check_real("weight_concentration", self.weight_concentration, 0.0)
         probs = DEFAULT_MATCHING_PROBS if self.matching_probs is None else self.matching_probs
@@ -534,12 +629,13 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
                                     covariance_floor=self.covariance_floor)
 
-    def _run(self, engine, starts, settings):
+    def _run(self, engine, starts, settings, sample=None):
         """Warm-up (plain EM from every start, when only the best ``n_explore`` explore),
         the matchings, then the refinement; every start's plain EM and every refined
         exploration is a candidate. A callback that stops the fit skips what is left."""
         callbacks = self._callbacks()
         em = self._refine_settings()
+        self.n_moves_ = 0
         warm = []
         if self.n_explore is not None and self.n_explore < len(starts):
             for start in starts:
@@ -561,7 +657,21 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         if not stopped and self.refine_max_iter > 0:
             results = refine(engine, explored, em, callbacks)
             finish_fits(engine, [s for s in results if not s.finished], em)
-        return [*zip(explored, results, strict=True), *((s, s) for s in warm)]
+        found = [*zip(explored, results, strict=True), *((s, s) for s in warm)]
+        if stopped or not self.moves or self.max_move_rounds == 0:
+            return found
+        return [*found, self._improve_by_moves(engine, found, sample, em, callbacks)]
+
+    def _improve_by_moves(self, engine, found, sample, em, callbacks):
+        """The escape moves (:mod:`dask_biglearn.fit.moves`) from the best candidate so far;
+        returns the candidate they give (the best one itself when no move helped)."""
+        best = best_state([result for _, result in found])
+        main = next(main for main, result in found if result is best)
+        if sample is None:
+            sample = init_sample("kmeans", best.rng, self.n_components, engine)
+        moves = MoveSettings(kinds=tuple(self.moves), max_rounds=self.max_move_rounds)
+        moved, self.n_moves_ = improve_by_moves(engine, best, sample, moves, em, callbacks)
+        return main, moved
 
     def _set_fitted(self, explored, result):
         super()._set_fitted(explored, result)

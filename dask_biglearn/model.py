@@ -70,8 +70,10 @@ class FitState:
         Whether the fit has ended (so ``best_*`` is its result).
     restart : int
         Which of the fit's independent starts this is (0 for a single start).
-    phase : {"explore", "refine"}
-        The fit's phase: the main loop, or plain-EM refinement of its result.
+    phase : {"warm-up", "explore", "refine", "move", "refine-full"}
+        The fit's phase: plain EM from a start before the matchings, the main loop, the
+        plain-EM refinement of its result, the escape moves, or (scalable mode) the plain-EM
+        refinement over the full data of the model explored on the sample.
     """
 
     params: MixtureParams

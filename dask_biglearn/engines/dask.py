@@ -15,7 +15,12 @@ from dask.core import flatten
 from ..config import compiled_kernels
 from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec, pass_stats_batch
-from ..kernels.sampling import combine_samples, in_index_order, sample_blocks
+from ..kernels.sampling import (
+    combine_samples,
+    in_index_order,
+    rows_below_threshold,
+    sample_blocks,
+)
 from ..kernels.stats import SuffStats, combine_stat_lists
 from ..kernels.summaries import combine_summaries, summarize_blocks
 from .actors import ActorRoute
@@ -100,6 +105,7 @@ class DaskEngine(EngineBase):
         self._persisted, self._copies = [], []  # what this engine created on the cluster
         self._actors = None
         self.n_data_passes = 0  # reads of the whole data: summaries, samples, passes
+        self.rows_read = 0  # by mini-batches, beyond the full passes
         layout = None
         if self._client is not None:
             layout = place_on_cluster(self._client, X, persist)
@@ -219,6 +225,22 @@ class DaskEngine(EngineBase):
             self._actors = None  # lost: tasks from now on
         return combine_stat_lists(self._compute(*self.stats_graph(specs)))
 
+    def run_passes_on_rows(self, specs, ranges) -> list[SuffStats]:
+        """The passes over the rows ``[start, stop)`` of each range only (a mini-batch): a
+        task per chunk the ranges touch, which reads only those chunks."""
+        import dask.array as da
+
+        specs = list(specs)
+        parts = da.concatenate([self.X[start:stop] for start, stop in ranges])
+        self.rows_read += int(parts.shape[0])
+        blocks = parts.to_delayed().ravel().tolist()
+        level = [dask.delayed(pass_stats_batch, pure=True)([block], specs, self.block_rows)
+                 for block in blocks]
+        while len(level) > self.split_every:
+            level = [dask.delayed(combine_stat_lists, pure=True)(level[i:i + self.split_every])
+                     for i in range(0, len(level), self.split_every)]
+        return combine_stat_lists(dask.compute(*level))
+
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)].compute())
 
@@ -230,6 +252,29 @@ class DaskEngine(EngineBase):
                                             sample_blocks, (int(seed), int(size)),
                                             combine_samples, with_offsets=True)
         return in_index_order(combine_samples(self._compute(graph, keys)))
+
+    def persisted_sample(self, size: int, seed: int):
+        """About ``size`` rows chosen by their global index and ``seed``
+        (:func:`~dask_biglearn.kernels.sampling.rows_below_threshold`), taken chunk by chunk
+        into a Dask array persisted on the workers (one pass; never on the driver). The
+        caller releases it (``del``)."""
+        import dask.array as da
+
+        fraction = size / self.n_samples
+        offsets = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).astype(int)
+        parts = [da.from_delayed(
+            dask.delayed(rows_below_threshold, pure=True)(block, int(offset), int(seed),
+                                                          fraction),
+            shape=(np.nan, self.n_features), dtype=np.float64)
+            for block, offset in zip(self.X.to_delayed().ravel(), offsets, strict=True)]
+        sample = da.concatenate(parts, allow_unknown_chunksizes=True)
+        if self._client is not None:
+            sample = self._client.persist(sample)
+        else:
+            sample = sample.persist()
+        self.n_data_passes += 1
+        sample.compute_chunk_sizes()
+        return sample
 
     def close(self) -> None:
         """Release the actors, the balancing copies and the chunks this engine persisted.

@@ -43,6 +43,7 @@ class InProcessEngine(EngineBase):
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.summaries = data_summaries(summarize_blocks([X]))
         self.n_data_passes = 1  # the summary pass
+        self.rows_read = 0  # by mini-batches, beyond the full passes
         self._cache = FeatureCache(X, self.summaries.shift, self.block_rows,
                                    feature_cache_bytes, compiled=self.compiled)
 
@@ -54,6 +55,12 @@ class InProcessEngine(EngineBase):
     def run_passes(self, specs) -> list[SuffStats]:
         self.n_data_passes += 1
         return pass_stats_batch([self.X], specs, self.block_rows, cache=self._cache)
+
+    def run_passes_on_rows(self, specs, ranges) -> list[SuffStats]:
+        """The passes over the rows ``[start, stop)`` of each range only (a mini-batch)."""
+        blocks = [self.X[start:stop] for start, stop in ranges]
+        self.rows_read += sum(len(b) for b in blocks)
+        return pass_stats_batch(blocks, specs, self.block_rows)
 
     def take_rows(self, indices) -> np.ndarray:
         return np.asarray(self.X[np.asarray(indices)])

@@ -5,6 +5,10 @@ index); a sample of ``size`` rows is the ``size`` rows with the smallest keys, a
 without replacement. A block keeps its own smallest keys and samples combine by keeping the
 smallest of their union, so any chunking, any grouping and any number of workers give the
 same rows. The driver orders the result by global index.
+
+A sample too big for the driver is taken block by block instead, without a combine: the rows
+whose key falls below ``fraction * 2**64`` (:func:`rows_below_threshold`), about ``fraction``
+of the rows, defined by index and seed alone.
 """
 
 from __future__ import annotations
@@ -88,6 +92,18 @@ def combine_samples(parts) -> RowSample:
                        np.concatenate([p.index for p in parts]),
                        np.concatenate([p.rows for p in parts]), parts[0].size)
     return merged.smallest()
+
+
+def key_threshold(fraction: float) -> np.uint64:
+    """Rows whose key is below this are a Bernoulli sample of ``fraction`` of all rows."""
+    return np.uint64(min(2**64 - 1, int(max(0.0, fraction) * 2.0**64)))
+
+
+def rows_below_threshold(X, offset: int, seed: int, fraction: float) -> np.ndarray:
+    """The rows of block ``X`` (first global row ``offset``) whose key is below
+    :func:`key_threshold`: a sample each block takes alone, float64."""
+    keys = row_keys(offset, offset + X.shape[0], seed)
+    return np.asarray(X[keys < key_threshold(fraction)], dtype=np.float64)
 
 
 def in_index_order(sample: RowSample) -> np.ndarray:

@@ -1,0 +1,73 @@
+"""The scalable mode: explore on a row sample, refine on the full data.
+
+Exploration (starts, restarts, BigLearn-EM's matchings, the escape moves) needs many cheap
+passes; precision needs a few exact ones. With ``sample_size`` set, an estimator reads the
+data once to draw a row sample (rows chosen by their global index and the seed: the sample,
+and so the fit, do not depend on the chunking or the number of workers), runs its whole
+exploration on the sample, in this process, and then makes plain EM passes over the full data
+from the best explored model until ``refine_tol`` or ``refine_max_iter``.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+from ..model import FitState
+from .loop import run_fits
+
+#: ``sample_size="auto"``: this many sample rows per free parameter of a component, times the
+#: number of components, at least :data:`MIN_AUTO_SAMPLE_ROWS`.
+AUTO_ROWS_PER_PARAMETER = 40
+MIN_AUTO_SAMPLE_ROWS = 20_000
+
+
+def parameters_per_component(n_features: int) -> int:
+    """A full-covariance component's free parameters: weight, mean, covariance."""
+    return 1 + n_features + n_features * (n_features + 1) // 2
+
+
+def auto_sample_rows(n_components: int, n_features: int) -> int:
+    """The rows of ``sample_size="auto"``: ``AUTO_ROWS_PER_PARAMETER`` per parameter of a
+    component, per component (so a component of average weight holds that many rows per
+    parameter, and one of a quarter of the average weight still a quarter), at least
+    ``MIN_AUTO_SAMPLE_ROWS``."""
+    return max(MIN_AUTO_SAMPLE_ROWS,
+               AUTO_ROWS_PER_PARAMETER * n_components * parameters_per_component(n_features))
+
+
+def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int):
+    """How many rows the sample of ``sample_size`` holds, or None for the full-data fit.
+
+    ``sample_size``: None (no sample), ``"auto"`` (:func:`auto_sample_rows`), a number of
+    rows (an int >= 1) or a fraction of the rows (a float in (0, 1]). At least
+    ``n_components`` rows, at most all of them.
+    """
+    if sample_size is None:
+        return None
+    if isinstance(sample_size, str):
+        if sample_size != "auto":
+            raise ValueError(f"sample_size must be None, 'auto', a number of rows or a "
+                             f"fraction in (0, 1], got {sample_size!r}.")
+        rows = auto_sample_rows(n_components, n_features)
+    elif isinstance(sample_size, Integral) and not isinstance(sample_size, bool):
+        if sample_size < 1:
+            raise ValueError(f"sample_size must be at least 1 row, got {sample_size}.")
+        rows = int(sample_size)
+    elif isinstance(sample_size, Real) and not isinstance(sample_size, bool):
+        if not 0.0 < sample_size <= 1.0:
+            raise ValueError(f"A fractional sample_size must be in (0, 1], got {sample_size}.")
+        rows = math.ceil(sample_size * n_samples)
+    else:
+        raise TypeError(f"sample_size must be None, 'auto', a number of rows or a fraction "
+                        f"in (0, 1], got {sample_size!r}.")
+    return int(min(n_samples, max(rows, n_components)))
+
+
+def refine_on(engine, state: FitState, settings, callbacks=()) -> FitState:
+    """Plain EM over ``engine``'s data (``settings`` from
+    :meth:`~dask_biglearn.fit.FitSettings.plain_em`) from ``state``'s result: the full-data
+    refinement of a model explored on a sample (``phase="refine-full"``)."""
+    refining = FitState(state.best_params, state.rng, restart=state.restart,
+                        phase="refine-full")
+    return run_fits(engine, [refining], settings, callbacks)[0]
