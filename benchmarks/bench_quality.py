@@ -68,7 +68,7 @@ LABELLED = {"pendigits": 12, "vehicle": 4, "digits": 10, "wine": 3, "iris": 3,
             "breast-cancer": 2}
 PROBLEMS = ["paper-grid25", *SYNTHETIC, *LABELLED]
 METHODS = ["biglearn-default", "biglearn-default-nomoves", "biglearn-default-reseed",
-           "biglearn-default-both", "biglearn-em-moves", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
+           "biglearn-default-both", "biglearn-em-moves", "biglearn-default-tol3", "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
            "biglearn-kmeans-refine", "biglearn-kmeans-n4-stop-refine",
            "biglearn-kmeans-n10-stop-refine", "biglearn-paper-stop", "em-random", "em-kmeans",
            "em-kmeans-n10",
@@ -134,6 +134,8 @@ def make_model(method, k, seed, floor, max_iter):
                                                                    **bl_iter, **ours),
         "biglearn-default-both": lambda: BigLearnGaussianMixture(
             k, moves=("split-merge", "reseed"), **bl_iter, **ours),
+        "biglearn-default-tol3": lambda: BigLearnGaussianMixture(k, refine_tol=1e-3,
+                                                                 **bl_iter, **ours),
         "biglearn-em-moves": lambda: BigLearnGaussianMixture(k, max_iter=0, **ours),
         "biglearn-paper": lambda: BigLearnGaussianMixture(k, **PAPER_SETTINGS, **bl_iter,
                                                           **ours),

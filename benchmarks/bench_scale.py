@@ -44,7 +44,7 @@ def write_store(client, path, truth, n_samples, chunk_rows, seed):
 
     X, _ = lazy_mixture(*truth, n_samples, chunk_rows, seed=seed)
     t0 = time.perf_counter()
-    da.to_zarr(X, str(path), component="X", overwrite=True)
+    da.to_zarr(X, str(path), component="X", mode="w")
     return time.perf_counter() - t0
 
 

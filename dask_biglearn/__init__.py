@@ -1,6 +1,8 @@
 """Gaussian mixtures fitted with BigLearn-EM (and plain EM) on NumPy and Dask arrays."""
 
 from .estimator import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
+from .io import ModelFileError
+from .io import load_model as load
 from .model import FitState, MixtureParams
 from .projection import MatchingSchedule, Projection
 
@@ -13,6 +15,8 @@ __all__ = [
     "GaussianMixture",
     "MatchingSchedule",
     "MixtureParams",
+    "ModelFileError",
     "Projection",
     "__version__",
+    "load",
 ]

@@ -229,6 +229,13 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     # ----- using a fitted model --------------------------------------------------------------
 
+    def save(self, path):
+        """Write the fitted model to ``path``: one file (a ZIP of JSON and ``.npz``, never
+        pickled), written atomically; read it back with :func:`dask_biglearn.load`."""
+        from .io import save_model
+
+        return save_model(self, path)
+
     def _apply_blocks(self, X, block_fn, new_width=None, **map_blocks_kwargs):
         """``block_fn(X, weights, means, precisions_cholesky)``: directly on NumPy input,
         lazily chunk by chunk (each chunk checked for NaN and inf) on Dask input."""

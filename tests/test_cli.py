@@ -27,3 +27,106 @@ def test_demo_on_a_running_scheduler(local_cluster, capsys):
     out = capsys.readouterr().out
     assert f"Connecting to the Dask scheduler at {local_cluster.scheduler_address}" in out
     assert "all 25 modes found" in out
+
+
+# ---- the batch commands, on the session's cluster ---------------------------------------------
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, local_cluster):
+    root = tmp_path_factory.mktemp("cli")
+    store = root / "data.zarr"
+    assert main(["make-data", str(store), "--n-samples", "30000", "--n-features", "3",
+                 "--n-components", "4", "--chunk-rows", "7000", "--seed", "3",
+                 "--separation", "4", "--scheduler", local_cluster.scheduler_address]) == 0
+    return root, store
+
+
+def test_make_data_fit_predict_info_end_to_end(made, local_cluster, capsys):
+    import json
+
+    import zarr
+    from sklearn.metrics import adjusted_rand_score
+
+    root, store = made
+    group = zarr.open_group(str(store), mode="r")
+    assert group["X"].shape == (30000, 3) and group["X"].chunks == (7000, 3)
+    assert group["means"].shape == (4, 3) and group["labels"].shape == (30000,)
+    model, out = root / "model.dbl", root / "pred.zarr"
+    sched = ["--scheduler", local_cluster.scheduler_address]
+    code, stdout, _ = _run(["fit", str(store), "--n-components", "4", "--model", str(model),
+                            "--sample-size", "5000", "--json", *sched], capsys)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["n_components"] == 4 and summary["n_data_passes"] <= 30
+    code, stdout, _ = _run(["predict", str(model), str(store), "--out", str(out),
+                            "--log-likelihood", *sched], capsys)
+    assert code == 0 and "labels, log_likelihood" in stdout
+    labels = zarr.open_group(str(out), mode="r")["labels"][:]
+    assert adjusted_rand_score(group["labels"][:], labels) > 0.99
+    code, stdout, _ = _run(["info", str(model), "--json"], capsys)
+    facts = json.loads(stdout)
+    assert code == 0 and facts["n_components"] == 4 and facts["n_features"] == 3
+    assert abs(facts["lower_bound"] - summary["lower_bound"]) < 1e-12
+
+
+def _bad_cases(root, store, model):
+    (root / "notamodel.dbl").write_bytes(b"\x80\x04pickle")
+    return {
+        "fit: no store": (["fit", str(root / "nope.zarr"), "--n-components", "2",
+                           "--model", str(root / "o1.dbl")], 1, "no such store"),
+        "fit: K > N": (["fit", str(store), "--n-components", "40000",
+                        "--model", str(root / "o2.dbl")], 1, "larger than"),
+        "fit: bad sample size": (["fit", str(store), "--n-components", "2", "--sample-size",
+                                  "lots", "--model", str(root / "o3.dbl")], 2, "sample-size"),
+        "fit: no scheduler there": (["fit", str(store), "--n-components", "2", "--model",
+                                     str(root / "o4.dbl"), "--scheduler",
+                                     "tcp://127.0.0.1:9", "--connect-timeout", "2"], 1,
+                                    "cannot reach"),
+        "predict: foreign model": (["predict", str(root / "notamodel.dbl"), str(store),
+                                    "--out", str(root / "p1.zarr")], 1, "not a readable"),
+        "predict: output exists": (["predict", str(model), str(store), "--out", str(store)],
+                                   1, "exists"),
+        "info: directory": (["info", str(store)], 1, "directory"),
+        "info: foreign file": (["info", str(root / "notamodel.dbl")], 1, "not a readable"),
+        "make-data: exists": (["make-data", str(store), "--n-samples", "10", "--n-features",
+                               "2", "--n-components", "2"], 1, "exists"),
+        "make-data: K > N": (["make-data", str(root / "m.zarr"), "--n-samples", "3",
+                              "--n-features", "2", "--n-components", "5"], 1, "larger"),
+    }
+
+
+BAD_CASE_NAMES = ["fit: no store", "fit: K > N", "fit: bad sample size",
+                  "fit: no scheduler there", "predict: foreign model",
+                  "predict: output exists", "info: directory", "info: foreign file",
+                  "make-data: exists", "make-data: K > N"]
+
+
+@pytest.mark.parametrize("case", BAD_CASE_NAMES)
+def test_bad_arguments_stores_and_files_exit_non_zero_with_one_line(made, local_cluster,
+                                                                    capsys, case):
+    root, store = made
+    model = root / "good.dbl"
+    if not model.exists():
+        assert main(["fit", str(store), "--n-components", "2", "--method", "em",
+                     "--model", str(model), "--quiet", "--scheduler",
+                     local_cluster.scheduler_address]) == 0
+    argv, want_code, match = _bad_cases(root, store, model)[case]
+    before = sorted(p.name for p in root.iterdir())
+    if want_code == 2:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        code, err = exit_info.value.code, capsys.readouterr().err
+    else:
+        code, _, err = _run(argv, capsys)
+    assert code == want_code
+    assert match in err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1
+    assert sorted(p.name for p in root.iterdir()) == before  # nothing written

@@ -34,7 +34,7 @@ def _block(block_id, seed=0):
 def write_store(path, n_chunks):
     X = da.map_blocks(lambda block_id=None: _block(block_id), dtype=np.float64,
                       chunks=((CHUNK_ROWS,) * n_chunks, (N_FEATURES,)))
-    X.to_zarr(str(path), component="X", overwrite=True, compressors=None)
+    X.to_zarr(str(path), component="X", mode="w", compressors=None)
     return da.from_zarr(str(path), component="X")
 
 

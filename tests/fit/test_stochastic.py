@@ -44,7 +44,7 @@ def test_stepwise_em_is_the_same_on_every_engine_and_chunking(problem):
 
 
 def test_stepwise_em_climbs_towards_the_full_data_fit(problem):
-    X, truth, start = problem
+    X, _, start = problem
     engine = InProcessEngine(X)
     steps = []
     fitted = stepwise_em(engine, start, StepwiseSettings(n_steps=40, batch_rows=4_000,

@@ -1,4 +1,4 @@
-"""Command line: ``dask-biglearn demo``.
+"""``dask-biglearn demo``: the paper's simulation on a LocalCluster.
 
 The demo fits the paper's 25-component 2-D simulation on an embedded ``LocalCluster``, with the
 training data as a chunked Dask array persisted on the workers, and prints plain EM against
@@ -7,24 +7,21 @@ BigLearn-EM. The seeds run concurrently from driver threads, so both workers sta
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import logging
-import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["add_demo", "run_demo"]
 
 
 def _fit_seed(seed, X_train, X_test, args):
     from sklearn.exceptions import ConvergenceWarning
 
-    from . import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
-    from .datasets import count_modes_found, grid25_log_density, grid25_params
+    from .. import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
+    from ..datasets import count_modes_found, grid25_log_density, grid25_params
 
     _, true_means, _ = grid25_params()
     log_q = grid25_log_density(X_test)
@@ -53,7 +50,7 @@ def run_demo(args) -> int:
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    from .datasets import make_grid25
+    from ..datasets import make_grid25
 
     t0 = time.perf_counter()
     if args.scheduler_address:
@@ -95,12 +92,7 @@ def run_demo(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dask-biglearn",
-        description="Gaussian mixtures fitted with BigLearn-EM on Dask.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_demo(sub):
     demo = sub.add_parser(
         "demo",
         help="plain EM vs BigLearn-EM on the paper's 25-component simulation, on a LocalCluster",
@@ -120,16 +112,3 @@ def build_parser() -> argparse.ArgumentParser:
                       help="serve the Dask dashboard at this address, e.g. :8787")
     demo.add_argument("-v", "--verbose", action="store_true", help="log progress")
     demo.set_defaults(func=run_demo)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-        logging.getLogger("dask_biglearn").setLevel(logging.INFO)
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The command line, ``dask-biglearn``: thin commands, io -> estimator -> io.
+
+``make-data``, ``fit``, ``predict``, ``info`` and ``demo``. Exit codes: 0 on success, 2 for bad
+arguments (argparse's), 1 with one line on stderr for anything else that stops a command (an
+unreadable store, a file that is not ours, a scheduler that cannot be reached or is lost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .commands import add_fit, add_info, add_make_data, add_predict
+from .demo_grid import add_demo
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dask-biglearn",
+        description="Gaussian mixtures fitted with BigLearn-EM on Dask.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_make_data(sub)
+    add_fit(sub)
+    add_predict(sub)
+    add_info(sub)
+    add_demo(sub)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+        logging.getLogger("dask_biglearn").setLevel(logging.INFO)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("dask-biglearn: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback from deep inside
+        from distributed.comm.core import CommClosedError
+
+        kind = ("lost the Dask scheduler: " if isinstance(exc, CommClosedError) else "")
+        print(f"dask-biglearn {args.command}: error: {kind}{_one_line(exc)}", file=sys.stderr)
+        if logging.getLogger("dask_biglearn").isEnabledFor(logging.DEBUG):
+            raise
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Where a command computes: a running scheduler (address or scheduler file, with TLS if
+asked) or an embedded ``LocalCluster``."""
+
+from __future__ import annotations
+
+import contextlib
+
+
+def add_cluster_options(parser, *, memory_limit_default="auto"):
+    group = parser.add_argument_group("cluster (default: an embedded LocalCluster)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
+    where.add_argument("--scheduler-file", metavar="FILE",
+                       help="the scheduler file a running scheduler wrote")
+    group.add_argument("--n-workers", type=int, default=2,
+                       help="workers of the embedded LocalCluster (one thread each)")
+    group.add_argument("--memory-limit", default=memory_limit_default,
+                       help="memory limit per embedded worker, e.g. 600MB")
+    group.add_argument("--dashboard-address", default=":0",
+                       help="dashboard of the embedded cluster (:0 picks a free port)")
+    group.add_argument("--tls-ca-file", metavar="FILE", help="CA certificate (PEM)")
+    group.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM)")
+    group.add_argument("--tls-key", metavar="FILE", help="this client's private key (PEM)")
+    group.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="give up reaching the scheduler after this long")
+
+
+def security_of(args):
+    """A ``distributed.Security`` from the ``--tls-*`` options, or None (the Dask
+    configuration's, if any, then applies)."""
+    given = [args.tls_ca_file, args.tls_cert, args.tls_key]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("--tls-ca-file, --tls-cert and --tls-key go together.")
+    from distributed import Security
+
+    return Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert,
+                    tls_client_key=args.tls_key, require_encryption=True)
+
+
+@contextlib.contextmanager
+def connect(args, log=print):
+    """A ``distributed.Client`` as ``args`` ask, closed (with any embedded cluster) on exit."""
+    from distributed import Client, LocalCluster
+
+    security = security_of(args)
+    extra = {} if security is None else {"security": security}
+    if args.scheduler or args.scheduler_file:
+        target = ({"address": args.scheduler} if args.scheduler
+                  else {"scheduler_file": args.scheduler_file})
+        try:
+            client = Client(**target, timeout=args.connect_timeout, **extra)
+        except (OSError, TimeoutError) as exc:
+            where = args.scheduler or args.scheduler_file
+            raise ConnectionError(f"cannot reach the Dask scheduler at {where} ({exc})") from None
+        with client:
+            log(f"Scheduler {client.scheduler.address}; dashboard {client.dashboard_link}")
+            yield client
+        return
+    with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
+                      memory_limit=args.memory_limit, dashboard_address=args.dashboard_address,
+                      worker_dashboard_address=None) as cluster, Client(cluster) as client:
+        log(f"LocalCluster: {args.n_workers} workers x 1 thread, memory limit "
+            f"{args.memory_limit}; dashboard {client.dashboard_link}")
+        yield client
