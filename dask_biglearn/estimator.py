@@ -522,8 +522,11 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         by less than ``refine_tol``; the best refined start is returned. 0: none (the
         paper's algorithm). With ``sample_size``, the same refinement on the sample, and
         then on the full data from the best model.
-    refine_tol : float, default=1e-6
-        The tolerance of the refinement.
+    refine_tol : float, default=1e-3
+        The tolerance of the refinement (and of the warm-up and the moves' polish):
+        scikit-learn's ``tol``. ``bench_quality.py`` measured 1e-3 against 1e-6: the same
+        modes or more (all of them on d2-k10-imbalanced in 10/10 seeds, not 9/10), the same
+        test KL, 10-30 % less time.
     n_init : int, default=10
         Independent starts; the one with the best ``lower_bound_`` is kept. They advance
         together: each pass over the data computes every start's statistics (on Dask, one
@@ -578,7 +581,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
-                 n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-6, n_init=10,
+                 n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
                  random_state=None, split_every=None, callbacks=None, verbose=0):
         self.n_components = n_components

@@ -16,6 +16,7 @@ from ..config import compiled_kernels
 from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec, pass_stats_batch
 from ..kernels.sampling import (
+    candidate_fraction,
     combine_samples,
     in_index_order,
     rows_below_threshold,
@@ -247,11 +248,19 @@ class DaskEngine(EngineBase):
     def take_sample(self, size: int, seed: int) -> np.ndarray:
         """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
         order, float64: one pass, whatever the chunking (see
-        :mod:`~dask_biglearn.kernels.sampling`)."""
-        graph, keys = self._reduction_graph(f"{self._name}-sample-{next(self._passes)}",
-                                            sample_blocks, (int(seed), int(size)),
-                                            combine_samples, with_offsets=True)
-        return in_index_order(combine_samples(self._compute(graph, keys)))
+        :mod:`~dask_biglearn.kernels.sampling`). Each chunk sends only its candidates below
+        :func:`~dask_biglearn.kernels.sampling.candidate_fraction`, so the pass holds about
+        ``size`` rows in all; in the (vanishingly rare) case that fewer than ``size`` rows
+        fall below it, a second pass keeps every candidate."""
+        fraction = candidate_fraction(size, self.n_samples)
+        while True:
+            graph, keys = self._reduction_graph(
+                f"{self._name}-sample-{next(self._passes)}", sample_blocks,
+                (int(seed), int(size), fraction), combine_samples, with_offsets=True)
+            sample = combine_samples(self._compute(graph, keys))
+            if len(sample.keys) >= min(size, self.n_samples) or fraction >= 1.0:
+                return in_index_order(sample)
+            fraction = 1.0
 
     def persisted_sample(self, size: int, seed: int):
         """About ``size`` rows chosen by their global index and ``seed``

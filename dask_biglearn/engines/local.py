@@ -71,6 +71,7 @@ class InProcessEngine(EngineBase):
         self.n_data_passes += 1
         if size >= self.n_samples:
             return np.asarray(self.X, dtype=np.float64)
+        # One block: its ``size`` smallest keys, the same rows as the Dask engine's pass.
         return in_index_order(sample_blocks([self.X], [0], int(seed), int(size)))
 
     def close(self) -> None:

@@ -65,16 +65,29 @@ class RowSample:
         return RowSample(self.keys[keep], self.index[keep], self.rows[keep], self.size)
 
 
-def sample_blocks(blocks, offsets, seed: int, size: int) -> RowSample:
-    """The sample's rows among ``blocks``, whose first rows have global indices ``offsets``."""
+def candidate_fraction(size: int, n_rows: int) -> float:
+    """A key threshold (as a fraction of the key range) below which, with overwhelming
+    probability, at least ``size`` of ``n_rows`` rows fall: the expected ``size / n_rows``
+    plus ten binomial standard deviations. Blocks keep only their rows below it, so a
+    sample pass holds about ``size`` rows in all, not ``size`` per block."""
+    if size >= n_rows:
+        return 1.0
+    p = size / n_rows
+    return min(1.0, p + 10.0 * np.sqrt(p * (1 - p) / n_rows) + 10.0 / n_rows)
+
+
+def sample_blocks(blocks, offsets, seed: int, size: int, fraction: float = 1.0) -> RowSample:
+    """The sample's rows among ``blocks``, whose first rows have global indices ``offsets``:
+    each block's ``size`` smallest keys among those below ``fraction`` of the key range
+    (:func:`candidate_fraction`; 1 keeps every candidate)."""
     parts = []
     n_features = blocks[0].shape[1] if blocks else 0
+    threshold = key_threshold(fraction) if fraction < 1.0 else None
     for X, offset in zip(blocks, offsets, strict=True):
         keys = row_keys(offset, offset + X.shape[0], seed)
-        if len(keys) > size:
-            local = np.argpartition(keys, size - 1)[:size] if size else np.array([], int)
-        else:
-            local = np.arange(len(keys))
+        local = np.arange(len(keys)) if threshold is None else np.flatnonzero(keys < threshold)
+        if len(local) > size:
+            local = local[np.argpartition(keys[local], size - 1)[:size]] if size else local[:0]
         parts.append(RowSample(keys[local], offset + local.astype(np.int64),
                                np.asarray(X[local], dtype=np.float64), size))
     if not parts:

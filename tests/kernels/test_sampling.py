@@ -50,3 +50,19 @@ def test_samples_are_uniform():
         counts[sample_blocks([np.arange(100.0)[:, None]], [0], seed, 10).index] += 1
     assert abs(counts.mean() / 3000 - 0.1) < 1e-12
     assert counts.min() > 240 and counts.max() < 360  # 300 +- 3.5 sigma
+
+
+def test_candidates_below_the_threshold_give_the_same_sample_from_few_rows_per_block():
+    from dask_biglearn.kernels.sampling import candidate_fraction, combine_samples, sample_blocks
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(200_000, 2))
+    size, starts = 5_000, range(0, 200_000, 20_000)
+    fraction = candidate_fraction(size, len(X))
+    full = combine_samples([sample_blocks([X[s:s + 20_000]], [s], 3, size) for s in starts])
+    parts = [sample_blocks([X[s:s + 20_000]], [s], 3, size, fraction) for s in starts]
+    # each block sends about its share of the sample, not up to ``size`` rows
+    assert all(len(p.keys) < 1.5 * size * 20_000 / len(X) for p in parts)
+    limited = combine_samples(parts)
+    np.testing.assert_array_equal(np.sort(limited.index), np.sort(full.index))
+    assert candidate_fraction(10, 10) == 1.0
