@@ -6,7 +6,7 @@ from dask_biglearn.cli import build_parser, main
 
 
 def test_demo_runs_on_a_local_cluster(capsys):
-    assert main(["demo", "--seeds", "0", "--max-iter", "4", "--em-max-iter", "4"]) == 0
+    assert main(["demo", "--grid", "--seeds", "0", "--max-iter", "4", "--em-max-iter", "4"]) == 0
     out = capsys.readouterr().out
     assert "LocalCluster" in out
     assert "all 25 modes found: plain EM" in out
@@ -15,13 +15,26 @@ def test_demo_runs_on_a_local_cluster(capsys):
     assert float(em_kl) > 0 and 0 <= int(em_modes) <= 25 and 0 <= int(bl_modes) <= 25
 
 
+def test_the_main_demo_writes_fits_out_of_core_predicts_and_compares(capsys):
+    argv = ["demo", "--n-samples", "150000", "--n-features", "4", "--n-components", "6",
+            "--chunk-rows", "30000", "--subsample", "5000", "--em-max-iter", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Wrote" in out and "Predicted labels back to" in out
+    ours = next(line for line in out.splitlines() if line.startswith("BigLearnGaussianMixture"))
+    found, kl, passes = ours.split()[1], float(ours.split()[2]), int(ours.split()[3])
+    assert found == "6/6" and kl < 0.01 and passes <= 30
+    assert any(line.startswith("plain EM") for line in out.splitlines())
+    assert any(line.startswith("scikit-learn") for line in out.splitlines())
+
+
 def test_parser_requires_a_command():
     with pytest.raises(SystemExit):
         build_parser().parse_args([])
 
 
 def test_demo_on_a_running_scheduler(local_cluster, capsys):
-    argv = ["demo", "--seeds", "1", "--max-iter", "3", "--em-max-iter", "3",
+    argv = ["demo", "--grid", "--seeds", "1", "--max-iter", "3", "--em-max-iter", "3",
             "--scheduler-address", local_cluster.scheduler_address]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .commands import add_fit, add_info, add_make_data, add_predict
-from .demo_grid import add_demo
+from .demo import add_demo
 
 __all__ = ["build_parser", "main"]
 

@@ -4,6 +4,7 @@ asked) or an embedded ``LocalCluster``."""
 from __future__ import annotations
 
 import contextlib
+import logging
 
 
 def add_cluster_options(parser, *, memory_limit_default="auto"):
@@ -61,7 +62,8 @@ def connect(args, log=print):
         return
     with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
                       memory_limit=args.memory_limit, dashboard_address=args.dashboard_address,
-                      worker_dashboard_address=None) as cluster, Client(cluster) as client:
+                      worker_dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
         log(f"LocalCluster: {args.n_workers} workers x 1 thread, memory limit "
             f"{args.memory_limit}; dashboard {client.dashboard_link}")
         yield client

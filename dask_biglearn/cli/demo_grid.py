@@ -1,4 +1,4 @@
-"""``dask-biglearn demo``: the paper's simulation on a LocalCluster.
+"""``dask-biglearn demo --grid``: the paper's simulation on a LocalCluster.
 
 The demo fits the paper's 25-component 2-D simulation on an embedded ``LocalCluster``, with the
 training data as a chunked Dask array persisted on the workers, and prints plain EM against
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["add_demo", "run_demo"]
+__all__ = ["run_demo"]
 
 
 def _fit_seed(seed, X_train, X_test, args):
@@ -90,25 +90,3 @@ def run_demo(args) -> int:
           "> 0.02 lies within 0.5 of it)")
     print(f"done in {elapsed:.0f} s")
     return 0
-
-
-def add_demo(sub):
-    demo = sub.add_parser(
-        "demo",
-        help="plain EM vs BigLearn-EM on the paper's 25-component simulation, on a LocalCluster",
-    )
-    demo.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    demo.add_argument("--max-iter", type=int, default=300,
-                      help="BigLearn-EM outer iterations (default 300; the paper used 2000)")
-    demo.add_argument("--em-max-iter", type=int, default=300,
-                      help="plain EM iterations (default 300)")
-    demo.add_argument("--scheduler-address", default=None, metavar="ADDRESS",
-                      help="use a running Dask scheduler (e.g. tcp://host:8786) instead of "
-                      "starting a LocalCluster")
-    demo.add_argument("--n-workers", type=int, default=2,
-                      help="workers of the embedded LocalCluster")
-    demo.add_argument("--chunk-rows", type=int, default=1000)
-    demo.add_argument("--dashboard", default=None, metavar="ADDRESS",
-                      help="serve the Dask dashboard at this address, e.g. :8787")
-    demo.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    demo.set_defaults(func=run_demo)
