@@ -8,7 +8,9 @@ import logging
 
 
 def add_cluster_options(parser, *, memory_limit_default="auto"):
-    group = parser.add_argument_group("cluster (default: an embedded LocalCluster)")
+    group = parser.add_argument_group(
+        "cluster (default: the Dask setting scheduler-address, e.g. DASK_SCHEDULER_ADDRESS, "
+        "else an embedded LocalCluster)")
     where = group.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
@@ -44,10 +46,14 @@ def security_of(args):
 @contextlib.contextmanager
 def connect(args, log=print):
     """A ``distributed.Client`` as ``args`` ask, closed (with any embedded cluster) on exit."""
+    import dask.config
     from distributed import Client, LocalCluster
 
     security = security_of(args)
     extra = {} if security is None else {"security": security}
+    if not (args.scheduler or args.scheduler_file):
+        # DASK_SCHEDULER_ADDRESS (the Dask operator sets it in a DaskJob's pod)
+        args.scheduler = dask.config.get("scheduler-address", None)
     if args.scheduler or args.scheduler_file:
         target = ({"address": args.scheduler} if args.scheduler
                   else {"scheduler_file": args.scheduler_file})
