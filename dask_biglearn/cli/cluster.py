@@ -59,9 +59,12 @@ def connect(args, log=print):
                   else {"scheduler_file": args.scheduler_file})
         try:
             client = Client(**target, timeout=args.connect_timeout, **extra)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, TypeError, ValueError) as exc:
             where = args.scheduler or args.scheduler_file
-            raise ConnectionError(f"cannot reach the Dask scheduler at {where} ({exc})") from None
+            hint = (" (a TLS scheduler: give --tls-ca-file, --tls-cert and --tls-key)"
+                    if str(where).startswith("tls://") and security is None else "")
+            raise ConnectionError(f"cannot reach the Dask scheduler at {where}{hint}: "
+                                  f"{exc}") from None
         with client:
             log(f"Scheduler {client.scheduler.address}; dashboard {client.dashboard_link}")
             yield client
