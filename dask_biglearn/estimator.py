@@ -9,6 +9,7 @@ model runs the per-block kernels of :mod:`dask_biglearn.kernels.scoring`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from numbers import Integral
@@ -24,6 +25,7 @@ from .config import driver_sample_bytes
 from .engines import make_engine
 from .engines.local import InProcessEngine
 from .fit import FitSettings, best_state, finish_fits, refine, run_fits, start_states
+from .fit.journal import Journal
 from .fit.moves import MOVE_KINDS, MoveSettings, improve_by_moves
 from .fit.scalable import refine_on, sample_rows
 from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
@@ -87,6 +89,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_int("refine_max_iter", self.refine_max_iter, 0)
         check_real("refine_tol", self.refine_tol, 0.0)
         sample_rows(self.sample_size, 1, 1, 1)  # its errors before any pass
+        check_int("checkpoint_every", self.checkpoint_every, 1)
         if self.init_params not in INIT_METHODS:
             raise ValueError(
                 f"init_params must be one of {list(INIT_METHODS)}, got {self.init_params!r}."
@@ -138,7 +141,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         n_sample_rows = sample_rows(self.sample_size, n_samples, self.n_components,
                                     n_features)
         settings = self._fit_settings()
-        with verbosity(self.verbose), make_engine(X, split_every=self.split_every) as engine:
+        with verbosity(self.verbose), self._journal(X), make_engine(
+                X, split_every=self.split_every) as engine:
             rng = check_generator(self.random_state)
             if n_sample_rows is None:
                 candidates = self._explore(engine, rng, settings)
@@ -156,6 +160,17 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
                     "mean log-likelihood %.6f", self.n_data_passes_, self.bytes_read_ / 1e9,
                     self.n_sample_passes_, self.lower_bound_)
         return self
+
+    def _journal(self, X):
+        """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op."""
+        if self.checkpoint is None:
+            return contextlib.nullcontext()
+        from .io.models import hyper_parameters
+
+        params, _ = hyper_parameters(self, identity=True)
+        identity = {"estimator": type(self).__name__, "hyper_parameters": params,
+                    "shape": [int(n) for n in X.shape], "dtype": str(X.dtype)}
+        return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume)
 
     def _explore(self, engine, rng, settings):
         """The starts and the fit from them on ``engine``; returns the candidates of
@@ -374,6 +389,15 @@ _COMMON_PARAMS_DOC = """
         :class:`~dask_biglearn.model.FitState` of the fit (its ``params``, ``iteration``,
         ``lower_bounds``, best so far). A callback that returns a true value stops the fit,
         which then keeps what it has (see :mod:`dask_biglearn.fit.loop`).
+    checkpoint : path-like, default=None
+        Write the fit's state to this file (atomically; JSON and ``.npz``, never pickled)
+        every ``checkpoint_every`` iterations of each of its loops and when each ends
+        (:mod:`dask_biglearn.fit.journal`).
+    checkpoint_every : int, default=10
+    resume : bool, default=False
+        With ``checkpoint``: continue the fit that wrote it (same data, hyper-parameters and
+        seed, else an error) instead of starting afresh. The result is exactly that of a fit
+        never interrupted; ``n_data_passes_`` counts this run's passes.
     verbose : int, default=0
         1 logs progress at every check to the ``dask_biglearn`` logger at INFO, 2 also every
         iteration at DEBUG. A stderr handler is added if the logger has none.
@@ -437,7 +461,8 @@ class GaussianMixture(_BaseGaussianMixture):
                  covariance_floor=1e-6, init_params="random", weights_init=None,
                  means_init=None, precisions_init=None, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
-                 callbacks=None, verbose=0):
+                 callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
+                 verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -453,6 +478,9 @@ class GaussianMixture(_BaseGaussianMixture):
         self.random_state = random_state
         self.split_every = split_every
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
         self.verbose = verbose
 
     def _fit_settings(self):
@@ -583,7 +611,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
                  n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
-                 random_state=None, split_every=None, callbacks=None, verbose=0):
+                 random_state=None, split_every=None, callbacks=None, checkpoint=None,
+                 checkpoint_every=10, resume=False, verbose=0):
         self.n_components = n_components
         self.max_iter = max_iter
         self.n_inner_iter = n_inner_iter
@@ -608,6 +637,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         self.random_state = random_state
         self.split_every = split_every
         self.callbacks = callbacks
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
         self.verbose = verbose
 
     def _check_parameters(self):

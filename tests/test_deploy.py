@@ -174,3 +174,45 @@ def test_a_worker_killed_mid_fit_changes_nothing(local_processes, tmp_path):
     np.testing.assert_allclose(disturbed.covariances_, undisturbed.covariances_, rtol=0,
                                atol=1e-8)
     assert disturbed.n_iter_ == undisturbed.n_iter_
+
+
+def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp_path):
+    """``dask-biglearn fit`` against real processes, SIGKILLed once its checkpoint exists,
+    then started again with ``--resume``: the model equals an uninterrupted fit's."""
+    import sys
+
+    from dask_biglearn import load
+
+    sched = ["--scheduler-file", str(local_processes / "scheduler.json")]
+    store = tmp_path / "d.zarr"
+    assert main(["make-data", str(store), "--n-samples", "20000", "--n-features", "2",
+                 "--n-components", "6", "--chunk-rows", "5000", "--separation", "1.5",
+                 "--quiet", *sched]) == 0
+    fit = ["fit", str(store), "--n-components", "6", "--max-iter", "60", "--n-init", "3",
+           "--quiet", *sched]
+    assert main([*fit, "--model", str(tmp_path / "whole.dbl")]) == 0
+    checkpoint = tmp_path / "fit.ckpt"
+    argv = [sys.executable, "-m", "dask_biglearn.cli", *fit, "--model",
+            str(tmp_path / "resumed.dbl"), "--checkpoint", str(checkpoint),
+            "--checkpoint-every", "1"]
+    job = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.poll() is None:
+            if checkpoint.exists() and checkpoint.stat().st_size > 0:
+                time.sleep(1.0)  # some loops in
+                break
+            time.sleep(0.05)
+        assert job.poll() is None, "the fit ended before it could be killed"
+        os.kill(job.pid, signal.SIGKILL)
+        assert job.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert not (tmp_path / "resumed.dbl").exists()
+    assert main([*fit, "--model", str(tmp_path / "resumed.dbl"),
+                 "--checkpoint", str(checkpoint), "--checkpoint-every", "1", "--resume"]) == 0
+    whole, resumed = load(tmp_path / "whole.dbl"), load(tmp_path / "resumed.dbl")
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    np.testing.assert_array_equal(resumed.covariances_, whole.covariances_)
+    assert resumed.n_data_passes_ < whole.n_data_passes_

@@ -117,6 +117,12 @@ def add_fit(sub):
     p.add_argument("--covariance-floor", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", required=True, metavar="OUT", help="where the model goes")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="write the fit's state here as it goes")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
+                   help="iterations between checkpoints")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the fit that wrote --checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress, no log")
     p.add_argument("--json", action="store_true", help="print a JSON summary (only)")
     add_cluster_options(p)
@@ -146,7 +152,11 @@ def _estimator(args, progress):
             raise ValueError("--n-inner-iter applies to --method biglearn only.")
         cls = GaussianMixture
     params = {k: v for k, v in given.items() if v is not None}
-    return cls(args.n_components, random_state=args.seed, callbacks=progress, **params)
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume needs --checkpoint.")
+    return cls(args.n_components, random_state=args.seed, callbacks=progress,
+               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+               resume=args.resume, **params)
 
 
 def fit(args) -> int:

@@ -41,6 +41,7 @@ from ..algebra import (
 from ..kernels.passes import PassSpec
 from ..model import FitState, MixtureParams
 from ..projection import MATCHING_KINDS, MatchingSchedule, Projection
+from .journal import current_journal
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +274,11 @@ def run_fits(engine, states, settings: FitSettings,
     """
     callbacks = list(callbacks)
     started = time.perf_counter()
+    journal = current_journal()
+    if journal is not None:
+        loop_index, complete = journal.begin(states)
+        if complete:
+            return states
     active = [s for s in states if not s.finished]
     while True:
         done = [s for s in active if _is_done(s, settings)]
@@ -280,6 +286,8 @@ def run_fits(engine, states, settings: FitSettings,
             finish_fits(engine, done, settings, started)
             active = [s for s in active if not s.finished]
         if not active:
+            if journal is not None:
+                journal.complete(loop_index, states)
             return states
         projections = [_next_projection(settings, s.rng, engine.n_features) for s in active]
         params = [s.params for s in active]
@@ -298,6 +306,8 @@ def run_fits(engine, states, settings: FitSettings,
         if due:
             _check(engine, [s for s, _ in due], settings, [ll for _, ll in due], started)
             stop = _notify(callbacks, [s for s, _ in due], CHECK) or stop
+        if journal is not None:
+            journal.progress(loop_index, states, force=stop)
         if stop:
             return states
 

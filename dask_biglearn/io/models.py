@@ -34,22 +34,46 @@ def _estimator_classes():
     return {cls.__name__: cls for cls in (BigLearnGaussianMixture, GaussianMixture)}
 
 
-def model_document(estimator) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of a fitted estimator."""
-    from .. import __version__
+#: Hyper-parameters that do not change what a fit computes (left out of a checkpoint's
+#: identity).
+RUN_PARAMS = ("callbacks", "verbose", "split_every", "checkpoint", "checkpoint_every",
+              "resume")
+
+
+def hyper_parameters(estimator, *, identity=False):
+    """``(params, arrays)``: the JSON-able hyper-parameters (``"<array>"`` for an array,
+    which goes to ``arrays``). ``identity=True``: without :data:`RUN_PARAMS`, and arrays as
+    their SHA-256 (what a checkpoint checks)."""
+    import hashlib
 
     params, arrays = {}, {}
     for name, value in estimator.get_params(deep=False).items():
+        if identity and name in RUN_PARAMS:
+            continue
         if name == "callbacks" or name == "random_state" and not (value is None or isinstance(value, Integral)):
             value = None
         elif name in ARRAY_PARAMS and value is not None:
-            arrays[f"init/{name}"] = np.asarray(value, dtype=np.float64)
-            value = "<array>"
+            value = np.asarray(value, dtype=np.float64)
+            if identity:
+                value = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+            else:
+                arrays[f"init/{name}"] = value
+                value = "<array>"
         elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, np.integer):
             value = int(value)
+        elif isinstance(value, Path):
+            value = str(value)
         params[name] = value
+    return params, arrays
+
+
+def model_document(estimator) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a fitted estimator."""
+    from .. import __version__
+
+    params, arrays = hyper_parameters(estimator)
     fitted = {name: kind(getattr(estimator, name)) for name, kind in FITTED_SCALARS.items()
               if hasattr(estimator, name)}
     arrays.update(weights=np.asarray(estimator.weights_, np.float64),

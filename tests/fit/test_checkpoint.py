@@ -1,0 +1,81 @@
+"""Checkpoints: a fit SIGKILLed mid-way and resumed ends exactly where an uninterrupted one
+does, in every mode; a checkpoint of another fit is refused."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dask_biglearn import BigLearnGaussianMixture, GaussianMixture, datasets
+
+MODES = {
+    "biglearn-restarts": "BigLearnGaussianMixture(5, max_iter=80, n_init=4, random_state=3)",
+    "biglearn-scalable": ("BigLearnGaussianMixture(5, max_iter=60, n_init=3, sample_size=1500,"
+                          " random_state=3)"),
+    "em-restarts": "GaussianMixture(5, init_params='kmeans', n_init=4, tol=1e-8, "
+                   "max_iter=300, random_state=3)",
+}
+
+
+def _data():
+    truth = datasets.random_mixture(2, 5, separation=1.5, random_state=1)
+    return datasets.sample_mixture(*truth, 4000, random_state=2)[0]
+
+
+def _killed_fit(expression, checkpoint, kill_after):
+    """Run the fit in a child process that SIGKILLs itself after ``kill_after`` iterations
+    (with a checkpoint every 2)."""
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from dask_biglearn import BigLearnGaussianMixture, GaussianMixture, datasets
+        truth = datasets.random_mixture(2, 5, separation=1.5, random_state=1)
+        X = datasets.sample_mixture(*truth, 4000, random_state=2)[0]
+        seen = [0]
+        def die(state, event):
+            if event == "iteration":
+                seen[0] += 1
+                if seen[0] == {kill_after}:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        model = {expression}
+        model.set_params(checkpoint={str(checkpoint)!r}, checkpoint_every=2, callbacks=[die])
+        model.fit(X)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], timeout=300, check=False)
+    return done.returncode
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_fit_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, mode):
+    X = _data()
+    checkpoint = tmp_path / "fit.ckpt"
+    uninterrupted = eval(MODES[mode])
+    uninterrupted.fit(X)
+    assert _killed_fit(MODES[mode], checkpoint, kill_after=25) == -signal.SIGKILL
+    assert checkpoint.exists()
+    resumed = eval(MODES[mode])
+    resumed.set_params(checkpoint=checkpoint, resume=True)
+    resumed.fit(X)
+    np.testing.assert_array_equal(resumed.means_, uninterrupted.means_)
+    np.testing.assert_array_equal(resumed.covariances_, uninterrupted.covariances_)
+    np.testing.assert_array_equal(resumed.weights_, uninterrupted.weights_)
+    assert resumed.lower_bound_ == uninterrupted.lower_bound_
+    def passes(m):
+        return m.n_data_passes_ + m.n_sample_passes_
+
+    assert passes(resumed) < passes(uninterrupted)  # what the checkpoint held is not redone
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.ckpt"]  # no temporary left
+
+
+def test_a_checkpoint_of_another_fit_is_refused(tmp_path):
+    X = _data()
+    path = tmp_path / "c.ckpt"
+    GaussianMixture(3, checkpoint=path, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="another fit.*n_components"):
+        GaussianMixture(4, checkpoint=path, resume=True, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="another fit.*shape"):
+        GaussianMixture(3, checkpoint=path, resume=True, random_state=0).fit(X[:100])
+    BigLearnGaussianMixture(3, max_iter=5, checkpoint=path, random_state=0).fit(X)  # afresh
