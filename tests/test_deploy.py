@@ -216,3 +216,71 @@ def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp
     np.testing.assert_array_equal(resumed.means_, whole.means_)
     np.testing.assert_array_equal(resumed.covariances_, whole.covariances_)
     assert resumed.n_data_passes_ < whole.n_data_passes_
+
+
+def _start_cluster(folder):
+    subprocess.run([str(DEPLOY / "local" / "start-cluster.sh"), str(folder), "2", "2GiB"],
+                   check=True, timeout=60)
+    from distributed import Client
+
+    with Client(scheduler_file=str(folder / "scheduler.json"), timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    return _pids(folder)
+
+
+def _stop_cluster(folder, pids):
+    subprocess.run([str(DEPLOY / "local" / "stop-cluster.sh"), str(folder)], timeout=60,
+                   check=False)
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_lost_scheduler_ends_the_job_with_one_line_and_a_new_cluster_resumes_it(tmp_path):
+    import sys
+
+    from dask_biglearn import load
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    store, checkpoint = tmp_path / "d.zarr", tmp_path / "fit.ckpt"
+    fit = ["fit", str(store), "--n-components", "6", "--max-iter", "60", "--n-init", "3",
+           "--quiet"]
+    pids = _start_cluster(first)
+    try:
+        sched = ["--scheduler-file", str(first / "scheduler.json")]
+        assert main(["make-data", str(store), "--n-samples", "20000", "--n-features", "2",
+                     "--n-components", "6", "--chunk-rows", "5000", "--separation", "1.5",
+                     "--quiet", *sched]) == 0
+        assert main([*fit, *sched, "--model", str(tmp_path / "whole.dbl")]) == 0
+        job = subprocess.Popen([sys.executable, "-m", "dask_biglearn.cli", *fit, *sched,
+                                "--model", str(tmp_path / "m.dbl"), "--checkpoint",
+                                str(checkpoint), "--checkpoint-every", "1",
+                                "--connect-timeout", "5"],
+                               stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert job.poll() is None
+        os.kill(pids["scheduler.pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        try:
+            _, err = job.communicate(timeout=90)
+        finally:
+            if job.poll() is None:
+                job.kill()
+        assert time.monotonic() - killed_at < 60  # the reconnection timeout, 5 s, and exit
+        assert job.returncode == 1
+        assert "lost the Dask scheduler" in err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+        assert not (tmp_path / "m.dbl").exists()
+    finally:
+        _stop_cluster(first, pids)
+    pids = _start_cluster(second)
+    try:
+        assert main([*fit, "--scheduler-file", str(second / "scheduler.json"), "--model",
+                     str(tmp_path / "m.dbl"), "--checkpoint", str(checkpoint), "--resume"]) == 0
+    finally:
+        _stop_cluster(second, pids)
+    np.testing.assert_array_equal(load(tmp_path / "m.dbl").means_,
+                                  load(tmp_path / "whole.dbl").means_)

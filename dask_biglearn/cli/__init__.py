@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from .cluster import SchedulerLostError
 from .commands import add_fit, add_info, add_make_data, add_predict
 from .demo import add_demo
 
@@ -42,6 +43,14 @@ def main(argv=None) -> int:
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
         logging.getLogger("dask_biglearn").setLevel(logging.INFO)
+    if getattr(args, "quiet", False) or getattr(args, "json", False):
+        logging.getLogger("dask_biglearn").addHandler(logging.NullHandler())  # one line only
+    if not getattr(args, "verbose", False):
+        # distributed logs a traceback when the scheduler goes away; our one line says it.
+        # (Imported first: importing distributed sets its loggers' levels.)
+        import distributed  # noqa: F401
+
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -50,7 +59,9 @@ def main(argv=None) -> int:
     except Exception as exc:  # one line, never a traceback from deep inside
         from distributed.comm.core import CommClosedError
 
-        kind = ("lost the Dask scheduler: " if isinstance(exc, CommClosedError) else "")
+        lost = (isinstance(exc, CommClosedError) or "scheduler-connection-lost" in str(exc)
+                ) and not isinstance(exc, SchedulerLostError)
+        kind = "lost the Dask scheduler: " if lost else ""
         print(f"dask-biglearn {args.command}: error: {kind}{_one_line(exc)}", file=sys.stderr)
         if logging.getLogger("dask_biglearn").isEnabledFor(logging.DEBUG):
             raise

@@ -7,6 +7,10 @@ import contextlib
 import logging
 
 
+class SchedulerLostError(ConnectionError):
+    """The scheduler went away during a command."""
+
+
 def add_cluster_options(parser, *, memory_limit_default="auto"):
     group = parser.add_argument_group(
         "cluster (default: the Dask setting scheduler-address, e.g. DASK_SCHEDULER_ADDRESS, "
@@ -67,7 +71,14 @@ def connect(args, log=print):
                                   f"{exc}") from None
         with client:
             log(f"Scheduler {client.scheduler.address}; dashboard {client.dashboard_link}")
-            yield client
+            try:
+                yield client
+            except Exception as exc:
+                if client.status != "running":
+                    where = args.scheduler or args.scheduler_file
+                    raise SchedulerLostError(f"lost the Dask scheduler at {where} "
+                                             f"({type(exc).__name__})") from None
+                raise
         return
     with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
                       memory_limit=args.memory_limit, dashboard_address=args.dashboard_address,
