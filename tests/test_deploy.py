@@ -284,3 +284,48 @@ def test_a_lost_scheduler_ends_the_job_with_one_line_and_a_new_cluster_resumes_i
         _stop_cluster(second, pids)
     np.testing.assert_array_equal(load(tmp_path / "m.dbl").means_,
                                   load(tmp_path / "whole.dbl").means_)
+
+
+def test_a_worker_killed_mid_fit_on_the_actor_route_changes_nothing(local_processes):
+    """Small persisted data: passes go to one actor per worker. SIGKILL one worker during
+    the fit: the fit warns, goes on through the scheduler (which recomputes the lost
+    chunks) and ends with the undisturbed fit's parameters."""
+    import dask.array as da
+    from distributed import Client
+
+    from dask_biglearn import GaussianMixture, datasets
+
+    truth = datasets.random_mixture(3, 4, separation=3.0, random_state=5)
+    X, _ = datasets.sample_mixture(*truth, 20_000, random_state=6)
+    make = lambda callbacks=(): GaussianMixture(4, init_params="kmeans", max_iter=8, tol=0.0,
+                                                random_state=0, callbacks=list(callbacks))
+    undisturbed = make().fit(X)
+    with Client(scheduler_file=str(local_processes / "scheduler.json")) as client:
+        lazy = da.from_array(X, chunks=(2_000, 3))
+        worker_pids = client.run(os.getpid)
+        victim = min(worker_pids)
+        routes, killed = [], []
+
+        def kill_at_third_iteration(state, event):
+            if event == "iteration" and state.iteration == 3 and not killed:
+                os.kill(worker_pids[victim], signal.SIGKILL)
+                killed.append(victim)
+
+        from dask_biglearn.engines import dask as dask_engine
+
+        original = dask_engine.DaskEngine.run_passes
+
+        def recording(self, specs):
+            routes.append(self.route)
+            return original(self, specs)
+
+        dask_engine.DaskEngine.run_passes = recording
+        try:
+            disturbed = make([kill_at_third_iteration]).fit(lazy)
+        finally:
+            dask_engine.DaskEngine.run_passes = original
+        assert killed and routes[0] == "actors" and routes[-1] == "tasks"
+        client.wait_for_workers(2, timeout=60)
+    np.testing.assert_allclose(disturbed.means_, undisturbed.means_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(disturbed.covariances_, undisturbed.covariances_, rtol=0,
+                               atol=1e-8)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dask_biglearn as db
+from dask_biglearn.cli import main
 from dask_biglearn.io import ModelFileError
 from dask_biglearn.io.files import ARRAYS_NAME, META_NAME, write_archive
 
@@ -140,7 +141,7 @@ def test_missing_files_and_directories_are_named(tmp_path):
             db.load(path)
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_files_raise_only_our_error(model_bytes, tmp_path, data):
@@ -165,3 +166,4 @@ def test_fuzzed_files_raise_only_our_error(model_bytes, tmp_path, data):
         db.load(path)
     except ModelFileError:
         pass
+    assert main(["info", str(path)]) in (0, 1)  # never a traceback: 0, or one error line
