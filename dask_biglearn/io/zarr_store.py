@@ -68,6 +68,8 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
         raise
     except (zarr.errors.BaseZarrError, OSError, ValueError, KeyError, TypeError,
             RuntimeError, ImportError) as exc:  # unreadable metadata, unknown protocols
+        if any(u in str(exc).lower() for u in UNSAFE_CODECS):
+            raise StoreError(f"{url}: its codecs would unpickle data; refused.") from None
         raise StoreError(f"{url}: not a readable Zarr store ({type(exc).__name__}: "
                          f"{exc}).") from None
     if node.ndim != 2:

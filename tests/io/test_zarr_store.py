@@ -27,6 +27,8 @@ def test_a_group_s_array_opens_lazily_chunked_by_rows(store, tmp_path):
     zarr.create_array(str(bare), shape=X.shape, chunks=(1000, 1), dtype="f4")[:] = X
     Xb = open_zarr_array(bare)
     assert Xb.numblocks == (3, 1) and Xb.dtype == np.float32
+    # an fsspec URL
+    np.testing.assert_array_equal(open_zarr_array(f"file://{path}").compute(), X)
 
 
 def _make(tmp_path, name, **kw):
@@ -40,7 +42,16 @@ def _group(path):
     return path
 
 
+def _pickled(path):
+    import numcodecs
+
+    zarr.create_array(str(path), shape=(10, 2), dtype="f8", zarr_format=2,
+                      filters=[numcodecs.Pickle()])[:] = np.ones((10, 2))
+    return path
+
+
 BAD_STORES = {
+    "pickle codec": lambda t: (_pickled(t / "p.zarr"), None, "unpickle"),
     "missing": lambda t: (t / "nope.zarr", None, "no such store"),
     "not zarr": lambda t: ((t / "plain").mkdir() or t / "plain", None, "not a readable"),
     "1-D": lambda t: (_make(t, "a.zarr", shape=(10,), dtype="f8"), None, "2-D"),
