@@ -2,7 +2,7 @@
 
 ``BigLearnGaussianMixture(..., callbacks=[ProgressBar()])`` shows, per phase of the fit
 (warm-up, explore, refine, move, refine-full), the iterations done, the last joint mean
-log-likelihood and the iterations per second. It uses :mod:`tqdm.auto`: a widget in Jupyter,
+log-likelihood and the passes per second. It uses :mod:`tqdm.auto`: a widget in Jupyter,
 a text bar on a terminal. With several starts advancing together it follows the first.
 """
 
@@ -26,12 +26,15 @@ class ProgressBar:
         Where a text bar goes (stderr by default).
     mininterval : float, default=0.1
         Seconds between redraws.
+    n_inner_iter : int, default=5
+        Passes per outer iteration of BigLearn-EM's exploration (every other phase makes one
+        per iteration): the bar shows passes per second from it.
     """
 
     def __init__(self, total: int | None = None, disable: bool | None = None, file=None,
-                 mininterval: float = 0.1):
+                 mininterval: float = 0.1, n_inner_iter: int = 5):
         self.total, self.disable, self.file = total, disable, file
-        self.mininterval = mininterval
+        self.mininterval, self.n_inner_iter = mininterval, n_inner_iter
         self._bar, self._phase, self._restart = None, None, None
         self._started = time.perf_counter()
 
@@ -53,9 +56,11 @@ class ProgressBar:
         if event == "iteration":
             self._bar.update(state.iteration - self._bar.n)
         if state.lower_bounds:
-            rate = state.iteration / max(time.perf_counter() - self._started, 1e-9)
+            per_iteration = self.n_inner_iter if state.phase == "explore" else 1
+            rate = (state.iteration * per_iteration
+                    / max(time.perf_counter() - self._started, 1e-9))
             self._bar.set_postfix(loglik=f"{state.lower_bounds[-1]:.5f}",
-                                  it_per_s=f"{rate:.1f}", refresh=self.mininterval == 0)
+                                  passes_per_s=f"{rate:.1f}", refresh=self.mininterval == 0)
         return
 
     def close(self):

@@ -170,7 +170,7 @@ def fit(args) -> int:
         raise ValueError(f"--n-components {args.n_components} is larger than the store's "
                          f"{X.shape[0]} rows.")
     show = not (args.quiet or args.json) and sys.stderr.isatty()
-    bar = ProgressBar(disable=not show)
+    bar = ProgressBar(disable=not show, n_inner_iter=args.n_inner_iter or 5)
     model = _estimator(args, [bar])
     say(f"Fitting {type(model).__name__}(n_components={args.n_components}) to {args.store} "
         f"{X.shape} {X.dtype} in {len(X.chunks[0])} chunks")
