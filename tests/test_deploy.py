@@ -17,6 +17,14 @@ from dask_biglearn.cli import build_parser, main
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
+def same_arithmetic_env():
+    """A child driver that computes as this one does: the same kernels (this process's
+    choice, read once, which an earlier test's configuration may have made)."""
+    from dask_biglearn.config import compiled_kernels
+
+    return {**os.environ, "DASK_BIGLEARN_NUMBA": "1" if compiled_kernels() else "0"}
+
+
 def _commands(node):
     """Every list of strings under a ``command`` or ``args`` key."""
     if isinstance(node, dict):
@@ -195,7 +203,7 @@ def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp
     argv = [sys.executable, "-m", "dask_biglearn.cli", *fit, "--model",
             str(tmp_path / "resumed.dbl"), "--checkpoint", str(checkpoint),
             "--checkpoint-every", "1"]
-    job = subprocess.Popen(argv)
+    job = subprocess.Popen(argv, env=same_arithmetic_env())
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and job.poll() is None:
@@ -256,7 +264,7 @@ def test_a_lost_scheduler_ends_the_job_with_one_line_and_a_new_cluster_resumes_i
                                 "--model", str(tmp_path / "m.dbl"), "--checkpoint",
                                 str(checkpoint), "--checkpoint-every", "1",
                                 "--connect-timeout", "5"],
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, env=same_arithmetic_env())
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and time.monotonic() < deadline and job.poll() is None:
             time.sleep(0.05)

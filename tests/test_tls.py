@@ -56,7 +56,7 @@ def test_the_command_line_takes_tls_options_and_a_client_without_them_is_refused
                  "--model", str(tmp_path / "m.dbl"), "--json", *tls]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["n_samples"] == 5000
     with pytest.raises(Exception):
-        Client(cluster.scheduler_address, timeout=3)
+        Client(cluster.scheduler_address, timeout=3, set_as_default=False)
     code = main(["fit", str(store), "--n-components", "2", "--model",
                  str(tmp_path / "no.dbl"), "--scheduler", cluster.scheduler_address,
                  "--connect-timeout", "3"])

@@ -33,6 +33,20 @@ def add_cluster_options(parser, *, memory_limit_default="auto"):
                        help="give up reaching the scheduler after this long")
 
 
+def _forget_failed_default_client():
+    """A Client that failed to connect has already made itself the process's default (Dask
+    would then send later work to a scheduler that is not there): undo that."""
+    try:
+        from distributed.client import _del_global_client, _global_clients
+    except ImportError:  # pragma: no cover - distributed's layout changed
+        return
+    for client in list(_global_clients.values()):
+        if client.status != "running":
+            _del_global_client(client)
+            with contextlib.suppress(Exception):
+                client.close(timeout=1)
+
+
 def security_of(args):
     """A ``distributed.Security`` from the ``--tls-*`` options, or None (the Dask
     configuration's, if any, then applies)."""
@@ -64,6 +78,7 @@ def connect(args, log=print):
         try:
             client = Client(**target, timeout=args.connect_timeout, **extra)
         except (OSError, TimeoutError, TypeError, ValueError) as exc:
+            _forget_failed_default_client()
             where = args.scheduler or args.scheduler_file
             hint = (" (a TLS scheduler: give --tls-ca-file, --tls-cert and --tls-key)"
                     if str(where).startswith("tls://") and security is None else "")

@@ -1,6 +1,7 @@
 """Checkpoints: a fit SIGKILLed mid-way and resumed ends exactly where an uninterrupted one
 does, in every mode; a checkpoint of another fit is refused."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,15 @@ MODES = {
     "em-restarts": "GaussianMixture(5, init_params='kmeans', n_init=4, tol=1e-8, "
                    "max_iter=300, random_state=3)",
 }
+
+
+def same_arithmetic_env():
+    """A child's environment that computes as this process does, bit for bit: the same
+    kernels (compiled or not: this process's choice, read once) and one BLAS thread."""
+    from dask_biglearn.config import compiled_kernels
+
+    return {**os.environ, "DASK_BIGLEARN_NUMBA": "1" if compiled_kernels() else "0",
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _data():
@@ -44,21 +54,26 @@ def _killed_fit(expression, checkpoint, kill_after):
         model.set_params(checkpoint={str(checkpoint)!r}, checkpoint_every=2, callbacks=[die])
         model.fit(X)
     """)
-    done = subprocess.run([sys.executable, "-c", script], timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-c", script], timeout=300, check=False,
+                          env=same_arithmetic_env())
     return done.returncode
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_a_fit_killed_and_resumed_ends_as_an_uninterrupted_one(tmp_path, mode):
+    from threadpoolctl import threadpool_limits
+
     X = _data()
     checkpoint = tmp_path / "fit.ckpt"
     uninterrupted = eval(MODES[mode])
-    uninterrupted.fit(X)
+    with threadpool_limits(1):
+        uninterrupted.fit(X)
     assert _killed_fit(MODES[mode], checkpoint, kill_after=25) == -signal.SIGKILL
     assert checkpoint.exists()
     resumed = eval(MODES[mode])
     resumed.set_params(checkpoint=checkpoint, resume=True)
-    resumed.fit(X)
+    with threadpool_limits(1):
+        resumed.fit(X)
     np.testing.assert_array_equal(resumed.means_, uninterrupted.means_)
     np.testing.assert_array_equal(resumed.covariances_, uninterrupted.covariances_)
     np.testing.assert_array_equal(resumed.weights_, uninterrupted.weights_)
