@@ -221,8 +221,11 @@ def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp
     assert main([*fit, "--model", str(tmp_path / "resumed.dbl"),
                  "--checkpoint", str(checkpoint), "--checkpoint-every", "1", "--resume"]) == 0
     whole, resumed = load(tmp_path / "whole.dbl"), load(tmp_path / "resumed.dbl")
-    np.testing.assert_array_equal(resumed.means_, whole.means_)
-    np.testing.assert_array_equal(resumed.covariances_, whole.covariances_)
+    # Small data is persisted and summed per worker: where the scheduler put each chunk
+    # changes the order of the sums, so two runs agree to rounding, not bit for bit (the
+    # in-process resume of tests/fit/test_checkpoint.py is bit for bit).
+    np.testing.assert_allclose(resumed.means_, whole.means_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(resumed.covariances_, whole.covariances_, rtol=0, atol=1e-10)
     assert resumed.n_data_passes_ < whole.n_data_passes_
 
 
@@ -290,8 +293,8 @@ def test_a_lost_scheduler_ends_the_job_with_one_line_and_a_new_cluster_resumes_i
                      str(tmp_path / "m.dbl"), "--checkpoint", str(checkpoint), "--resume"]) == 0
     finally:
         _stop_cluster(second, pids)
-    np.testing.assert_array_equal(load(tmp_path / "m.dbl").means_,
-                                  load(tmp_path / "whole.dbl").means_)
+    np.testing.assert_allclose(load(tmp_path / "m.dbl").means_,
+                               load(tmp_path / "whole.dbl").means_, rtol=0, atol=1e-10)
 
 
 def test_a_worker_killed_mid_fit_on_the_actor_route_changes_nothing(local_processes):
