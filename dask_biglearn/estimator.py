@@ -203,7 +203,6 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         if not refined.finished:
             finish_fits(engine, [refined], full)
         main = next(main for main, result in candidates if result is explored)
-        self._sample_lower_bound = explored.best_lower_bound
         return [(main, refined)]
 
     def _run(self, engine, starts, settings, sample=None):

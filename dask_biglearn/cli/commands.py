@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,13 @@ from .cluster import add_cluster_options, connect
 def _say(args):
     quiet = getattr(args, "quiet", False) or getattr(args, "json", False)
     return (lambda *a, **k: None) if quiet else (lambda *a, **k: print(*a, **k, flush=True))
+
+
+def _add_store_options(p):
+    p.add_argument("store", metavar="STORE", help="Zarr store (path or fsspec URL)")
+    p.add_argument("--array", default=None, help="the array inside a group (default X)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an fsspec storage option (repeatable)")
 
 
 def _positive_int(text):
@@ -63,33 +68,25 @@ def make_data(args) -> int:
     import zarr
 
     from ..datasets import lazy_mixture, random_mixture
+    from ..io.zarr_store import staged_group
 
     say = _say(args)
     out = Path(args.out)
-    if out.exists():
-        raise FileExistsError(f"{out} exists: remove it or choose another output.")
     if args.n_components > args.n_samples:
         raise ValueError("--n-components is larger than --n-samples.")
     truth = random_mixture(args.n_features, args.n_components, separation=args.separation,
                            random_state=args.seed)
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     started = time.perf_counter()
-    try:
-        with connect(args, log=say):
-            X, labels = lazy_mixture(*truth, args.n_samples, args.chunk_rows, seed=args.seed,
-                                     dtype=args.dtype)
-            group = zarr.open_group(str(staging), mode="w")
-            for name, value in zip(("weights", "means", "covariances"), truth, strict=True):
-                group.create_array(name, data=np.asarray(value, dtype=np.float64))
-            group.attrs.update({"generator": "dask_biglearn.datasets.random_mixture",
-                                "seed": args.seed, "separation": args.separation})
-            da.compute(da.to_zarr(X, str(staging), component="X", mode="w", compute=False),
-                       da.to_zarr(labels, str(staging), component="labels", mode="w",
-                                  compute=False))
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with connect(args, log=say), staged_group(out) as url:
+        X, labels = lazy_mixture(*truth, args.n_samples, args.chunk_rows, seed=args.seed,
+                                 dtype=args.dtype)
+        group = zarr.open_group(url, mode="a")
+        for name, value in zip(("weights", "means", "covariances"), truth, strict=True):
+            group.create_array(name, data=np.asarray(value, dtype=np.float64))
+        group.attrs.update({"generator": "dask_biglearn.datasets.random_mixture",
+                            "seed": args.seed, "separation": args.separation})
+        da.compute(da.to_zarr(X, url, component="X", mode="w", compute=False),
+                   da.to_zarr(labels, url, component="labels", mode="w", compute=False))
     say(f"Wrote {out}: X {X.shape} {args.dtype} in {len(X.chunks[0])} chunks "
         f"({X.nbytes / 1e9:.2f} GB), labels, weights, means, covariances "
         f"in {time.perf_counter() - started:.1f} s")
@@ -101,10 +98,7 @@ def make_data(args) -> int:
 
 def add_fit(sub):
     p = sub.add_parser("fit", help="fit a mixture to a Zarr array and save the model")
-    p.add_argument("store", metavar="STORE", help="Zarr store (path or fsspec URL)")
-    p.add_argument("--array", default=None, help="the array inside a group (default X)")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an fsspec storage option (repeatable)")
+    _add_store_options(p)
     p.add_argument("--n-components", type=_positive_int, required=True)
     p.add_argument("--method", choices=["biglearn", "em"], default="biglearn")
     p.add_argument("--max-iter", type=int, default=None)
@@ -204,9 +198,7 @@ def fit(args) -> int:
 def add_predict(sub):
     p = sub.add_parser("predict", help="write a model's predictions for a Zarr array to Zarr")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("--array", default=None)
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE")
+    _add_store_options(p)
     p.add_argument("--out", required=True, help="the Zarr group to create")
     p.add_argument("--log-likelihood", action="store_true",
                    help="also write the per-sample log-likelihood")

@@ -11,6 +11,7 @@ never a part.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -52,18 +53,10 @@ def write_archive(path, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def read_archive(path, kind: str) -> tuple[dict, dict[str, np.ndarray]]:

@@ -9,6 +9,7 @@ into place once complete: a failed write leaves nothing at the target.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -88,6 +89,31 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
     return X
 
 
+@contextlib.contextmanager
+def staged_group(out, storage_options=None):
+    """A new Zarr group for ``out``, yielded as the URL to write to: on a local path a
+    hidden group beside it, renamed into place when the block ends and removed if it fails,
+    so ``out`` holds a complete group or nothing (an existing ``out`` is refused). Remote
+    URLs are written in place."""
+    import zarr
+
+    local = _is_local(out)
+    target = _local_path(out) if local else None
+    if local and target.exists():
+        raise StoreError(f"{out} exists: remove it or choose another output.")
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp") if local else None
+    url = str(staging) if local else str(out)
+    try:
+        zarr.open_group(store=url, mode="w", storage_options=storage_options)
+        yield url
+        if local:
+            os.replace(staging, target)
+    except BaseException:
+        if local:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=False,
                       storage_options=None) -> list[str]:
     """Write ``labels`` (int64; and ``log_likelihood``, ``responsibilities`` on request) of
@@ -100,24 +126,8 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
         outputs["log_likelihood"] = model.score_samples(X)
     if responsibilities:
         outputs["responsibilities"] = model.predict_proba(X)
-    local = _is_local(out)
-    target = _local_path(out) if local else None
-    if local and target.exists():
-        raise StoreError(f"{out} exists: remove it or choose another output.")
-    staging = (target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp") if local
-               else None)
-    url = str(staging) if local else str(out)
-    try:
-        import zarr
-
-        zarr.open_group(store=url, mode="w", storage_options=storage_options)
+    with staged_group(out, storage_options) as url:
         da.compute(*[da.to_zarr(a, url, component=name, storage_options=storage_options,
                                 mode="w", compute=False)
                      for name, a in outputs.items()])
-        if local:
-            os.replace(staging, target)
-    except BaseException:
-        if local:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
     return list(outputs)
