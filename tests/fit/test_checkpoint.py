@@ -94,3 +94,36 @@ def test_a_checkpoint_of_another_fit_is_refused(tmp_path):
     with pytest.raises(ValueError, match="another fit.*shape"):
         GaussianMixture(3, checkpoint=path, resume=True, random_state=0).fit(X[:100])
     BigLearnGaussianMixture(3, max_iter=5, checkpoint=path, random_state=0).fit(X)  # afresh
+
+
+def _recorded():
+    """The checkpoints recorded before the fit program left the estimator, and the results of
+    their fits run uninterrupted then (``tests/data/make_old_checkpoints.py``)."""
+    import sys
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "data"
+    sys.path.insert(0, str(data))
+    from make_old_checkpoints import MODES, RESULTS, checkpoint_path
+
+    return MODES, np.load(RESULTS, allow_pickle=False), checkpoint_path
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_checkpoint_written_by_an_earlier_version_still_resumes(tmp_path, mode):
+    import shutil
+
+    from threadpoolctl import threadpool_limits
+
+    modes, results, checkpoint_path = _recorded()
+    checkpoint = tmp_path / "old.ckpt"
+    shutil.copyfile(checkpoint_path(mode), checkpoint)
+    resumed = eval(modes[mode])
+    resumed.set_params(checkpoint=checkpoint, resume=True)
+    with threadpool_limits(1):
+        resumed.fit(_data())
+    for name in ("weights", "means", "covariances"):
+        want = results[f"{mode}/{name}"]
+        np.testing.assert_allclose(getattr(resumed, f"{name}_"), want, rtol=0,
+                                   atol=1e-10 * max(1.0, np.abs(want).max()), err_msg=name)
+    assert abs(resumed.lower_bound_ - float(results[f"{mode}/lower_bound"])) < 1e-10
