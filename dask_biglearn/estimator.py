@@ -1,48 +1,57 @@
 """scikit-learn compatible estimators: BigLearn-EM and plain EM on NumPy and Dask arrays.
 
-An estimator checks its parameters and the input (:mod:`dask_biglearn.validation`), opens the
-engine for the data (:func:`dask_biglearn.engines.make_engine`: in-process for NumPy, a Dask
-graph for Dask arrays), draws the start (:mod:`dask_biglearn.initialization`), runs the fit
-loop (:mod:`dask_biglearn.fit`), closes the engine and stores the result. Scoring a fitted
-model runs the per-block kernels of :mod:`dask_biglearn.kernels.scoring`.
+The estimators are a shell around the fit program (:mod:`dask_biglearn.fit.plan`). ``fit``
+validates the parameters (declared in ``_parameter_constraints``) and the input
+(:mod:`dask_biglearn.validation`), turns the hyper-parameters into a
+:class:`~dask_biglearn.fit.plan.FitPlan`, opens the engine for the data
+(:func:`dask_biglearn.engines.make_engine`: in-process for NumPy, a Dask graph for Dask
+arrays), runs the plan and sets the fitted attributes from its result in one method,
+``_set_fitted``, which :func:`load_model` uses too. Scoring a fitted model runs the per-block
+kernels of :mod:`dask_biglearn.kernels.scoring`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import os
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .algebra import precision_cholesky
-from .config import driver_sample_bytes
+from .algebra import CholeskyError, precision_cholesky
 from .engines import make_engine
-from .engines.local import InProcessEngine
-from .fit import FitSettings, best_state, finish_fits, refine, run_fits, start_states
 from .fit.journal import Journal
-from .fit.moves import MOVE_KINDS, MoveSettings, improve_by_moves
-from .fit.scalable import refine_on, sample_rows
-from .initialization import INIT_METHODS, apply_user_init, init_sample, initial_params
+from .fit.loop import FitSettings
+from .fit.moves import MOVE_KINDS, MoveSettings
+from .fit.plan import FitPlan, FitResult, run_plan
+from .fit.scalable import sample_rows
+from .initialization import INIT_METHODS
+from .io.files import ModelFileError, require
+from .io.models import ModelDocument, jsonable_parameters, read_model, write_model
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
-from .model import FitState
+from .model import MixtureParams
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from .validation import (
+    Satisfies,
     check_array,
+    check_callbacks,
     check_generator,
-    check_int,
     check_n_samples,
-    check_real,
+    check_subset,
     is_dask_array,
 )
 from .verbosity import verbosity
 
-__all__ = ["PAPER_SETTINGS", "BigLearnGaussianMixture", "GaussianMixture"]
+__all__ = ["PAPER_SETTINGS", "BigLearnGaussianMixture", "GaussianMixture", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +75,26 @@ PAPER_SETTINGS = {
     "moves": (),
 }
 
+#: Hyper-parameters that do not change what a fit computes: left out of a checkpoint's
+#: identity.
+RUN_PARAMS = ("callbacks", "verbose", "split_every", "checkpoint", "checkpoint_every",
+              "resume")
+#: Hyper-parameters that are arrays when given.
+ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+
+def _matching_schedule(matching_probs, marginal_size_beta) -> MatchingSchedule:
+    probs = DEFAULT_MATCHING_PROBS if matching_probs is None else matching_probs
+    return MatchingSchedule(probs, marginal_size_beta)
+
+
+def _positive(n):
+    return Interval(Integral, n, None, closed="left")
+
+
+def _non_negative_real():
+    return Interval(Real, 0, None, closed="left")
+
 
 # ---------------------------------------------------------------------------------------------
 # Shared estimator machinery
@@ -73,49 +102,84 @@ PAPER_SETTINGS = {
 
 
 class _BaseGaussianMixture(DensityMixin, BaseEstimator):
-    """Validation, initialisation, prediction and scoring shared by both estimators.
+    """The fit shell, prediction, scoring and files shared by both estimators.
 
-    Subclasses provide ``_fit_settings()``.
+    Subclasses provide ``_fit_plan`` (the fit program their hyper-parameters ask for) and
+    name their extra fitted attributes in ``_fitted_types``.
     """
 
-    # ----- hyper-parameters -----------------------------------------------------------------
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [_positive(1)],
+        "max_iter": [_positive(0)],
+        "tol": [_non_negative_real()],
+        "n_init": [_positive(1)],
+        "covariance_floor": [Interval(Real, 0, None, closed="neither")],
+        "init_params": [StrOptions(set(INIT_METHODS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "sample_size": [None, StrOptions({"auto"}), _positive(1),
+                        Interval(RealNotInt, 0, 1, closed="right")],
+        "refine_max_iter": [_positive(0)],
+        "refine_tol": [_non_negative_real()],
+        "random_state": ["random_state", np.random.Generator],
+        "split_every": [None, _positive(2)],
+        "callbacks": [None, Satisfies(check_callbacks,
+                                      "None or a list of callables callback(state, event)")],
+        "checkpoint": [None, str, os.PathLike],
+        "checkpoint_every": [_positive(1)],
+        "resume": ["boolean"],
+        "verbose": ["verbose"],
+    }
 
-    def _check_parameters(self):
-        check_int("n_components", self.n_components, 1)
-        check_int("max_iter", self.max_iter, 0)
-        check_real("covariance_floor", self.covariance_floor, 0.0, strict=True)
-        check_real("tol", self.tol, 0.0)
-        check_int("n_init", self.n_init, 1)
-        check_int("refine_max_iter", self.refine_max_iter, 0)
-        check_real("refine_tol", self.refine_tol, 0.0)
-        sample_rows(self.sample_size, 1, 1, 1)  # its errors before any pass
-        check_int("checkpoint_every", self.checkpoint_every, 1)
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(
-                f"init_params must be one of {list(INIT_METHODS)}, got {self.init_params!r}."
-            )
-        if self.split_every is not None:
-            check_int("split_every", self.split_every, 2)
-        check_int("verbose", int(self.verbose) if isinstance(self.verbose, bool)
-                  else self.verbose, 0)
-        if self.callbacks is not None and not all(callable(c) for c in self.callbacks):
-            raise TypeError("callbacks must be a list of callables callback(state, event).")
+    #: Fitted attributes besides the parameters, and how each is stored.
+    _fitted_types: ClassVar[dict] = {
+        "lower_bound_": float, "lower_bounds_": lambda v: [float(x) for x in v],
+        "n_iter_": int, "converged_": bool, "n_data_passes_": int, "bytes_read_": int,
+        "n_sample_passes_": int,
+    }
 
-    # ----- fitting ---------------------------------------------------------------------------
+    def __init__(self, n_components, *, max_iter, tol, n_init, covariance_floor, init_params,
+                 weights_init, means_init, precisions_init, sample_size, refine_max_iter,
+                 refine_tol, random_state, split_every, callbacks, checkpoint,
+                 checkpoint_every, resume, verbose):
+        self.n_components = n_components
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.covariance_floor = covariance_floor
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.sample_size = sample_size
+        self.refine_max_iter = refine_max_iter
+        self.refine_tol = refine_tol
+        self.random_state = random_state
+        self.split_every = split_every
+        self.callbacks = callbacks
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+        self.verbose = verbose
 
-    def _initial_params(self, rng, engine, sample):
-        params = initial_params(self.init_params, rng, self.n_components, engine,
-                                self.covariance_floor, sample)
-        return apply_user_init(
-            params,
-            weights_init=self.weights_init,
-            means_init=self.means_init,
-            precisions_init=self.precisions_init,
-            covariance_floor=self.covariance_floor,
-        )
+    # ----- the fit ---------------------------------------------------------------------------
 
-    def _callbacks(self):
-        return list(self.callbacks or ())
+    def _em_settings(self) -> FitSettings:
+        """Plain EM of the refinements (and, for BigLearn-EM, the warm-up and the moves)."""
+        return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
+                                    covariance_floor=self.covariance_floor)
+
+    def _plan_common(self, n_samples: int, n_features: int) -> dict:
+        """The parts of the plan both estimators share."""
+        return {
+            "n_components": self.n_components, "init_params": self.init_params,
+            "n_init": self.n_init, "covariance_floor": self.covariance_floor,
+            "em": self._em_settings(),
+            "sample_rows": sample_rows(self.sample_size, n_samples, self.n_components,
+                                       n_features),
+            **{name: getattr(self, name) for name in ARRAY_PARAMS},
+        }
 
     def fit(self, X, y=None):
         """Fit the mixture to ``X``.
@@ -128,89 +192,81 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             persisted when it fits, spread over the workers, and small data is passed over
             through one actor per worker). Per-sample data never comes back to the driver,
             and what the fit placed on the cluster is released when it ends.
-        y : ignored
+        y : None
+            Ignored.
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
         """
-        self._check_parameters()
+        self._validate_params()
         X, _ = check_array(self, X, reset=True)
         n_samples, n_features = (int(s) for s in X.shape)
         check_n_samples(n_samples, self.n_components)
-        n_sample_rows = sample_rows(self.sample_size, n_samples, self.n_components,
-                                    n_features)
-        settings = self._fit_settings()
+        plan = self._fit_plan(n_samples, n_features)
         with verbosity(self.verbose), self._journal(X), make_engine(
                 X, split_every=self.split_every) as engine:
-            rng = check_generator(self.random_state)
-            if n_sample_rows is None:
-                candidates = self._explore(engine, rng, settings)
-                self.n_sample_passes_ = 0
-            else:
-                candidates = self._explore_sample_refine_data(engine, rng, settings,
-                                                              n_sample_rows)
-            self.n_data_passes_ = int(engine.n_data_passes)
-            self.bytes_read_ = int(engine.n_data_passes * X.nbytes)
-        result = best_state([result for _, result in candidates])
-        main = next(main for main, candidate in candidates if candidate is result)
-        self._warn_if_not_converged(main)
-        self._set_fitted(main, result)
+            result = run_plan(engine, plan, check_generator(self.random_state),
+                              self.callbacks or ())
+            passes = int(engine.n_data_passes)
+        self._warn_if_not_converged(result.chosen.main)
+        self._set_fitted(result.params, {**self._fitted_values(result),
+                                         "n_data_passes_": passes,
+                                         "bytes_read_": passes * int(X.nbytes)})
         logger.info("Fit done: %d full-data passes (%.3g GB read), %d passes over the sample, "
                     "mean log-likelihood %.6f", self.n_data_passes_, self.bytes_read_ / 1e9,
                     self.n_sample_passes_, self.lower_bound_)
         return self
 
+    def _fitted_values(self, result: FitResult) -> dict:
+        """The fitted attributes of ``result`` (see ``_fitted_types``)."""
+        main = result.chosen.main
+        return {"lower_bound_": result.lower_bound, "lower_bounds_": result.lower_bounds,
+                "n_iter_": main.iteration, "converged_": main.converged,
+                "n_sample_passes_": result.n_sample_passes}
+
+    def _set_fitted(self, params: MixtureParams, values: dict) -> None:
+        """Set every fitted attribute: the one place, for ``fit`` and :func:`load_model`.
+
+        Raises :class:`~dask_biglearn.algebra.CholeskyError` for a covariance that is not
+        positive definite, before any attribute is set.
+        """
+        chol = precision_cholesky(params.covariances)
+        self.weights_, self.means_, self.covariances_ = (
+            params.weights, params.means, params.covariances)
+        self.precisions_cholesky_ = chol
+        self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
+        self.n_features_in_ = int(params.means.shape[1])
+        for name, kind in self._fitted_types.items():
+            if name in values:
+                setattr(self, name, kind(values[name]))
+
     def _journal(self, X):
         """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op."""
         if self.checkpoint is None:
             return contextlib.nullcontext()
-        from .io.models import hyper_parameters
-
-        params, _ = hyper_parameters(self, identity=True)
+        params, _ = jsonable_parameters(self._saved_parameters(identity=True),
+                                        hash_arrays=True)
         identity = {"estimator": type(self).__name__, "hyper_parameters": params,
                     "shape": [int(n) for n in X.shape], "dtype": str(X.dtype)}
         return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume)
 
-    def _explore(self, engine, rng, settings):
-        """The starts and the fit from them on ``engine``; returns the candidates of
-        :meth:`_run`."""
-        sample = init_sample(self.init_params, rng, self.n_components, engine)
-        starts = start_states(lambda g: self._initial_params(g, engine, sample),
-                              self.n_init, rng)
-        return self._run(engine, starts, settings, sample)
-
-    def _explore_sample_refine_data(self, engine, rng, settings, n_rows):
-        """The scalable mode (:mod:`dask_biglearn.fit.scalable`): one pass draws ``n_rows``
-        rows, the whole exploration runs on them in this process, and plain EM over the full
-        data refines the best explored model. Returns one candidate."""
-        seed = int(rng.integers(2**63 - 1))
-        if n_rows * engine.n_features * 8 <= driver_sample_bytes() or not hasattr(
-                engine, "persisted_sample"):
-            rows = engine.take_sample(n_rows, seed)
-            on_sample = InProcessEngine(rows, compiled=engine.compiled)
-        else:  # too big for the driver: kept on the workers
-            rows = engine.persisted_sample(n_rows, seed)
-            on_sample = make_engine(rows, split_every=self.split_every)
-        with on_sample:
-            candidates = self._explore(on_sample, rng, settings)
-            self.n_sample_passes_ = int(on_sample.n_data_passes)
-        del rows
-        explored = best_state([result for _, result in candidates])
-        full = FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
-                                    covariance_floor=self.covariance_floor)
-        refined = refine_on(engine, explored, full, self._callbacks())
-        if not refined.finished:
-            finish_fits(engine, [refined], full)
-        main = next(main for main, result in candidates if result is explored)
-        return [(main, refined)]
-
-    def _run(self, engine, starts, settings, sample=None):
-        """Run the fit from ``starts``; returns the candidates, pairs ``(main loop's state,
-        finished result)`` (the same state, or its refinement): the best result wins."""
-        states = run_fits(engine, starts, settings, self._callbacks())
-        finish_fits(engine, [s for s in states if not s.finished], settings)
-        return [(s, s) for s in states]
+    def _saved_parameters(self, *, identity=False) -> dict:
+        """The hyper-parameters as files keep them: no callbacks, a ``random_state`` that is
+        not an int as None, arrays as float64 arrays; ``identity``: without
+        :data:`RUN_PARAMS` (what a checkpoint compares)."""
+        params = {}
+        for name, value in self.get_params(deep=False).items():
+            if identity and name in RUN_PARAMS:
+                continue
+            if name == "callbacks" or (name == "random_state" and not (
+                    value is None or isinstance(value, Integral))):
+                value = None
+            elif name in ARRAY_PARAMS and value is not None:
+                value = np.asarray(value, dtype=np.float64)
+            params[name] = value
+        return params
 
     def _warn_if_not_converged(self, state):
         """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
@@ -218,37 +274,43 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def fit_predict(self, X, y=None):
         """Fit, then return ``predict(X)`` of the fitted model.
 
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
         Returns
         -------
         labels : ndarray (or lazy Dask array) of shape (n_samples,)
         """
         return self.fit(X).predict(X)
 
-    def _set_fitted(self, explored, result):
-        """Attributes from the fit's best start (``explored``) and its result (the same
-        state, or its refinement)."""
-        p = result.best_params
-        self.weights_ = p.weights
-        self.means_ = p.means
-        self.covariances_ = p.covariances
-        self.precisions_cholesky_ = precision_cholesky(p.covariances)
-        self.precisions_ = self.precisions_cholesky_ @ np.swapaxes(self.precisions_cholesky_,
-                                                                   1, 2)
-        self.lower_bound_ = float(result.best_lower_bound)
-        self.lower_bounds_ = list(explored.lower_bounds)
-        if result is not explored:
-            self.lower_bounds_ += result.lower_bounds
-        self.n_iter_ = int(explored.iteration)
-        self.converged_ = bool(explored.converged)
-
     # ----- using a fitted model --------------------------------------------------------------
 
     def save(self, path):
-        """Write the fitted model to ``path``: one file (a ZIP of JSON and ``.npz``, never
-        pickled), written atomically; read it back with :func:`dask_biglearn.load`."""
-        from .io import save_model
+        """Write the fitted model to one file (a ZIP of JSON and ``.npz``, never pickled).
 
-        return save_model(self, path)
+        Written atomically; read it back with :func:`dask_biglearn.load`.
+
+        Parameters
+        ----------
+        path : path-like
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        check_is_fitted(self, "means_")
+        fitted = {name: getattr(self, name) for name, kind in self._fitted_types.items()
+                  if kind in (int, float, bool) and hasattr(self, name)}
+        fitted["n_features_in_"] = int(self.n_features_in_)
+        document = ModelDocument(
+            estimator=type(self).__name__, hyper_parameters=self._saved_parameters(),
+            fitted=fitted, weights=self.weights_, means=self.means_,
+            covariances=self.covariances_, lower_bounds=np.asarray(self.lower_bounds_),
+            matchings=list(getattr(self, "matchings_", [])))
+        return write_model(path, document)
 
     def _apply_blocks(self, X, block_fn, new_width=None, **map_blocks_kwargs):
         """``block_fn(X, weights, means, precisions_cholesky)``: directly on NumPy input,
@@ -265,14 +327,30 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def score_samples(self, X):
         """Log-density of each sample under the fitted mixture.
 
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+
         Returns
         -------
-        log_prob : ndarray of shape (n_samples,), lazy Dask array for Dask input
+        log_prob : ndarray of shape (n_samples,)
+            A lazy Dask array for Dask input.
         """
         return self._apply_blocks(X, score_block, drop_axis=1, dtype=np.float64)
 
     def score(self, X, y=None):
-        """Mean log-likelihood per sample (a float; computed for Dask input)."""
+        """Mean log-likelihood per sample (computed for Dask input).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
         return self._mean_score(X)[0]
 
     def _mean_score(self, X):
@@ -283,18 +361,28 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
 
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+
         Returns
         -------
-        resp : ndarray of shape (n_samples, n_components), lazy Dask array for Dask input
+        resp : ndarray of shape (n_samples, n_components)
+            A lazy Dask array for Dask input.
         """
         return self._apply_blocks(X, proba_block, dtype=np.float64, new_width=self.n_components)
 
     def predict(self, X):
         """Index of the most probable component for each sample.
 
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+
         Returns
         -------
-        labels : ndarray of shape (n_samples,), lazy Dask array for Dask input
+        labels : ndarray of shape (n_samples,)
+            A lazy Dask array for Dask input.
         """
         return self._apply_blocks(X, predict_block, drop_axis=1, dtype=np.intp)
 
@@ -303,22 +391,45 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         return int(k * d * (d + 1) / 2 + k * d + k - 1)
 
     def bic(self, X):
-        """Bayesian information criterion of the fitted model on ``X`` (lower is better)."""
+        """Bayesian information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        bic : float
+        """
         mean, n = self._mean_score(X)
         return -2 * mean * n + self._n_parameters() * np.log(n)
 
     def aic(self, X):
-        """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
+        """Akaike information criterion of the fitted model on ``X`` (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or dask.array.Array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        aic : float
+        """
         mean, n = self._mean_score(X)
         return -2 * mean * n + 2 * self._n_parameters()
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.
 
+        Parameters
+        ----------
+        n_samples : int, default=1
+
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,), the component of each sample
+        y : ndarray of shape (n_samples,)
+            The component of each sample.
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or n_samples < 1:
@@ -432,6 +543,7 @@ class GaussianMixture(_BaseGaussianMixture):
     Parameters
     ----------
     n_components : int, default=1
+        Number of mixture components.
     max_iter : int, default=100
         EM iterations (passes over the data). 0 returns the initialisation.
     tol : float, default=1e-3
@@ -454,6 +566,15 @@ class GaussianMixture(_BaseGaussianMixture):
     n_iter_ : int
     converged_ : bool
         Whether the log-likelihood changed by less than ``tol`` at the last iteration.
+
+    See Also
+    --------
+    BigLearnGaussianMixture : the same model fitted by BigLearn-EM.
+
+    References
+    ----------
+    .. [1] Y. Cong and S. Li, "Big Learning Expectation Maximization", Proceedings of the
+       AAAI Conference on Artificial Intelligence 38 (2024). arXiv:2312.11926.
     """
 
     def __init__(self, n_components=1, *, max_iter=100, tol=1e-3, n_init=1,
@@ -462,29 +583,20 @@ class GaussianMixture(_BaseGaussianMixture):
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
                  verbose=0):
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
-        self.n_init = n_init
-        self.sample_size = sample_size
-        self.refine_max_iter = refine_max_iter
-        self.refine_tol = refine_tol
-        self.covariance_floor = covariance_floor
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.split_every = split_every
-        self.callbacks = callbacks
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.verbose = verbose
+        super().__init__(
+            n_components, max_iter=max_iter, tol=tol, n_init=n_init,
+            covariance_floor=covariance_floor, init_params=init_params,
+            weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
+            sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            random_state=random_state, split_every=split_every, callbacks=callbacks,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+            verbose=verbose)
 
-    def _fit_settings(self):
-        return FitSettings.plain_em(max_iter=self.max_iter, tol=self.tol,
-                                    covariance_floor=self.covariance_floor)
+    def _fit_plan(self, n_samples: int, n_features: int) -> FitPlan:
+        """Plain EM from every start; in the scalable mode, refined on the full data."""
+        explore = FitSettings.plain_em(max_iter=self.max_iter, tol=self.tol,
+                                       covariance_floor=self.covariance_floor)
+        return FitPlan(explore=explore, **self._plan_common(n_samples, n_features))
 
     def _warn_if_not_converged(self, state):
         if not state.converged and self.max_iter > 0:
@@ -517,6 +629,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     Parameters
     ----------
     n_components : int, default=1
+        Number of mixture components.
     max_iter : int, default=1000
         Outer iterations (the paper: 2000 in its 2-D simulation, 10000 on UCI data). Each
         makes ``n_inner_iter`` passes over the data.
@@ -551,9 +664,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         then on the full data from the best model.
     refine_tol : float, default=1e-3
         The tolerance of the refinement (and of the warm-up and the moves' polish):
-        scikit-learn's ``tol``. ``bench_quality.py`` measured 1e-3 against 1e-6: the same
-        modes or more (all of them on d2-k10-imbalanced in 10/10 seeds, not 9/10), the same
-        test KL, 10-30 % less time.
+        scikit-learn's ``tol``.
     n_init : int, default=10
         Independent starts; the one with the best ``lower_bound_`` is kept. They advance
         together: each pass over the data computes every start's statistics (on Dask, one
@@ -602,7 +713,40 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     at ``1e-5 N`` (as in the reference), which shrinks its mean towards the data mean (the
     reference code shrinks it towards the origin, which depends on where the origin is); with
     weight smoothing on this is rare.
+
+    See Also
+    --------
+    GaussianMixture : the same model fitted by plain EM.
+
+    References
+    ----------
+    .. [1] Y. Cong and S. Li, "Big Learning Expectation Maximization", Proceedings of the
+       AAAI Conference on Artificial Intelligence 38 (2024). arXiv:2312.11926.
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseGaussianMixture._parameter_constraints,
+        "n_inner_iter": [_positive(1)],
+        "matching_probs": [None, Satisfies(
+            lambda p: _matching_schedule(p, (5.0, 1.0)),
+            "None or a dict of probabilities >= 0 of matching kinds ('joint', 'marginal', "
+            "'rotated_marginal') that sum to 1")],
+        "marginal_size_beta": [Satisfies(
+            lambda b: _matching_schedule(None, b), "a pair (a, b) of numbers > 0")],
+        "weight_concentration": [None, _non_negative_real()],
+        "check_every": [_positive(1)],
+        "n_iter_no_change": [None, _positive(1)],
+        "n_explore": [None, _positive(1)],
+        "moves": [Satisfies(lambda m: check_subset(m, MOVE_KINDS),
+                            f"a sequence of moves among {MOVE_KINDS}")],
+        "max_move_rounds": [_positive(0)],
+    }
+
+    _fitted_types: ClassVar[dict] = {
+        **_BaseGaussianMixture._fitted_types,
+        "matchings_": lambda v: [str(m) for m in v], "best_iteration_": int,
+        "n_refine_iter_": int, "n_moves_": int,
+    }
 
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
@@ -612,110 +756,109 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
                  random_state=None, split_every=None, callbacks=None, checkpoint=None,
                  checkpoint_every=10, resume=False, verbose=0):
-        self.n_components = n_components
-        self.max_iter = max_iter
+        super().__init__(
+            n_components, max_iter=max_iter, tol=tol, n_init=n_init,
+            covariance_floor=covariance_floor, init_params=init_params,
+            weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
+            sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            random_state=random_state, split_every=split_every, callbacks=callbacks,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+            verbose=verbose)
         self.n_inner_iter = n_inner_iter
         self.matching_probs = matching_probs
         self.marginal_size_beta = marginal_size_beta
         self.weight_concentration = weight_concentration
-        self.covariance_floor = covariance_floor
-        self.init_params = init_params
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.precisions_init = precisions_init
         self.check_every = check_every
-        self.tol = tol
         self.n_iter_no_change = n_iter_no_change
-        self.refine_max_iter = refine_max_iter
-        self.refine_tol = refine_tol
-        self.n_init = n_init
         self.n_explore = n_explore
         self.moves = moves
         self.max_move_rounds = max_move_rounds
-        self.sample_size = sample_size
-        self.random_state = random_state
-        self.split_every = split_every
-        self.callbacks = callbacks
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.resume = resume
-        self.verbose = verbose
 
-    def _check_parameters(self):
-        super()._check_parameters()
-        check_int("n_inner_iter", self.n_inner_iter, 1)
-        if self.n_explore is not None:
-            check_int("n_explore", self.n_explore, 1)
-        check_int("check_every", self.check_every, 1)
-        if self.n_iter_no_change is not None:
-            check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        check_int("max_move_rounds", self.max_move_rounds, 0)
-        if isinstance(self.moves, str) or not set(self.moves or ()) <= set(MOVE_KINDS):
-            raise ValueError(f"moves must be a sequence of {MOVE_KINDS}, got {self.moves!r}.")
-        if self.weight_concentration is not None:
-            check_real("weight_concentration", self.weight_concentration, 0.0)
-        probs = DEFAULT_MATCHING_PROBS if self.matching_probs is None else self.matching_probs
-        self._schedule = MatchingSchedule(probs, self.marginal_size_beta)
-
-    def _fit_settings(self):
+    def _fit_plan(self, n_samples: int, n_features: int) -> FitPlan:
+        """BigLearn-EM from the starts (after a plain-EM warm-up when only ``n_explore`` of
+        them explore), refined by plain EM, then the moves."""
         alpha = (1.0 / self.n_components if self.weight_concentration is None
                  else float(self.weight_concentration))
-        return FitSettings.biglearn(
-            schedule=self._schedule, max_iter=self.max_iter, n_inner_iter=self.n_inner_iter,
+        explore = FitSettings.biglearn(
+            schedule=_matching_schedule(self.matching_probs, self.marginal_size_beta),
+            max_iter=self.max_iter, n_inner_iter=self.n_inner_iter,
             check_every=self.check_every, covariance_floor=self.covariance_floor,
             weight_concentration=alpha, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
         )
+        moves = None
+        if self.moves and self.max_move_rounds > 0:
+            moves = MoveSettings(kinds=tuple(self.moves), max_rounds=self.max_move_rounds)
+        return FitPlan(explore=explore, refine_explored=self.refine_max_iter > 0,
+                       n_explore=self.n_explore, moves=moves,
+                       **self._plan_common(n_samples, n_features))
 
-    def _refine_settings(self):
-        return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
-                                    covariance_floor=self.covariance_floor)
+    def _fitted_values(self, result: FitResult) -> dict:
+        main = result.chosen.main
+        return {**super()._fitted_values(result), "matchings_": main.matchings,
+                "best_iteration_": main.best_iteration,
+                "n_refine_iter_": result.n_refine_iter, "n_moves_": result.n_moves}
 
-    def _run(self, engine, starts, settings, sample=None):
-        """Warm-up (plain EM from every start, when only the best ``n_explore`` explore),
-        the matchings, then the refinement; every start's plain EM and every refined
-        exploration is a candidate. A callback that stops the fit skips what is left."""
-        callbacks = self._callbacks()
-        em = self._refine_settings()
-        self.n_moves_ = 0
-        warm = []
-        if self.n_explore is not None and self.n_explore < len(starts):
-            for start in starts:
-                start.phase = "warm-up"
-            warm = run_fits(engine, starts, em, callbacks)
-            if not all(s.finished for s in warm):
-                finish_fits(engine, [s for s in warm if not s.finished], em)
-                return [(s, s) for s in warm]
-            chosen, rest = [], list(warm)
-            for _ in range(self.n_explore):  # the best, near-ties to the first (see best_state)
-                chosen.append(best_state(rest))
-                rest = [s for s in rest if s is not chosen[-1]]
-            starts = [FitState(s.best_params, s.rng, restart=s.restart) for s in
-                      sorted(chosen, key=lambda s: s.restart)]
-        explored = run_fits(engine, starts, settings, callbacks)
-        stopped = [s for s in explored if not s.finished]
-        finish_fits(engine, stopped, settings)
-        results = explored
-        if not stopped and self.refine_max_iter > 0:
-            results = refine(engine, explored, em, callbacks)
-            finish_fits(engine, [s for s in results if not s.finished], em)
-        found = [*zip(explored, results, strict=True), *((s, s) for s in warm)]
-        if stopped or not self.moves or self.max_move_rounds == 0:
-            return found
-        return [*found, self._improve_by_moves(engine, found, sample, em, callbacks)]
 
-    def _improve_by_moves(self, engine, found, sample, em, callbacks):
-        """The escape moves (:mod:`dask_biglearn.fit.moves`) from the best candidate so far;
-        returns the candidate they give (the best one itself when no move helped)."""
-        best = best_state([result for _, result in found])
-        main = next(main for main, result in found if result is best)
-        if sample is None:
-            sample = init_sample("kmeans", best.rng, self.n_components, engine)
-        moves = MoveSettings(kinds=tuple(self.moves), max_rounds=self.max_move_rounds)
-        moved, self.n_moves_ = improve_by_moves(engine, best, sample, moves, em, callbacks)
-        return main, moved
+# ---------------------------------------------------------------------------------------------
+# Model files
+# ---------------------------------------------------------------------------------------------
 
-    def _set_fitted(self, explored, result):
-        super()._set_fitted(explored, result)
-        self.matchings_ = list(explored.matchings)
-        self.best_iteration_ = int(explored.best_iteration)
-        self.n_refine_iter_ = 0 if result is explored else int(result.iteration)
+ESTIMATORS = {cls.__name__: cls for cls in (BigLearnGaussianMixture, GaussianMixture)}
+
+
+def _constructor_arguments(cls, document: ModelDocument, where: str) -> dict:
+    """The hyper-parameters of a file, as ``cls`` takes them (JSON lists back to tuples where
+    the default is a tuple)."""
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    unknown = sorted(set(document.hyper_parameters) - set(defaults))
+    if unknown:
+        raise ModelFileError(f"{where}: unknown hyper-parameters {unknown[:5]}.")
+    return {name: tuple(value) if isinstance(defaults[name], tuple)
+            and isinstance(value, list) else value
+            for name, value in document.hyper_parameters.items()}
+
+
+def load_model(path):
+    """Read a model file written by ``save``: the estimator, fitted.
+
+    It is built through the same ``_set_fitted`` that ``fit`` uses. Nothing is unpickled.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    estimator : GaussianMixture or BigLearnGaussianMixture
+        Fitted, as it was saved (without its callbacks).
+
+    Raises
+    ------
+    ModelFileError
+        For anything that is not a model file we wrote, or is damaged (one line).
+    """
+    document = read_model(path)
+    where = str(path)
+    cls = ESTIMATORS.get(document.estimator)
+    if cls is None:
+        raise ModelFileError(f"{where}: unknown estimator {document.estimator!r}.")
+    estimator = cls(**_constructor_arguments(cls, document, where))
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{where}: bad hyper-parameters ({exc}).") from None
+    if document.weights.shape[0] != estimator.n_components:
+        raise ModelFileError(f"{where}: {document.weights.shape[0]} components, but "
+                             f"n_components is {estimator.n_components}.")
+    n_features = require(document.fitted, "n_features_in_", Integral, where) if (
+        "n_features_in_" in document.fitted) else document.means.shape[1]
+    if n_features != document.means.shape[1]:
+        raise ModelFileError(f"{where}: n_features_in_ does not match the means.")
+    values = {**document.fitted, "lower_bounds_": document.lower_bounds,
+              "matchings_": document.matchings}
+    params = MixtureParams(document.weights, document.means, document.covariances)
+    try:
+        estimator._set_fitted(params, values)
+    except (CholeskyError, np.linalg.LinAlgError):
+        raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
+    return estimator

@@ -64,6 +64,10 @@ class ProgressBar:
         return
 
     def close(self):
+        """Close the bar of the current phase, if one is open.
+
+        Call it when the fit ends; a later phase or fit opens a new bar.
+        """
         if self._bar is not None:
             self._bar.close()
             self._bar = None

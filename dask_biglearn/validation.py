@@ -2,25 +2,112 @@
 
 Checks that need the data's values (NaN and infinity, the variance) belong to the engine's
 summary pass; what is here needs only shapes, dtypes and the parameters themselves.
+Hyper-parameters are declared, as scikit-learn declares them: each estimator's
+``_parameter_constraints`` lists the constraints of every parameter (scikit-learn's
+:class:`~sklearn.utils._param_validation.Interval` and ``StrOptions``, and :class:`Satisfies`
+for composite values), checked at ``fit`` by ``BaseEstimator._validate_params`` with no side
+effect. The feature-axis rechunk of Dask input happens here and nowhere else.
 """
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import dask.array as da
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Options
 from sklearn.utils.validation import validate_data
 
 
+class Satisfies(Options):
+    """A declared constraint on a composite value: satisfied when ``check(value)`` passes.
+
+    Parameters
+    ----------
+    check : callable
+        ``check(value)`` raises ``ValueError`` or ``TypeError`` for a bad value.
+    description : str
+        What a good value is, for the error message ("must be <description>").
+    """
+
+    def __init__(self, check, description: str):
+        super().__init__(object, set())
+        self.check, self.description = check, description
+
+    def is_satisfied_by(self, val) -> bool:
+        """Whether ``val`` passes the check.
+
+        Parameters
+        ----------
+        val : object
+
+        Returns
+        -------
+        satisfied : bool
+        """
+        try:
+            self.check(val)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    def __str__(self):
+        return self.description
+
+
+def check_subset(value, allowed) -> None:
+    """Check that ``value`` is a sequence (not a string) of names among ``allowed``.
+
+    Parameters
+    ----------
+    value : object
+    allowed : sequence of str
+    """
+    if isinstance(value, str) or not set(value) <= set(allowed):
+        raise ValueError(f"expected a sequence of {tuple(allowed)}, got {value!r}")
+
+
+def check_callbacks(value) -> None:
+    """Check that ``value`` is a sequence of callables.
+
+    Parameters
+    ----------
+    value : object
+    """
+    if isinstance(value, str) or not all(callable(c) for c in value):
+        raise TypeError(f"expected callables, got {value!r}")
+
+
 def is_dask_array(X) -> bool:
+    """Whether ``X`` is a Dask array.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    is_dask : bool
+    """
     return isinstance(X, da.Array)
 
 
 def check_dask_array(X, n_features=None) -> da.Array:
-    """Shape and dtype checks of a Dask array that need no computation; returns it with one
-    chunk along the features and known row chunks."""
+    """Shape and dtype checks of a Dask array that need no computation.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+    n_features : int, optional
+        The features the model was fitted with (at predict time).
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Float, in one chunk along the features (the one place this rechunk happens), with
+        known row chunks.
+    """
     if X.ndim != 2:
         raise ValueError(
             f"Expected a 2-D array of shape (n_samples, n_features), got a {X.ndim}-D Dask "
@@ -46,8 +133,23 @@ def check_dask_array(X, n_features=None) -> da.Array:
 
 
 def check_array(estimator, X, *, reset: bool):
-    """Validate fit or predict input: ``(X, is_dask)``; NumPy input through scikit-learn's
-    ``validate_data`` (which also sets or checks ``n_features_in_``)."""
+    """Validate fit or predict input.
+
+    NumPy input goes through scikit-learn's ``validate_data`` (which also sets or checks
+    ``n_features_in_``), Dask input through :func:`check_dask_array`.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+    X : array-like or dask.array.Array of shape (n_samples, n_features)
+    reset : bool
+        True at fit (sets ``n_features_in_``), False at predict (checks it).
+
+    Returns
+    -------
+    X : ndarray or dask.array.Array of shape (n_samples, n_features)
+    is_dask : bool
+    """
     if is_dask_array(X):
         n_features = None if reset else estimator.n_features_in_
         X = check_dask_array(X, n_features)
@@ -60,6 +162,13 @@ def check_array(estimator, X, *, reset: bool):
 
 
 def check_n_samples(n_samples, n_components):
+    """Refuse fewer rows than components.
+
+    Parameters
+    ----------
+    n_samples : int
+    n_components : int
+    """
     if n_samples < n_components:
         raise ValueError(
             f"Expected n_samples >= n_components but got n_components = "
@@ -67,21 +176,17 @@ def check_n_samples(n_samples, n_components):
         )
 
 
-def check_int(name, value, low):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-
-
-def check_real(name, value, low, *, strict=False):
-    ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value > low if strict else value >= low)
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, "
-                         f"got {value!r}.")
-
-
 def check_generator(random_state) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from scikit-learn's ``random_state`` conventions."""
+    """A ``numpy.random.Generator`` from scikit-learn's ``random_state`` conventions.
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.RandomState or numpy.random.Generator
+
+    Returns
+    -------
+    rng : numpy.random.Generator
+    """
     if isinstance(random_state, np.random.Generator):
         return random_state
     if random_state is None or isinstance(random_state, Integral):

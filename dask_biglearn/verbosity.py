@@ -12,7 +12,19 @@ logger = logging.getLogger("dask_biglearn")
 def verbosity(verbose):
     """Route progress to the ``dask_biglearn`` logger at INFO (verbose=1) or DEBUG (>= 2).
 
-    A stderr handler is added for the duration when the logger has none.
+    A stderr handler is added for the duration when the logger has none; the logger's level
+    (and handlers) are restored on exit.
+
+    Parameters
+    ----------
+    verbose : int or bool
+        The estimators' ``verbose``: 0 (or False) leaves the logger alone, 1 logs at INFO,
+        2 or more at DEBUG.
+
+    Yields
+    ------
+    None
+        Control returns to the ``with`` block, with the logger so set.
     """
     if not verbose:
         yield

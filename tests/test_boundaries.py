@@ -2,7 +2,9 @@
 
 Worker-side kernels import only NumPy, numba, the standard library and each other; the driver
 loops and algebra import neither Dask nor distributed, directly or through the package's own
-modules; engines never import the estimators or the fit loops.
+modules; engines never import the estimators or the fit loops; the file layer (io) imports
+none of the estimators, the fit program or the engines; nothing but the command line imports
+the package face (``dask_biglearn/__init__.py``).
 """
 
 import ast
@@ -47,15 +49,15 @@ GRAPH = {name: _imports(path) for name, path in MODULES.items()}
 
 
 def _internal_closure(name: str) -> set[str]:
-    """Package modules reachable from ``name`` through imports (parents' ``__init__`` aside:
-    they are the public API, not a dependency of the module)."""
+    """Package modules reachable from ``name`` through imports (the face included: a module
+    that imports it reaches everything)."""
     seen, todo = set(), [name]
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
-        todo.extend(m for m in GRAPH.get(current, ()) if m in MODULES and m != "dask_biglearn")
+        todo.extend(m for m in GRAPH.get(current, ()) if m in MODULES)
     return seen
 
 
@@ -98,3 +100,20 @@ def test_engines_never_import_the_estimators_or_the_fit_loops(name):
     for module in _internal_closure(name):
         assert not module.startswith(("dask_biglearn.estimator", "dask_biglearn.fit")), (
             f"{name} reaches {module}")
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("dask_biglearn.io")))
+def test_the_file_layer_sits_below_the_estimators_the_fit_program_and_the_engines(name):
+    for module in _internal_closure(name):
+        assert not module.startswith(("dask_biglearn.estimator", "dask_biglearn.fit",
+                                      "dask_biglearn.engines")), f"{name} reaches {module}"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if m != "dask_biglearn"
+                                        and not m.startswith("dask_biglearn.cli")))
+def test_only_the_command_line_imports_the_package_face(name):
+    assert "dask_biglearn" not in GRAPH[name], f"{name} imports the package face"
+
+
+def test_the_face_check_sees_a_face_import():
+    assert "dask_biglearn" in GRAPH["dask_biglearn.cli.commands"]

@@ -71,13 +71,13 @@ def test_nan_at_predict_on_dask_raises_on_compute():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"matching_probs": {"joint": 0.5, "marginal": 0.1}}, "sum to 1"),
-        ({"matching_probs": {"joint": 1.2, "marginal": -0.2}}, ">= 0"),
-        ({"matching_probs": {"joint": 0.5, "diagonal": 0.5}}, "unknown matching kinds"),
-        ({"matching_probs": [0.4, 0.1, 0.5]}, "must be a dict"),
-        ({"marginal_size_beta": (0.0, 1.0)}, "> 0"),
-        ({"marginal_size_beta": (5.0, -1.0)}, "> 0"),
-        ({"marginal_size_beta": 5.0}, "pair"),
+        ({"matching_probs": {"joint": 0.5, "marginal": 0.1}}, "matching_probs.*sum to 1"),
+        ({"matching_probs": {"joint": 1.2, "marginal": -0.2}}, "matching_probs.*>= 0"),
+        ({"matching_probs": {"joint": 0.5, "diagonal": 0.5}}, "matching_probs.*matching kinds"),
+        ({"matching_probs": [0.4, 0.1, 0.5]}, "matching_probs.*a dict"),
+        ({"marginal_size_beta": (0.0, 1.0)}, "marginal_size_beta.*> 0"),
+        ({"marginal_size_beta": (5.0, -1.0)}, "marginal_size_beta.*> 0"),
+        ({"marginal_size_beta": 5.0}, "marginal_size_beta.*pair"),
         ({"weight_concentration": -0.1}, "weight_concentration"),
         ({"n_inner_iter": 0}, "n_inner_iter"),
         ({"check_every": 0}, "check_every"),
@@ -95,12 +95,12 @@ def test_nan_at_predict_on_dask_raises_on_compute():
         ({"refine_tol": -1.0}, "refine_tol"),
         ({"n_init": 0}, "n_init"),
         ({"n_explore": 0}, "n_explore"),
-        ({"callbacks": [1]}, "callbacks must be"),
+        ({"callbacks": [1]}, "callbacks.*callables"),
     ],
 )
 def test_invalid_hyper_parameters(params, match):
-    exc = TypeError if match in ("must be a dict", "callbacks must be") else ValueError
-    with pytest.raises(exc, match=match):
+    # scikit-learn's InvalidParameterError is both a ValueError and a TypeError.
+    with pytest.raises((ValueError, TypeError), match=match):
         BigLearnGaussianMixture(**{"n_components": 2, "max_iter": 2, **params}).fit(X_OK)
 
 

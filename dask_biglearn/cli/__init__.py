@@ -19,6 +19,16 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the ``dask-biglearn`` argument parser with all its subcommands.
+
+    Each subcommand sets ``func``, the function :func:`main` calls with the parsed
+    arguments.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        The parser of ``make-data``, ``fit``, ``predict``, ``info`` and ``demo``.
+    """
     parser = argparse.ArgumentParser(
         prog="dask-biglearn",
         description="Gaussian mixtures fitted with BigLearn-EM on Dask.",
@@ -38,6 +48,23 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the ``dask-biglearn`` command line.
+
+    Errors that stop a command are printed as one line on stderr, never as a traceback from
+    deep inside (unless the ``dask_biglearn`` logger is at DEBUG, which re-raises them); a
+    lost scheduler is named as such.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments, without the program name; ``sys.argv[1:]`` if None.
+
+    Returns
+    -------
+    exit_code : int
+        0 on success, 1 when a command fails, 130 when interrupted (argparse exits with 2 on
+        bad arguments).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):

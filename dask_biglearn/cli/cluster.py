@@ -12,6 +12,19 @@ class SchedulerLostError(ConnectionError):
 
 
 def add_cluster_options(parser, *, memory_limit_default="auto"):
+    """Add the options that choose where a command computes to a subcommand's parser.
+
+    A running scheduler (``--scheduler`` or ``--scheduler-file``, with ``--tls-*`` for a TLS
+    one), else the Dask setting ``scheduler-address``, else an embedded ``LocalCluster``
+    (``--n-workers``, ``--memory-limit``, ``--dashboard-address``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The subcommand's parser; the options go into a group of their own.
+    memory_limit_default : str, default="auto"
+        The default of ``--memory-limit``, the memory limit per embedded worker.
+    """
     group = parser.add_argument_group(
         "cluster (default: the Dask setting scheduler-address, e.g. DASK_SCHEDULER_ADDRESS, "
         "else an embedded LocalCluster)")
@@ -48,8 +61,24 @@ def _forget_failed_default_client():
 
 
 def security_of(args):
-    """A ``distributed.Security`` from the ``--tls-*`` options, or None (the Dask
-    configuration's, if any, then applies)."""
+    """Build a ``distributed.Security`` from the ``--tls-*`` options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments, with ``tls_ca_file``, ``tls_cert`` and ``tls_key``.
+
+    Returns
+    -------
+    security : distributed.Security or None
+        Encryption required, with the given CA, certificate and key; None when no ``--tls-*``
+        option is given (the Dask configuration's security, if any, then applies).
+
+    Raises
+    ------
+    ValueError
+        If some but not all of the three options are given.
+    """
     given = [args.tls_ca_file, args.tls_cert, args.tls_key]
     if not any(given):
         return None
@@ -63,7 +92,33 @@ def security_of(args):
 
 @contextlib.contextmanager
 def connect(args, log=print):
-    """A ``distributed.Client`` as ``args`` ask, closed (with any embedded cluster) on exit."""
+    """Connect to the cluster ``args`` ask for, for the duration of a ``with`` block.
+
+    A running scheduler (``--scheduler``, ``--scheduler-file`` or the Dask setting
+    ``scheduler-address``, which the Dask operator sets in a DaskJob's pod), else an
+    embedded ``LocalCluster`` of single-threaded worker processes. The client, and any
+    embedded cluster, are closed on exit.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments, with the options of :func:`add_cluster_options`.
+    log : callable, default=print
+        Called with one line saying where the command computes (scheduler or cluster, and
+        dashboard).
+
+    Yields
+    ------
+    client : distributed.Client
+        The client of the chosen cluster.
+
+    Raises
+    ------
+    ConnectionError
+        If the scheduler cannot be reached.
+    SchedulerLostError
+        If the scheduler goes away during the block.
+    """
     import dask.config
     from distributed import Client, LocalCluster
 

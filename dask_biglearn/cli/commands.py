@@ -45,6 +45,13 @@ def _sample_size(text):
 
 
 def add_make_data(sub):
+    """Add the ``make-data`` subcommand, which calls :func:`make_data`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
+    """
     p = sub.add_parser("make-data", help="write synthetic Gaussian-mixture data to a Zarr group")
     p.add_argument("out", metavar="OUT", help="the Zarr group to create (must not exist)")
     p.add_argument("--n-samples", type=_positive_int, required=True)
@@ -61,9 +68,23 @@ def add_make_data(sub):
 
 
 def make_data(args) -> int:
-    """Array ``X`` and the true ``labels``, chunk by chunk on the workers (each chunk from
-    the generator seeded by ``(seed, chunk)``), and the true ``weights``, ``means``,
-    ``covariances``; written beside ``OUT`` and renamed into place when complete."""
+    """Write a synthetic Gaussian-mixture data set to a new Zarr group (``make-data``).
+
+    The group holds the array ``X`` and the true ``labels``, computed chunk by chunk on the
+    workers (each chunk from the generator seeded by ``(seed, chunk)``), and the true
+    ``weights``, ``means`` and ``covariances``; it is written beside ``OUT`` and renamed into
+    place when complete.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``make-data``.
+
+    Returns
+    -------
+    exit_code : int
+        0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
+    """
     import dask.array as da
     import zarr
 
@@ -97,6 +118,13 @@ def make_data(args) -> int:
 
 
 def add_fit(sub):
+    """Add the ``fit`` subcommand, which calls :func:`fit`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
+    """
     p = sub.add_parser("fit", help="fit a mixture to a Zarr array and save the model")
     _add_store_options(p)
     p.add_argument("--n-components", type=_positive_int, required=True)
@@ -154,7 +182,22 @@ def _estimator(args, progress):
 
 
 def fit(args) -> int:
-    from ..io import save_model
+    """Fit a mixture to a Zarr array and save the model (``fit``).
+
+    The array is read lazily from the store; the fit shows a progress bar on a terminal
+    (unless ``--quiet`` or ``--json``), and a one-line summary, or with ``--json`` a JSON
+    summary, is printed once the model is saved.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``fit``.
+
+    Returns
+    -------
+    exit_code : int
+        0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
+    """
     from ..io.zarr_store import open_zarr_array
     from ..progress import ProgressBar
 
@@ -175,7 +218,7 @@ def fit(args) -> int:
         dashboard = client.dashboard_link
     bar.close()
     seconds = time.perf_counter() - started
-    save_model(model, args.model)
+    model.save(args.model)
     summary = {"model": str(args.model), "estimator": type(model).__name__,
                "n_components": int(args.n_components), "n_samples": int(X.shape[0]),
                "n_features": int(X.shape[1]), "lower_bound": float(model.lower_bound_),
@@ -196,6 +239,13 @@ def fit(args) -> int:
 
 
 def add_predict(sub):
+    """Add the ``predict`` subcommand, which calls :func:`predict`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
+    """
     p = sub.add_parser("predict", help="write a model's predictions for a Zarr array to Zarr")
     p.add_argument("model", metavar="MODEL")
     _add_store_options(p)
@@ -210,7 +260,22 @@ def add_predict(sub):
 
 
 def predict(args) -> int:
-    from ..io import load_model
+    """Write a saved model's predictions for a Zarr array to a new Zarr group (``predict``).
+
+    The labels, and on request the per-sample log-likelihood and responsibilities, are
+    written chunk by chunk by :func:`dask_biglearn.io.zarr_store.write_predictions`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``predict``.
+
+    Returns
+    -------
+    exit_code : int
+        0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
+    """
+    from .. import load as load_model
     from ..io.zarr_store import StoreError, open_zarr_array, write_predictions
 
     say = _say(args)
@@ -232,6 +297,13 @@ def predict(args) -> int:
 
 
 def add_info(sub):
+    """Add the ``info`` subcommand, which calls :func:`info`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
+    """
     p = sub.add_parser("info", help="describe a model file")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true")
@@ -239,8 +311,24 @@ def add_info(sub):
 
 
 def info(args) -> int:
+    """Describe a model file (``info``).
+
+    Prints the estimator, its size, the file's format and package versions, the fit's
+    mean log-likelihood, iterations, convergence, full-data passes and weights: as text, or
+    with ``--json`` as one JSON object (with the hyper-parameters too).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``info``.
+
+    Returns
+    -------
+    exit_code : int
+        0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
+    """
+    from .. import load as load_model
     from ..io.files import read_archive
-    from ..io.models import load_model
 
     model = load_model(args.model)
     meta, _ = read_archive(args.model, "model")

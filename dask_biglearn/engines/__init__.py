@@ -18,7 +18,20 @@ __all__ = ["DaskEngine", "DataSummaries", "Engine", "InProcessEngine", "PassSpec
 
 
 def make_engine(X, *, split_every=None) -> Engine:
-    """The engine for validated data: in-process for NumPy, :class:`DaskEngine` for Dask."""
+    """The engine for validated data: in-process for NumPy, :class:`DaskEngine` for Dask.
+
+    Parameters
+    ----------
+    X : ndarray or dask.array.Array of shape (n_samples, n_features)
+        Validated data (:func:`dask_biglearn.validation.check_array`).
+    split_every : int, optional
+        Fan-in of the Dask engine's tree reduction.
+
+    Returns
+    -------
+    engine : Engine
+        Use it as a context manager: it releases what it placed when the context ends.
+    """
     import dask.array as da
 
     if isinstance(X, da.Array):

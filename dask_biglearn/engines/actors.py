@@ -1,8 +1,8 @@
 """The actor route: one ``distributed`` actor per worker holds that worker's chunks, and a
 pass is one direct call to each, with no task for the scheduler to place.
 
-A pass through the scheduler waits ~8 ms before its first task starts and ~6 ms after its
-last task ends; for small persisted data that is most of a pass. Actors keep their chunks in
+A pass through the scheduler waits before its first task starts and after its last task
+ends; for small persisted data that wait is most of a pass. Actors keep their chunks in
 memory (the worker cannot spill them) and die with their worker: if one is lost, the route
 warns once and closes, and the engine goes on with tasks, which the scheduler can recompute.
 """
@@ -25,6 +25,12 @@ class PassActor:
     """One worker's share of every pass: its groups of blocks, held in memory on that worker.
 
     Groups run on threads of their own (the kernels release the GIL).
+
+    Parameters
+    ----------
+    groups : list of list of ndarray of shape (n_rows_i, n_features)
+        This worker's groups of blocks (``distributed`` turns the futures it is started with
+        into their data).
     """
 
     def __init__(self, groups):
@@ -32,6 +38,21 @@ class PassActor:
         self._pool = None
 
     def run(self, specs, block_rows):
+        """Run this worker's share of several passes, one thread per group of blocks.
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+            The passes, each over all the blocks (see
+            :func:`dask_biglearn.kernels.passes.pass_stats_batch`).
+        block_rows : int or None
+            Rows per sub-block of the kernel (None: its default).
+
+        Returns
+        -------
+        stats : list of list of SuffStats
+            For each group, the statistics of each pass over that group's blocks.
+        """
         def one(group):
             return pass_stats_batch(group, specs, block_rows)
 
@@ -57,6 +78,7 @@ class ActorRoute:
     Parameters
     ----------
     client : distributed.Client
+        The client of the cluster the actors run on.
     placement : Placement
         The engine's groups of chunks and the worker holding each group.
     start_timeout : float
@@ -85,7 +107,21 @@ class ActorRoute:
             raise
 
     def run_passes(self, specs, block_rows):
-        """The passes' statistics, or None (and the route closed) if an actor is lost."""
+        """Run several passes through the actors, one direct call to each.
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+            The passes, each over all the blocks.
+        block_rows : int or None
+            Rows per sub-block of the kernel (None: its default).
+
+        Returns
+        -------
+        stats : list of SuffStats or None
+            One per spec, summed over the workers; None (and the route closed) if an actor
+            is lost, so the caller runs the passes as tasks instead.
+        """
         try:
             lost = [f.key for _, f in self._actors if f.status != "finished"]
             if lost:
@@ -99,8 +135,11 @@ class ActorRoute:
             return None
 
     def close(self):
-        """Stop the actors' thread pools and cancel them (which releases their chunks; an
-        actor proxy holds a future of its own, so releasing ours would not be enough)."""
+        """Stop the actors' thread pools and cancel the actors, which releases their chunks.
+
+        Cancelling is needed: an actor proxy holds a future of its own, so releasing ours
+        would not be enough. Closing an actor whose worker is lost is skipped.
+        """
         actors, self._actors = self._actors, []
         calls = []
         for actor, future in actors:

@@ -1,9 +1,16 @@
-"""Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction."""
+"""Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction.
+
+Every kind of pass (statistics, summaries, row samples, mini-batches) is one graph built by
+:meth:`DaskEngine._reduction`: one task per group of blocks (or per piece of a block, for a
+mini-batch), combined ``split_every`` at a time; the driver adds up the last level.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import operator
 import uuid
 
 import dask
@@ -12,7 +19,14 @@ import numpy as np
 from dask.base import get_scheduler
 from dask.core import flatten
 
-from ..config import compiled_kernels
+from ..config import actor_pass_bytes as configured_actor_pass_bytes
+from ..config import (
+    actors_policy,
+    compiled_kernels,
+    driver_sample_bytes,
+    persist_policy,
+)
+from ..config import split_every as resolve_split_every
 from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec, pass_stats_batch
 from ..kernels.sampling import (
@@ -26,6 +40,7 @@ from ..kernels.stats import SuffStats, combine_stat_lists
 from ..kernels.summaries import combine_summaries, summarize_blocks
 from .actors import ActorRoute
 from .base import EngineBase, data_summaries
+from .local import InProcessEngine
 from .placement import active_client, place_on_cluster
 
 logger = logging.getLogger(__name__)
@@ -35,32 +50,25 @@ logger = logging.getLogger(__name__)
 #: worker, on every pass.
 INLINE_SPEC_BYTES = 2**20
 
-#: ``actors="auto"`` runs passes through actors when the persisted data takes at most this
-#: many bytes: there a pass is short and the scheduler's round trips are a large part of it.
-ACTOR_PASS_BYTES = 256 * 2**20
-
 #: Seconds to wait for the actors to start before passes go through the scheduler instead.
 ACTOR_START_TIMEOUT = 60
 
 
-def _split_every(split_every) -> int:
-    split_every = split_every or dask.config.get("split_every", None) or 8
-    if isinstance(split_every, dict):
-        split_every = split_every.get(0, 8)
-    if int(split_every) < 2:
-        raise ValueError(f"split_every must be >= 2, got {split_every}.")
-    return int(split_every)
+def _rows_below(block, seed, fraction, block_info=None):
+    """:func:`~dask_biglearn.kernels.sampling.rows_below_threshold` of a chunk of a
+    ``map_blocks`` call, which knows the global index of the chunk's first row."""
+    offset = int(block_info[0]["array-location"][0][0])
+    return rows_below_threshold(block, offset, seed, fraction)
 
 
 class DaskEngine(EngineBase):
     """Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction.
 
     Each task returns only ``K (1 + m + m^2) + 2`` numbers; ``split_every`` sets the fan-in
-    of the reduction tree (default: ``dask.config`` ``"split_every"``, else 8); the driver
-    adds up its last level (at most ``split_every`` results). One scheduler call per pass,
-    on whatever scheduler is active (a ``distributed.Client`` if one is the default, else
-    Dask's threads). The summary pass runs through the same graph, once, when the engine is
-    built.
+    of the reduction tree; the driver adds up its last level (at most ``split_every``
+    results). One scheduler call per pass, on whatever scheduler is active (a
+    ``distributed.Client`` if one is the default, else Dask's threads). The summary pass runs
+    through the same graph, once, when the engine is built.
 
     The graph of a pass is built directly as a plain task dict: the (optimised) graph of the
     data once, plus one task per chunk group and per combine; nothing is tokenised per pass.
@@ -82,20 +90,40 @@ class DaskEngine(EngineBase):
 
     Otherwise every chunk is its own task. A pass's spec is written into every chunk task
     while its copies take at most ``inline_spec_bytes`` (else it is a key of its own, sent
-    once). :meth:`close` releases what the engine created on
-    the cluster (persisted chunks, balancing copies, actors).
+    once). :meth:`close` releases what the engine created on the cluster (persisted chunks,
+    balancing copies, actors).
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Validated data (:func:`dask_biglearn.validation.check_dask_array`): one chunk along
+        the features, known row chunks.
+    split_every : int, optional
+        Fan-in of the reduction tree (default: :func:`dask_biglearn.config.split_every`).
+    block_rows : int, optional
+        Rows per sub-block of the kernel.
+    persist : {"auto", True, False}, optional
+        Default: the Dask configuration key ``biglearn.persist``.
+    actors : {"auto", True, False}, optional
+        Default: the Dask configuration key ``biglearn.actors``.
+    compiled : bool, optional
+        Run the compiled kernels (default: :func:`dask_biglearn.config.compiled_kernels`).
+    actor_pass_bytes : int, optional
+        Default: the Dask configuration key ``biglearn.actor-pass-bytes``.
+    inline_spec_bytes : int, default=INLINE_SPEC_BYTES
     """
 
     def __init__(self, X, *, split_every: int | None = None, block_rows: int | None = None,
-                 persist="auto", actors="auto", compiled: bool | None = None,
-                 actor_pass_bytes: int = ACTOR_PASS_BYTES,
+                 persist=None, actors=None, compiled: bool | None = None,
+                 actor_pass_bytes: int | None = None,
                  inline_spec_bytes: int = INLINE_SPEC_BYTES):
-        if actors not in ("auto", True, False):
-            raise ValueError(f"actors must be 'auto', True or False, got {actors!r}.")
-        if X.numblocks[1] != 1:
-            X = X.rechunk({1: -1})
+        self.persist, self.actors = persist_policy(persist), actors_policy(actors)
+        if X.ndim != 2 or X.numblocks[1] != 1:
+            raise ValueError(
+                f"DaskEngine needs a 2-D array in one chunk along the features, got chunks "
+                f"{X.chunks}: validate it first (dask_biglearn.validation.check_dask_array).")
         self.n_samples, self.n_features = (int(s) for s in X.shape)
-        self.split_every = _split_every(split_every)
+        self.split_every = resolve_split_every(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
         self.inline_spec_bytes = int(inline_spec_bytes)
@@ -109,13 +137,15 @@ class DaskEngine(EngineBase):
         self.rows_read = 0  # by mini-batches, beyond the full passes
         layout = None
         if self._client is not None:
-            layout = place_on_cluster(self._client, X, persist)
+            layout = place_on_cluster(self._client, X, self.persist)
             X, self._persisted, self._copies = layout.X, layout.persisted, layout.copies
         try:
             self._set_graph(X, layout)
             self.summaries = self._summary_pass()
+            limit = (configured_actor_pass_bytes() if actor_pass_bytes is None
+                      else int(actor_pass_bytes))
             if layout is not None and layout.placement is not None and (
-                    actors is True or (actors == "auto" and X.nbytes <= actor_pass_bytes)):
+                    self.actors is True or (self.actors == "auto" and X.nbytes <= limit)):
                 self._actors = self._start_actors(self._client, layout.placement)
         except BaseException:
             self.close()
@@ -136,9 +166,11 @@ class DaskEngine(EngineBase):
         else:
             block_keys = [f.key for f in placement.block_futures]
             block_rows, self._groups = placement.block_rows, placement.groups
-        # Global index of each block's first row (blocks are in row order).
-        starts = np.concatenate([[0], np.cumsum(block_rows)[:-1]]).astype(int)
-        self._block_offsets = dict(zip(block_keys, starts.tolist(), strict=True))
+        # Each block's key and its rows [start, stop) in the global row index (row order).
+        stops = np.cumsum(block_rows).astype(int).tolist()
+        starts = [0, *stops[:-1]]
+        self._blocks = list(zip(block_keys, starts, stops, strict=True))
+        self._block_offsets = dict(zip(block_keys, starts, strict=True))
 
     @staticmethod
     def _start_actors(client, placement):
@@ -151,18 +183,18 @@ class DaskEngine(EngineBase):
 
     # ---- graphs ------------------------------------------------------------------------------
 
-    def _reduction_graph(self, name, kernel, args, combine, with_offsets=False):
-        """``kernel(blocks_of_group, *args)`` per group (``kernel(blocks, offsets, *args)``
-        with the global index of each block's first row if ``with_offsets``), combined
-        ``split_every`` at a time until at most ``split_every`` keys are left; returns
-        ``(graph, keys)``."""
+    def _reduction(self, name, leaves, combine, extra=None):
+        """The one builder of a pass's graph: the data's graph, the ``leaves`` (tasks over the
+        data, each returning a partial result), and ``combine`` tasks ``split_every`` at a
+        time until at most ``split_every`` keys are left. Returns ``(graph, keys)``: the
+        driver combines the last level (a combine task of its own would cost one more
+        scheduling round and one more transfer between workers on every pass)."""
         graph = dict(self._data_graph)
+        graph.update(extra or {})
         level = []
-        for i, group in enumerate(self._groups):
-            key = (f"{name}-chunk", i)
-            offsets = ([self._block_offsets[k] for k in group],) if with_offsets else ()
-            graph[key] = (kernel, list(group), *offsets, *args)
-            level.append(key)
+        for i, task in enumerate(leaves):
+            level.append((f"{name}-chunk", i))
+            graph[level[-1]] = task
         depth = 0
         while len(level) > self.split_every:
             depth += 1
@@ -172,27 +204,57 @@ class DaskEngine(EngineBase):
             graph.update((key, (combine, part)) for key, part in zip(level, parts, strict=True))
         return graph, level
 
-    def stats_graph(self, specs):
-        """The task graph of one read of the data for the passes ``specs`` (a
-        :class:`~dask_biglearn.kernels.passes.PassSpec` or a list of them): ``(graph, keys)``,
-        the keys of at most ``split_every`` partial results, each a list of
-        :class:`~dask_biglearn.kernels.stats.SuffStats` (one per spec), whose sums are the
-        passes'.
+    def _group_tasks(self, kernel, args, with_offsets=False):
+        """``kernel(blocks_of_group, *args)`` per group of blocks
+        (``kernel(blocks, offsets, *args)``, with the global index of each block's first row,
+        if ``with_offsets``)."""
+        tasks = []
+        for group in self._groups:
+            offsets = ([self._block_offsets[k] for k in group],) if with_offsets else ()
+            tasks.append((kernel, list(group), *offsets, *args))
+        return tasks
 
-        The last sum happens on the driver: a combine task of its own would cost one more
-        scheduling round and one more transfer between workers on every pass.
+    def _range_tasks(self, kernel, args, ranges):
+        """``kernel([rows], *args)`` per piece of a block that the row ranges ``[start, stop)``
+        cover: a task reads only the blocks it needs."""
+        tasks = []
+        for start, stop in ranges:
+            for key, first, last in self._blocks:
+                lo, hi = max(start, first), min(stop, last)
+                if lo < hi:
+                    piece = (operator.getitem, key, (slice(lo - first, hi - first), slice(None)))
+                    tasks.append((kernel, [piece], *args))
+        return tasks
+
+    def _spec_argument(self, name, specs, n_tasks):
+        """The specs as a task argument: inline while their copies take at most
+        ``inline_spec_bytes``, else a key of their own (sent once). Returns ``(arg, extra)``."""
+        if sum(s.nbytes for s in specs) * n_tasks > self.inline_spec_bytes:
+            return f"{name}-spec", {f"{name}-spec": specs}
+        return specs, {}
+
+    def stats_graph(self, specs):
+        """The task graph of one read of the data for several passes.
+
+        The last sum happens on the driver.
+
+        Parameters
+        ----------
+        specs : PassSpec or list of PassSpec
+
+        Returns
+        -------
+        graph : dict
+        keys : list
+            The keys of at most ``split_every`` partial results, each a list of
+            :class:`~dask_biglearn.kernels.stats.SuffStats` (one per spec), whose sums are
+            the passes'.
         """
         specs = [specs] if isinstance(specs, PassSpec) else list(specs)
         name = f"{self._name}-{next(self._passes)}"
-        specs_arg = specs
-        extra = {}
-        if sum(s.nbytes for s in specs) * len(self._groups) > self.inline_spec_bytes:
-            specs_arg = f"{name}-spec"  # large specs travel once, as a key of their own
-            extra[specs_arg] = specs
-        graph, keys = self._reduction_graph(name, pass_stats_batch,
-                                            (specs_arg, self.block_rows), combine_stat_lists)
-        graph.update(extra)
-        return graph, keys
+        specs_arg, extra = self._spec_argument(name, specs, len(self._groups))
+        leaves = self._group_tasks(pass_stats_batch, (specs_arg, self.block_rows))
+        return self._reduction(name, leaves, combine_stat_lists, extra)
 
     def _compute(self, graph, keys):
         self.n_data_passes += 1
@@ -200,8 +262,8 @@ class DaskEngine(EngineBase):
         return get(graph, keys)
 
     def _summary_pass(self):
-        graph, keys = self._reduction_graph(f"{self._name}-summary", summarize_blocks, (),
-                                            combine_summaries)
+        leaves = self._group_tasks(summarize_blocks, ())
+        graph, keys = self._reduction(f"{self._name}-summary", leaves, combine_summaries)
         return data_summaries(combine_summaries(self._compute(graph, keys)))
 
     @property
@@ -217,6 +279,17 @@ class DaskEngine(EngineBase):
     # ---- the engine protocol -----------------------------------------------------------------
 
     def run_passes(self, specs) -> list[SuffStats]:
+        """Several passes from one read of the data (through the actors when they run).
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+
+        Returns
+        -------
+        stats : list of SuffStats
+            One per spec.
+        """
         specs = list(specs)
         if self._actors is not None:
             stats = self._actors.run_passes(specs, self.block_rows)
@@ -227,63 +300,136 @@ class DaskEngine(EngineBase):
         return combine_stat_lists(self._compute(*self.stats_graph(specs)))
 
     def run_passes_on_rows(self, specs, ranges) -> list[SuffStats]:
-        """The passes over the rows ``[start, stop)`` of each range only (a mini-batch): a
-        task per chunk the ranges touch, which reads only those chunks."""
-        import dask.array as da
+        """The passes over some row ranges only (a mini-batch).
 
+        A task per piece of a block that the ranges touch, which reads only that block.
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+        ranges : list of (int, int)
+            Row ranges ``[start, stop)`` of the global row index.
+
+        Returns
+        -------
+        stats : list of SuffStats
+            One per spec, over the rows of the ranges.
+        """
         specs = list(specs)
-        parts = da.concatenate([self.X[start:stop] for start, stop in ranges])
-        self.rows_read += int(parts.shape[0])
-        blocks = parts.to_delayed().ravel().tolist()
-        level = [dask.delayed(pass_stats_batch, pure=True)([block], specs, self.block_rows)
-                 for block in blocks]
-        while len(level) > self.split_every:
-            level = [dask.delayed(combine_stat_lists, pure=True)(level[i:i + self.split_every])
-                     for i in range(0, len(level), self.split_every)]
-        return combine_stat_lists(dask.compute(*level))
+        name = f"{self._name}-rows-{next(self._passes)}"
+        leaves = self._range_tasks(pass_stats_batch, (specs, self.block_rows), ranges)
+        specs_arg, extra = self._spec_argument(name, specs, len(leaves))
+        leaves = [(kernel, pieces, specs_arg, *rest) for kernel, pieces, _, *rest in leaves]
+        self.rows_read += sum(stop - start for start, stop in ranges)
+        graph, keys = self._reduction(name, leaves, combine_stat_lists, extra)
+        get = get_scheduler(collections=[self.X]) or dask.threaded.get
+        return combine_stat_lists(get(graph, keys))
 
     def take_rows(self, indices) -> np.ndarray:
+        """Rows by global index.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Sorted global row indices.
+
+        Returns
+        -------
+        rows : ndarray of shape (len(indices), n_features)
+        """
         return np.asarray(self.X[np.asarray(indices)].compute())
 
     def take_sample(self, size: int, seed: int) -> np.ndarray:
-        """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
-        order, float64: one pass, whatever the chunking (see
-        :mod:`~dask_biglearn.kernels.sampling`). Each chunk sends only its candidates below
+        """Rows chosen by their global index and ``seed``, into this process: one pass.
+
+        The same rows whatever the chunking (see :mod:`~dask_biglearn.kernels.sampling`).
+        Each chunk sends only its candidates below
         :func:`~dask_biglearn.kernels.sampling.candidate_fraction`, so the pass holds about
         ``size`` rows in all; in the (vanishingly rare) case that fewer than ``size`` rows
-        fall below it, a second pass keeps every candidate."""
+        fall below it, a second pass keeps every candidate.
+
+        Parameters
+        ----------
+        size : int
+            Rows to take (all, if there are fewer).
+        seed : int
+
+        Returns
+        -------
+        rows : ndarray of shape (min(size, n_samples), n_features)
+            In index order, float64.
+        """
         fraction = candidate_fraction(size, self.n_samples)
         while True:
-            graph, keys = self._reduction_graph(
-                f"{self._name}-sample-{next(self._passes)}", sample_blocks,
-                (int(seed), int(size), fraction), combine_samples, with_offsets=True)
+            leaves = self._group_tasks(sample_blocks, (int(seed), int(size), fraction),
+                                       with_offsets=True)
+            graph, keys = self._reduction(f"{self._name}-sample-{next(self._passes)}",
+                                          leaves, combine_samples)
             sample = combine_samples(self._compute(graph, keys))
             if len(sample.keys) >= min(size, self.n_samples) or fraction >= 1.0:
                 return in_index_order(sample)
             fraction = 1.0
 
     def persisted_sample(self, size: int, seed: int):
-        """About ``size`` rows chosen by their global index and ``seed``
-        (:func:`~dask_biglearn.kernels.sampling.rows_below_threshold`), taken chunk by chunk
-        into a Dask array persisted on the workers (one pass; never on the driver). The
-        caller releases it (``del``)."""
-        import dask.array as da
+        """About ``size`` rows chosen by their global index and ``seed``, kept on the workers.
 
+        Each chunk keeps its rows whose key falls below the fraction
+        (:func:`~dask_biglearn.kernels.sampling.rows_below_threshold`): one pass, nothing on
+        the driver, the same rows whatever the chunking.
+
+        Parameters
+        ----------
+        size : int
+            The expected number of rows.
+        seed : int
+
+        Returns
+        -------
+        rows : dask.array.Array of shape (about size, n_features)
+            Persisted, float64, with known chunk sizes; the caller releases it (``del``).
+        """
         fraction = size / self.n_samples
-        offsets = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).astype(int)
-        parts = [da.from_delayed(
-            dask.delayed(rows_below_threshold, pure=True)(block, int(offset), int(seed),
-                                                          fraction),
-            shape=(np.nan, self.n_features), dtype=np.float64)
-            for block, offset in zip(self.X.to_delayed().ravel(), offsets, strict=True)]
-        sample = da.concatenate(parts, allow_unknown_chunksizes=True)
-        if self._client is not None:
-            sample = self._client.persist(sample)
-        else:
-            sample = sample.persist()
+        sample = self.X.map_blocks(
+            _rows_below, int(seed), fraction, dtype=np.float64,
+            chunks=((np.nan,) * self.X.numblocks[0], (self.n_features,)),
+            meta=np.empty((0, self.n_features), dtype=np.float64))
+        sample = sample.persist() if self._client is None else self._client.persist(sample)
         self.n_data_passes += 1
         sample.compute_chunk_sizes()
         return sample
+
+    @contextlib.contextmanager
+    def sample_engine(self, n_rows: int, seed: int):
+        """An engine over a row sample, released when the context ends.
+
+        A sample of at most ``biglearn.driver-sample-bytes`` is taken into this process
+        (:meth:`take_sample`, an :class:`~dask_biglearn.engines.local.InProcessEngine`); a
+        bigger one stays on the workers (:meth:`persisted_sample`, an engine of this class
+        over it), and is released when the context ends.
+
+        Parameters
+        ----------
+        n_rows : int
+            Rows of the sample.
+        seed : int
+            Chooses the rows, by their global index.
+
+        Yields
+        ------
+        engine : InProcessEngine or DaskEngine
+        """
+        if n_rows * self.n_features * 8 <= driver_sample_bytes():
+            with InProcessEngine(self.take_sample(n_rows, seed),
+                                 compiled=self.compiled) as engine:
+                yield engine
+            return
+        rows = self.persisted_sample(n_rows, seed)
+        try:
+            with DaskEngine(rows, split_every=self.split_every, compiled=self.compiled,
+                            persist=self.persist, actors=self.actors) as engine:
+                yield engine
+        finally:
+            del rows  # the last reference: the workers drop the sample
 
     def close(self) -> None:
         """Release the actors, the balancing copies and the chunks this engine persisted.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..config import compiled_kernels
@@ -33,6 +35,7 @@ class InProcessEngine(EngineBase):
     compiled : bool, optional
         Run the compiled kernels (default: :func:`dask_biglearn.config.compiled_kernels`).
     feature_cache_bytes : int, default=FEATURE_CACHE_BYTES
+        Keep the quadratic features between passes while they take at most this many bytes.
     """
 
     def __init__(self, X: np.ndarray, *, block_rows: int | None = None,
@@ -53,26 +56,90 @@ class InProcessEngine(EngineBase):
         return self._cache.features_of(self.summaries.shift, None) is not None
 
     def run_passes(self, specs) -> list[SuffStats]:
+        """Several passes from one read of the data.
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+
+        Returns
+        -------
+        stats : list of SuffStats
+            One per spec.
+        """
         self.n_data_passes += 1
         return pass_stats_batch([self.X], specs, self.block_rows, cache=self._cache)
 
     def run_passes_on_rows(self, specs, ranges) -> list[SuffStats]:
-        """The passes over the rows ``[start, stop)`` of each range only (a mini-batch)."""
+        """The passes over some row ranges only (a mini-batch).
+
+        Parameters
+        ----------
+        specs : list of PassSpec
+        ranges : list of (int, int)
+            Row ranges ``[start, stop)`` of the global row index.
+
+        Returns
+        -------
+        stats : list of SuffStats
+            One per spec, over the rows of the ranges.
+        """
         blocks = [self.X[start:stop] for start, stop in ranges]
         self.rows_read += sum(len(b) for b in blocks)
         return pass_stats_batch(blocks, specs, self.block_rows)
 
     def take_rows(self, indices) -> np.ndarray:
+        """Rows by global index.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Sorted global row indices.
+
+        Returns
+        -------
+        rows : ndarray of shape (len(indices), n_features)
+        """
         return np.asarray(self.X[np.asarray(indices)])
 
     def take_sample(self, size: int, seed: int) -> np.ndarray:
-        """``size`` rows (all, if fewer) chosen by their global index and ``seed``, in index
-        order, float64."""
+        """Rows chosen by their global index and ``seed``: the Dask engine's rows.
+
+        Parameters
+        ----------
+        size : int
+            Rows to take (all, if there are fewer).
+        seed : int
+
+        Returns
+        -------
+        rows : ndarray of shape (min(size, n_samples), n_features)
+            In index order, float64.
+        """
         self.n_data_passes += 1
         if size >= self.n_samples:
             return np.asarray(self.X, dtype=np.float64)
         # One block: its ``size`` smallest keys, the same rows as the Dask engine's pass.
         return in_index_order(sample_blocks([self.X], [0], int(seed), int(size)))
 
+    @contextlib.contextmanager
+    def sample_engine(self, n_rows: int, seed: int):
+        """An in-process engine over a row sample (:meth:`take_sample`).
+
+        Parameters
+        ----------
+        n_rows : int
+            Rows of the sample.
+        seed : int
+            Chooses the rows, by their global index.
+
+        Yields
+        ------
+        engine : InProcessEngine
+        """
+        with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled) as engine:
+            yield engine
+
     def close(self) -> None:
+        """Drop the cached features."""
         self._cache.clear()

@@ -14,7 +14,14 @@ BALANCE_TOLERANCE = 0.1
 
 
 def active_client():
-    """The ``distributed.Client`` Dask would compute on now, or None."""
+    """Find the ``distributed.Client`` Dask would compute on now.
+
+    Returns
+    -------
+    client : distributed.Client or None
+        The client behind Dask's current scheduler; None when that is not a
+        ``distributed.Client`` (or ``distributed`` is not installed).
+    """
     get = get_scheduler()
     client = getattr(get, "__self__", None)
     if client is None:
@@ -27,7 +34,19 @@ def active_client():
 
 
 class Placement(NamedTuple):
-    """Where a persisted array's blocks are, once balanced over the workers."""
+    """Where a persisted array's blocks are, once balanced over the workers.
+
+    Parameters
+    ----------
+    block_futures : list of distributed.Future
+        The blocks a pass reads, in row order.
+    block_rows : list of int
+        The number of rows of each block, in the same order.
+    groups : list of list of key
+        Dask keys of the blocks in ``block_futures``, one task (or actor thread) per group.
+    group_workers : list of str
+        The address of the worker holding each group's blocks.
+    """
 
     block_futures: list  # the blocks a pass reads, in row order
     block_rows: list
@@ -36,7 +55,21 @@ class Placement(NamedTuple):
 
 
 class ClusterLayout(NamedTuple):
-    """What :func:`place_on_cluster` decided for an array."""
+    """What :func:`place_on_cluster` decided for an array.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        The array passes read (persisted, or as given).
+    futures : list of distributed.Future
+        Every future the graph of ``X`` needs.
+    persisted : list of distributed.Future
+        Futures of the chunks persisted here (their keys are ``X``'s: release them).
+    copies : list of distributed.Future
+        Balancing copies made here (keys of their own: cancel them).
+    placement : Placement or None
+        Where the blocks are; None when ``X`` is not persisted (read from its source).
+    """
 
     X: object  # the array passes read (persisted, or as given)
     futures: list  # every future the graph of X needs
@@ -60,8 +93,7 @@ def _take_rows(block, start, stop, copy):
 
 
 def balance_chunks(client, block_futures, block_rows, tolerance=BALANCE_TOLERANCE):
-    """Copy chunks, or parts of them, so that every worker holds rows in proportion to its
-    threads.
+    """Copy chunks, or parts of them, so that every worker holds rows in proportion to its threads.
 
     The scheduler places persisted chunks where it likes (6 and 4 of 10 chunks is common on
     two workers), and a pass waits for the busiest worker. Chunks are copied, largest first,
@@ -75,9 +107,30 @@ def balance_chunks(client, block_futures, block_rows, tolerance=BALANCE_TOLERANC
     Copies ask for their worker without requiring it: if it is lost, the scheduler can
     recompute them anywhere.
 
-    Returns ``(futures, holders, rows, copies)`` in row order: the blocks a pass reads
-    (copies in place of moved chunks, two pieces in place of a split one), the worker holding
-    each, their row counts, and the futures created here.
+    Parameters
+    ----------
+    client : distributed.Client
+        The client of the cluster holding the chunks.
+    block_futures : list of distributed.Future
+        The persisted chunks, in row order.
+    block_rows : sequence of int
+        The number of rows of each chunk, in the same order.
+    tolerance : float, default=BALANCE_TOLERANCE
+        Chunks are split while a worker holds more than ``1 + tolerance`` times its share of
+        rows.
+
+    Returns
+    -------
+    futures : list of distributed.Future
+        The blocks a pass reads, in row order: copies in place of moved chunks, two pieces in
+        place of a split one.
+    holders : list of str
+        The address of the worker holding each block.
+    rows : list of int
+        The number of rows of each block.
+    copies : list of distributed.Future
+        The futures created here that ``futures`` still reads (the caller cancels them when
+        done).
     """
     from distributed import wait
 
@@ -152,9 +205,29 @@ def balance_chunks(client, block_futures, block_rows, tolerance=BALANCE_TOLERANC
 def place_on_cluster(client, X, persist="auto", memory_fraction=0.5) -> ClusterLayout:
     """Persist ``X`` if asked and sensible; group its chunks by the worker holding them.
 
-    ``persist="auto"`` persists an array that is not persisted yet when it takes at most
-    ``memory_fraction`` of the cluster's memory; ``False`` never persists. Chunks copied or
-    split to balance the workers have new keys.
+    The chunks of a persisted array are balanced over the workers (:func:`balance_chunks`),
+    then grouped: one group per worker thread that holds a chunk, each group on the worker
+    holding its chunks. Chunks copied or split to balance the workers have new keys.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client of the cluster the passes run on.
+    X : dask.array.Array of shape (n_samples, n_features)
+        The data, persisted already or not, in one chunk along the features.
+    persist : {"auto", True, False}, default="auto"
+        ``"auto"`` persists an array that is not persisted yet when it takes at most
+        ``memory_fraction`` of the cluster's memory; ``True`` persists it whatever its
+        size; ``False`` never persists (every pass reads the source).
+    memory_fraction : float, default=0.5
+        The largest share of the cluster's memory (the sum of the workers' memory limits)
+        that ``persist="auto"`` lets ``X`` take.
+
+    Returns
+    -------
+    layout : ClusterLayout
+        The array passes read, the futures it needs, those created here, and (for a
+        persisted array) the placement of its blocks.
     """
     from distributed import futures_of, wait
 
@@ -162,10 +235,10 @@ def place_on_cluster(client, X, persist="auto", memory_fraction=0.5) -> ClusterL
     futures = futures_of(X)
     persisted = []
     is_persisted = set(block_keys) <= {f.key for f in futures}
-    if not is_persisted and persist == "auto":
+    if not is_persisted and persist is not False:
         info = client.scheduler_info()
         memory = sum(w.get("memory_limit", 0) for w in info["workers"].values())
-        if memory and X.nbytes <= memory_fraction * memory:
+        if persist is True or (memory and X.nbytes <= memory_fraction * memory):
             X = client.persist(X)
             wait(X)
             futures, is_persisted = futures_of(X), True

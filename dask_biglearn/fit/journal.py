@@ -31,16 +31,29 @@ CHECKPOINT_KIND = "checkpoint"
 
 
 def current_journal():
-    """The journal of the fit running in this context, or None."""
+    """Return the journal of the fit running in this context.
+
+    A :class:`Journal` is current inside its ``with`` block (a context variable, so each
+    thread or task sees its own).
+
+    Returns
+    -------
+    journal : Journal or None
+        The current journal; None when no checkpointed fit is running.
+    """
     return _CURRENT.get()
 
 
 class Journal:
     """The checkpoint of one fit (see the module docstring).
 
+    Used as a context manager: inside ``with journal:`` it is the :func:`current_journal`,
+    which :func:`~dask_biglearn.fit.loop.run_fits` records its loops in.
+
     Parameters
     ----------
     path : path-like
+        The checkpoint file.
     every : int
         Iterations of a loop between writes (and a write when each loop ends).
     identity : dict
@@ -70,8 +83,27 @@ class Journal:
     # ---- what run_fits calls ----------------------------------------------------------------
 
     def begin(self, states) -> tuple[int, bool]:
-        """Number the next loop; restore its recorded states into ``states`` (in place).
-        Returns ``(index, complete)``: complete loops are not run again."""
+        """Number the next loop and restore its recorded states into ``states``.
+
+        Parameters
+        ----------
+        states : list of FitState
+            The loop's states, updated in place with those the journal recorded for it (if
+            it holds any).
+
+        Returns
+        -------
+        index : int
+            The loop's number in the fit.
+        complete : bool
+            Whether the journal holds the loop as complete: complete loops are not run
+            again.
+
+        Raises
+        ------
+        ValueError
+            If the recorded loop had another number of fits.
+        """
         index = self.position
         self.position += 1
         if index >= len(self.calls):
@@ -89,13 +121,32 @@ class Journal:
         return index, bool(entry["complete"])
 
     def progress(self, index: int, states, force: bool = False) -> None:
-        """Record loop ``index`` in progress; written every ``every`` iterations."""
+        """Record loop ``index`` in progress; written every ``every`` iterations.
+
+        Parameters
+        ----------
+        index : int
+            The loop's number, from :meth:`begin`.
+        states : list of FitState
+            The loop's states after its latest iteration.
+        force : bool, default=False
+            Write now, whatever the iteration (a callback stopped the fit).
+        """
         iteration = max(s.iteration for s in states)
         if force or iteration % self.every == 0:
             self._set(index, states, complete=False)
             self.write()
 
     def complete(self, index: int, states) -> None:
+        """Record loop ``index`` as complete and write the file.
+
+        Parameters
+        ----------
+        index : int
+            The loop's number, from :meth:`begin`.
+        states : list of FitState
+            The loop's final states.
+        """
         self._set(index, states, complete=True)
         self.write()
 
@@ -106,8 +157,8 @@ class Journal:
         self.calls.append({"complete": complete, "states": [_copy(s) for s in states]})
 
     def write(self) -> None:
-        from .. import __version__
-        from ..io.files import FORMAT_VERSION, write_archive
+        """Write every loop's recorded states to the file, atomically."""
+        from ..io.files import write_document
 
         arrays, calls = {}, []
         for i, entry in enumerate(self.calls):
@@ -117,10 +168,8 @@ class Journal:
                 arrays.update({f"call{i}/state{j}/{k}": v for k, v in state_arrays.items()})
                 values.append(state_values)
             calls.append({"complete": entry["complete"], "states": values})
-        meta = {"format": "dask-biglearn", "format_version": FORMAT_VERSION,
-                "kind": CHECKPOINT_KIND, "package_version": __version__,
-                "identity": self.identity, "calls": calls}
-        write_archive(self.path, meta, arrays)
+        write_document(self.path, CHECKPOINT_KIND, {"identity": self.identity, "calls": calls},
+                       arrays)
 
     def _load(self) -> None:
         from ..io.files import ModelFileError, read_archive

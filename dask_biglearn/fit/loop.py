@@ -53,8 +53,35 @@ ITERATION, CHECK = "iteration", "check"
 
 @dataclass(frozen=True)
 class FitSettings:
-    """How a fit runs: the hyper-parameters the loop reads (use :meth:`plain_em` or
-    :meth:`biglearn`)."""
+    """How a fit runs: the hyper-parameters the loop reads.
+
+    Build them with :meth:`plain_em` or :meth:`biglearn`.
+
+    Parameters
+    ----------
+    max_iter : int
+        Iterations (outer iterations for BigLearn-EM) at most.
+    covariance_floor : float
+        Eigenvalue floor of the covariances, applied after every update.
+    tol : float
+        Plain EM: stop when the mean log-likelihood changes by less than this between
+        iterations. BigLearn-EM: converged when the best checked joint log-likelihood rose by
+        less than this over the last ``n_iter_no_change`` outer iterations (the last check
+        interval when that is None).
+    schedule : MatchingSchedule or None, default=None
+        The law of each outer iteration's projection; None is plain EM (the identity,
+        drawing nothing).
+    n_inner_iter : int, default=1
+        EM updates per outer iteration, in its projected space.
+    check_every : int, default=1
+        Outer iterations between checks of the joint log-likelihood (and a check at the
+        last).
+    weight_concentration : float, default=0.0
+        Weight smoothing ``alpha`` (0: none).
+    n_iter_no_change : int or None, default=None
+        BigLearn-EM stops once converged over this many outer iterations (judged at the
+        checks); None runs all ``max_iter`` outer iterations.
+    """
 
     max_iter: int
     covariance_floor: float
@@ -67,14 +94,60 @@ class FitSettings:
 
     @classmethod
     def plain_em(cls, *, max_iter, tol, covariance_floor) -> FitSettings:
-        """Joint updates, no weight smoothing, stop on ``tol``, return the last parameters."""
+        """Settings of plain EM.
+
+        Joint updates, no weight smoothing, stop on ``tol``, return the last parameters.
+
+        Parameters
+        ----------
+        max_iter : int
+            Iterations at most.
+        tol : float
+            Stop when the mean log-likelihood changes by less than this between iterations
+            (scikit-learn's rule).
+        covariance_floor : float
+            Eigenvalue floor of the covariances.
+
+        Returns
+        -------
+        settings : FitSettings
+            Settings with no schedule, one check per iteration and no weight smoothing.
+        """
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol)
 
     @classmethod
     def biglearn(cls, *, schedule, max_iter, n_inner_iter, check_every, covariance_floor,
                  weight_concentration, tol, n_iter_no_change=None) -> FitSettings:
-        """BigLearn-EM: up to ``max_iter`` outer iterations drawn from ``schedule``, the best
-        checked parameters returned."""
+        """Settings of BigLearn-EM.
+
+        Up to ``max_iter`` outer iterations whose projections are drawn from ``schedule``;
+        the best checked parameters are returned.
+
+        Parameters
+        ----------
+        schedule : MatchingSchedule
+            The law of each outer iteration's projection.
+        max_iter : int
+            Outer iterations at most.
+        n_inner_iter : int
+            EM updates per outer iteration.
+        check_every : int
+            Outer iterations between checks of the joint log-likelihood.
+        covariance_floor : float
+            Eigenvalue floor of the covariances.
+        weight_concentration : float
+            Weight smoothing ``alpha`` (0: none).
+        tol : float
+            Converged when the best checked joint log-likelihood rose by less than this over
+            the last ``n_iter_no_change`` outer iterations (the last check interval when that
+            is None).
+        n_iter_no_change : int or None, default=None
+            Stop once converged over this many outer iterations; None runs all ``max_iter``.
+
+        Returns
+        -------
+        settings : FitSettings
+        """
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
                    schedule=schedule, n_inner_iter=n_inner_iter, check_every=check_every,
                    weight_concentration=weight_concentration,
@@ -82,10 +155,12 @@ class FitSettings:
 
     @property
     def is_plain_em(self) -> bool:
+        """Whether these are plain EM's settings (no schedule: joint updates only)."""
         return self.schedule is None
 
     @property
     def stops_when_converged(self) -> bool:
+        """Whether the fit stops once converged (plain EM, or ``n_iter_no_change`` set)."""
         return self.is_plain_em or self.n_iter_no_change is not None
 
     @property
@@ -96,6 +171,18 @@ class FitSettings:
         return max(1, -(-self.n_iter_no_change // self.check_every))
 
     def check_due(self, iteration: int) -> bool:
+        """Whether a check of the joint log-likelihood follows ``iteration``.
+
+        Parameters
+        ----------
+        iteration : int
+            The number of iterations completed.
+
+        Returns
+        -------
+        due : bool
+            True every ``check_every`` iterations and at ``max_iter``.
+        """
         return iteration % self.check_every == 0 or iteration == self.max_iter
 
 
@@ -111,9 +198,29 @@ def _check_finite(*values):
         )
 
 
-def _spec(engine, params: MixtureParams, projection: np.ndarray | None, moments: bool):
-    """The pass description for ``params`` seen through ``projection``; returns
-    ``(spec, projected centre)``."""
+def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, moments: bool):
+    """The pass description for ``params`` seen through ``projection``.
+
+    Parameters
+    ----------
+    engine : Engine
+        Gives the data's centre (``summaries.shift``) and the kernels' choice.
+    params : MixtureParams
+        The model whose E-step the pass computes.
+    projection : ndarray of shape (m, n_features) or None
+        ``P`` of ``y = P x``; None is the identity.
+    moments : bool
+        Whether the pass returns first and second moments (an EM update) or only the
+        log-likelihood (an evaluation).
+
+    Returns
+    -------
+    spec : PassSpec
+        The pass's description, for
+        :meth:`~dask_biglearn.engines.base.Engine.run_passes`.
+    shift_y : ndarray of shape (m,)
+        The projected centre of the pass's moments.
+    """
     shift = engine.summaries.shift
     means_y, covs_y = project_params(params.means, params.covariances, projection)
     shift_y = shift if projection is None else projection @ shift
@@ -122,7 +229,31 @@ def _spec(engine, params: MixtureParams, projection: np.ndarray | None, moments:
     return PassSpec(theta, shift, projection, moments, engine.compiled), shift_y
 
 
-def _m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration):
+def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration):
+    """The M-step of one pass's statistics, in the projected space, mapped back.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The parameters that entered the pass (the unmatched part is kept).
+    projection : Projection
+        The space ``y = P x`` the pass saw the model through.
+    stats : SuffStats
+        The pass's statistics, centred at ``shift_y``.
+    shift_y : ndarray of shape (m,)
+        The projected centre of the pass's moments, from :func:`pass_spec`.
+    covariance_floor : float
+        Eigenvalue floor of the covariances.
+    weight_concentration : float
+        Weight smoothing ``alpha`` (0: none).
+
+    Returns
+    -------
+    params : MixtureParams
+        The updated full-space parameters.
+    mean_log_likelihood : float
+        Of the incoming parameters in the projected space, per row the pass covered.
+    """
     _check_finite(stats.log_lik_sum, stats.resp_sum)
     P = projection.matrix
     new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor)
@@ -134,12 +265,33 @@ def _m_step(params, projection, stats, shift_y, covariance_floor, weight_concent
 
 
 def em_updates(engine, params_list, projections, *, covariance_floor, weight_concentration):
-    """One EM update of each of several models, each in its own projected space, from one
-    read of the data (the restarts of a fit advance together); see :func:`em_update`."""
-    specs = [_spec(engine, params, projection.matrix, moments=True)
+    """One EM update of each of several models, each in its own projected space.
+
+    All the updates come from one read of the data (the restarts of a fit advance
+    together); see :func:`em_update`.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    params_list : list of MixtureParams
+        The models' current parameters.
+    projections : list of Projection
+        The space ``y = P x`` of each model's update, one per model.
+    covariance_floor : float
+        Eigenvalue floor of the covariances.
+    weight_concentration : float
+        Weight smoothing ``alpha`` (0: none).
+
+    Returns
+    -------
+    updates : list of (MixtureParams, float)
+        One ``(new_params, mean_log_likelihood)`` per model, as :func:`em_update` returns.
+    """
+    specs = [pass_spec(engine, params, projection.matrix, moments=True)
              for params, projection in zip(params_list, projections, strict=True)]
     stats_list = engine.run_passes([spec for spec, _ in specs])
-    return [_m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration)
+    return [m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration)
             for params, projection, stats, (_, shift_y)
             in zip(params_list, projections, stats_list, specs, strict=True)]
 
@@ -148,17 +300,47 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
               weight_concentration):
     """One EM update in the space ``y = P x``, mapped back to the full space.
 
-    Returns ``(new_params, mean_log_likelihood)`` where the log-likelihood is that of the
-    *incoming* parameters in the projected space (the joint one when ``P`` is the identity),
-    per row the pass covered.
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    params : MixtureParams
+        The current parameters.
+    projection : Projection
+        The space ``y = P x`` of the update.
+    covariance_floor : float
+        Eigenvalue floor of the covariances.
+    weight_concentration : float
+        Weight smoothing ``alpha`` (0: none).
+
+    Returns
+    -------
+    new_params : MixtureParams
+        The updated full-space parameters.
+    mean_log_likelihood : float
+        That of the *incoming* parameters in the projected space (the joint one when ``P``
+        is the identity), per row the pass covered.
     """
     return em_updates(engine, [params], [projection], covariance_floor=covariance_floor,
                       weight_concentration=weight_concentration)[0]
 
 
 def mean_log_likelihoods(engine, params_list) -> list[float]:
-    """Mean joint log-likelihood per row of each model: one E-step-only read of the data."""
-    stats_list = engine.run_passes([_spec(engine, params, None, moments=False)[0]
+    """Mean joint log-likelihood per row of each model: one E-step-only read of the data.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    params_list : list of MixtureParams
+        The models to evaluate.
+
+    Returns
+    -------
+    mean_log_likelihoods : list of float
+        One per model, in order.
+    """
+    stats_list = engine.run_passes([pass_spec(engine, params, None, moments=False)[0]
                                     for params in params_list])
     for stats in stats_list:
         _check_finite(stats.log_lik_sum)
@@ -166,7 +348,19 @@ def mean_log_likelihoods(engine, params_list) -> list[float]:
 
 
 def mean_log_likelihood(engine, params: MixtureParams) -> float:
-    """Mean joint log-likelihood per row: one E-step-only pass."""
+    """Mean joint log-likelihood per row: one E-step-only pass.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    params : MixtureParams
+        The model to evaluate.
+
+    Returns
+    -------
+    mean_log_likelihood : float
+    """
     return mean_log_likelihoods(engine, [params])[0]
 
 
@@ -216,8 +410,28 @@ def _check(engine, states, settings: FitSettings, update_lls, started: float):
 
 
 def finish_fits(engine, states, settings: FitSettings, started: float | None = None):
-    """Close fits: the result of each is its last parameters (plain EM, or a fit with no
-    check yet, evaluated together in one more read of the data) or its best checked ones."""
+    """Close fits and mark them finished.
+
+    The result of each is its last parameters (plain EM, or a fit with no check yet,
+    evaluated together in one more read of the data) or its best checked ones.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    states : list of FitState
+        The fits to close, updated in place (``best_*`` and ``finished``).
+    settings : FitSettings
+        The settings the fits ran with.
+    started : float or None, default=None
+        The :func:`time.perf_counter` at which the fits started, for the log; None logs no
+        duration.
+
+    Returns
+    -------
+    states : list of FitState
+        The same states, finished.
+    """
     last = [s for s in states if settings.is_plain_em or s.best_params is None]
     if last:
         for state, ll in zip(last, mean_log_likelihoods(engine, [s.params for s in last]),
@@ -239,7 +453,24 @@ def finish_fits(engine, states, settings: FitSettings, started: float | None = N
 
 
 def finish_fit(engine, state: FitState, settings: FitSettings, started: float | None = None):
-    """:func:`finish_fits` of one fit."""
+    """Close one fit: :func:`finish_fits` of one state.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    state : FitState
+        The fit to close, updated in place.
+    settings : FitSettings
+        The settings the fit ran with.
+    started : float or None, default=None
+        The :func:`time.perf_counter` at which the fit started, for the log.
+
+    Returns
+    -------
+    state : FitState
+        The same state, finished.
+    """
     return finish_fits(engine, [state], settings, started)[0]
 
 
@@ -264,7 +495,8 @@ def run_fits(engine, states, settings: FitSettings,
         Updated in place: new ones (``FitState(params, rng)``, each with a generator of its
         own) or ones a fit left.
     settings : FitSettings
-    callbacks : iterable of callable
+        How the fits run.
+    callbacks : iterable of callable, default=()
         ``callback(state, event)``, see the module docstring, called for each fit.
 
     Returns
@@ -314,6 +546,24 @@ def run_fits(engine, states, settings: FitSettings,
 
 def run_fit(engine, state: FitState, settings: FitSettings,
             callbacks: Iterable[Callback] = ()) -> FitState:
-    """Run (or continue) the fit in ``state`` until it ends or a callback stops it (see
-    :func:`run_fits`); ``state.finished`` is False when a callback stopped it."""
+    """Run (or continue) the fit in ``state`` until it ends or a callback stops it.
+
+    :func:`run_fits` of one fit.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live (:mod:`dask_biglearn.engines`).
+    state : FitState
+        Updated in place: a new one (``FitState(params, rng)``) or one a fit left.
+    settings : FitSettings
+        How the fit runs.
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)``, see the module docstring.
+
+    Returns
+    -------
+    state : FitState
+        ``state.finished`` is False when a callback stopped it.
+    """
     return run_fits(engine, [state], settings, callbacks)[0]

@@ -50,7 +50,24 @@ SPLIT_OFFSET = 0.8
 
 @dataclass(frozen=True)
 class MoveSettings:
-    """Which moves, how many candidates a round tries and for how long."""
+    """Which moves, how many candidates a round tries and for how long.
+
+    Parameters
+    ----------
+    kinds : tuple of {"split-merge", "reseed"}, default=("split-merge",)
+        The moves to try, in this order.
+    max_rounds : int, default=10
+        The most rounds of moves; rounds also stop when no candidate helps.
+    n_candidates : int, default=5
+        The most candidates of each kind a round tries.
+    trial_iter : int, default=10
+        The plain EM iterations a round runs from its candidates before it compares them.
+
+    Raises
+    ------
+    ValueError
+        If ``kinds`` names an unknown move.
+    """
 
     kinds: tuple[str, ...] = (SPLIT_MERGE,)
     max_rounds: int = 10
@@ -67,7 +84,24 @@ class MoveSettings:
 
 
 def responsibilities(sample: np.ndarray, params: MixtureParams):
-    """``(responsibilities (n, K), per-component log-densities (n, K), log p(x) (n,))``."""
+    """Compute the responsibilities and log-densities of a mixture on the sample rows.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_samples, n_features)
+        The rows candidates are ranked on.
+    params : MixtureParams
+        The mixture.
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+        The responsibilities of the components for each row.
+    log_density : ndarray of shape (n_samples, n_components)
+        Each component's log-density at each row (without its weight).
+    log_p : ndarray of shape (n_samples,)
+        The mixture's log-density ``log p(x)`` at each row.
+    """
     log_prob = weighted_log_prob(sample, params.weights, params.means,
                                  precision_cholesky(params.covariances))
     log_p = logsumexp(log_prob, axis=1)
@@ -77,7 +111,19 @@ def responsibilities(sample: np.ndarray, params: MixtureParams):
 
 
 def merge_scores(resp: np.ndarray) -> np.ndarray:
-    """SMEM's ``J_merge(i, j)``: cosine of the responsibility vectors; the diagonal is -inf."""
+    """Compute SMEM's ``J_merge(i, j)``: the cosine of the responsibility vectors.
+
+    Parameters
+    ----------
+    resp : ndarray of shape (n_samples, n_components)
+        The responsibilities on the sample rows.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_components, n_components)
+        Symmetric, higher for pairs whose responsibilities overlap more; the diagonal is
+        ``-inf``.
+    """
     norms = np.linalg.norm(resp, axis=0)
     scores = (resp.T @ resp) / np.maximum(np.outer(norms, norms), 1e-300)
     np.fill_diagonal(scores, -np.inf)
@@ -85,14 +131,31 @@ def merge_scores(resp: np.ndarray) -> np.ndarray:
 
 
 def split_scores(resp: np.ndarray, log_density: np.ndarray, n_features: int) -> np.ndarray:
-    """How far each component's rows are from one Gaussian: the deficit of their
-    responsibility-weighted multivariate kurtosis (Mardia's ``b_2``, the mean squared
-    Mahalanobis distance, ``D (D + 2)`` for a Gaussian), relative. A component that spans two
-    clusters is platykurtic (``b_2`` low, the score high).
+    """Score how far each component's rows are from one Gaussian, for choosing what to split.
+
+    The score is the relative deficit of the rows' responsibility-weighted multivariate
+    kurtosis (Mardia's ``b_2``, the mean squared Mahalanobis distance, ``D (D + 2)`` for a
+    Gaussian). A component that spans two clusters is platykurtic (``b_2`` low, the score
+    high).
 
     (SMEM's own criterion, the KL from the weighted empirical density to the Gaussian, mixes
     in each component's volume: on data with clusters of different scales it ranks by size,
     not by fit.)
+
+    Parameters
+    ----------
+    resp : ndarray of shape (n_samples, n_components)
+        The responsibilities on the sample rows.
+    log_density : ndarray of shape (n_samples, n_components)
+        Each component's log-density at each sample row (see :func:`responsibilities`).
+    n_features : int
+        The dimension ``D`` of the data.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_components,)
+        ``1 - b_2 / (D (D + 2))`` per component; ``-inf`` for a component holding less than
+        two rows' worth of responsibility (nothing to split).
     """
     mass = resp.sum(axis=0)
     # log N(x | k) = -(D log 2 pi + log |Sigma_k| + m_nk) / 2: m_nk up to a per-component
@@ -107,7 +170,18 @@ def split_scores(resp: np.ndarray, log_density: np.ndarray, n_features: int) -> 
 
 
 def ranked_pairs(scores: np.ndarray):
-    """Pairs ``(i, j)``, ``i < j``, by decreasing ``scores[i, j]``."""
+    """List the pairs ``(i, j)``, ``i < j``, by decreasing ``scores[i, j]``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_components, n_components)
+        Pair scores, e.g. :func:`merge_scores`; only the upper triangle is read.
+
+    Returns
+    -------
+    pairs : list of tuple of (int, int)
+        Every pair once, the best first (ties in index order).
+    """
     i, j = np.triu_indices(len(scores), k=1)
     order = np.argsort(-scores[i, j], kind="stable")
     return [(int(i[o]), int(j[o])) for o in order]
@@ -117,7 +191,24 @@ def ranked_pairs(scores: np.ndarray):
 
 
 def merged(params: MixtureParams, i: int, j: int):
-    """``(weight, mean, covariance)`` of components ``i`` and ``j`` moment-matched into one."""
+    """Merge components ``i`` and ``j`` into one by moment matching.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The mixture.
+    i, j : int
+        The components to merge.
+
+    Returns
+    -------
+    weight : float
+        The sum of their weights.
+    mean : ndarray of shape (n_features,)
+        The weighted mean of their means.
+    covariance : ndarray of shape (n_features, n_features)
+        The covariance of the two-component mixture they form.
+    """
     w = params.weights[[i, j]]
     weight = w.sum()
     a = w / weight
@@ -129,8 +220,28 @@ def merged(params: MixtureParams, i: int, j: int):
 
 
 def split(weight, mean, cov, floor):
-    """Two components from one, either side of ``mean`` along the principal axis, with the
-    same first and second moments."""
+    """Split one component into two along its principal axis, keeping its first two moments.
+
+    The new means lie ``SPLIT_OFFSET`` standard deviations either side of ``mean`` along the
+    principal axis, and the variance along that axis shrinks to keep the second moment.
+
+    Parameters
+    ----------
+    weight : float
+        The component's weight.
+    mean : ndarray of shape (n_features,)
+        The component's mean.
+    cov : ndarray of shape (n_features, n_features)
+        The component's covariance.
+    floor : float
+        The covariance floor: the smallest eigenvalue the new covariance may have.
+
+    Returns
+    -------
+    first, second : tuple of (float, ndarray, ndarray)
+        ``(weight, mean, covariance)`` of each new component: half the weight each, the
+        same covariance, the means either side of ``mean``.
+    """
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     lam, v = eigenvalues[-1], eigenvectors[:, -1]
     step = SPLIT_OFFSET * np.sqrt(lam) * v
@@ -148,9 +259,29 @@ def _with(params: MixtureParams, changes) -> MixtureParams:
 
 
 def split_merge_candidates(params, sample, n_candidates, floor):
-    """SMEM's candidates: merge pairs ranked by ``J_merge`` and split targets (other than the
-    pair) ranked by :func:`split_scores`, combined in the order of the sum of their ranks
-    (ties: the better merge first); up to ``n_candidates``."""
+    """Propose SMEM's split-merge candidates.
+
+    Merge pairs ranked by ``J_merge`` and split targets (other than the pair) ranked by
+    :func:`split_scores` are combined in the order of the sum of their ranks (ties: the
+    better merge first). The merged pair takes the first slot of the pair, the split the
+    target's slot and the slot the merge freed.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The converged mixture.
+    sample : ndarray of shape (n_samples, n_features)
+        The rows candidates are ranked on.
+    n_candidates : int
+        The most candidates to return.
+    floor : float
+        The covariance floor.
+
+    Returns
+    -------
+    candidates : list of MixtureParams
+        Up to ``n_candidates`` changed mixtures, the most promising first.
+    """
     resp, log_density, _ = responsibilities(sample, params)
     split_order = [int(k) for k in np.argsort(-split_scores(resp, log_density,
                                                             sample.shape[1]), kind="stable")]
@@ -167,9 +298,29 @@ def split_merge_candidates(params, sample, n_candidates, floor):
 
 
 def reseed_candidates(params, sample, n_candidates, floor):
-    """Greedy EM's re-seeding: remove the redundant member of the most overlapping pairs (the
-    lighter one; its weight goes to the other) or the most starved component, and place it
-    at the worst-explained sample rows, one candidate each."""
+    """Propose greedy EM's re-seeding candidates.
+
+    The redundant member of each of the most overlapping pairs (the lighter one) or the most
+    starved component is taken away (its weight goes to the component that overlaps it
+    most) and placed at one of the worst-explained sample rows, with a covariance from the
+    component that holds that row: one candidate each.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The converged mixture.
+    sample : ndarray of shape (n_samples, n_features)
+        The rows candidates are ranked on.
+    n_candidates : int
+        The most candidates to return.
+    floor : float
+        The covariance floor.
+
+    Returns
+    -------
+    candidates : list of MixtureParams
+        Up to ``n_candidates`` changed mixtures, the most promising first.
+    """
     resp, _, log_p = responsibilities(sample, params)
     removable = []
     for i, j in ranked_pairs(merge_scores(resp)):
@@ -205,7 +356,24 @@ PROPOSALS = {SPLIT_MERGE: split_merge_candidates, RESEED: reseed_candidates}
 
 
 def candidates(params, sample, moves: MoveSettings, floor):
-    """Every kind's candidates, in the order of ``moves.kinds``."""
+    """Propose every kind's candidates, in the order of ``moves.kinds``.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The converged mixture.
+    sample : ndarray of shape (n_samples, n_features)
+        The rows candidates are ranked on.
+    moves : MoveSettings
+        Which kinds, and how many candidates of each.
+    floor : float
+        The covariance floor.
+
+    Returns
+    -------
+    candidates : list of MixtureParams
+        The changed mixtures of every kind.
+    """
     return [c for kind in moves.kinds
             for c in PROPOSALS[kind](params, sample, moves.n_candidates, floor)]
 
@@ -215,9 +383,37 @@ def candidates(params, sample, moves: MoveSettings, floor):
 
 def improve_by_moves(engine, state: FitState, sample, moves: MoveSettings,
                      em: FitSettings, callbacks=()):
-    """Rounds of moves from the finished ``state``'s result: returns the finished state of
-    the best model found (``state`` itself when no move helped) and the number of moves
-    kept. Every state a round makes has ``phase="move"``."""
+    """Run rounds of moves from the finished ``state``'s result while they help.
+
+    A round runs ``moves.trial_iter`` plain EM iterations from all its candidates together
+    and keeps the best only if its joint log-likelihood beats the current model's by more
+    than ``em.tol``; the kept model is then polished by plain EM to convergence. Every state
+    a round makes has ``phase="move"``.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live (:mod:`dask_biglearn.engines`).
+    state : FitState
+        A finished fit; its ``best_params`` are the starting model.
+    sample : ndarray of shape (n_samples, n_features)
+        The rows candidates are ranked on, kept in the driver's memory.
+    moves : MoveSettings
+        Which moves, and how many candidates and rounds.
+    em : FitSettings
+        The plain-EM settings of the fit (its ``tol`` and ``covariance_floor`` also apply to
+        the trials).
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)``, called for each fit a round runs (see
+        :func:`dask_biglearn.fit.loop.run_fits`).
+
+    Returns
+    -------
+    state : FitState
+        The finished state of the best model found (``state`` itself when no move helped).
+    n_moves : int
+        The number of moves kept.
+    """
     trial = FitSettings.plain_em(max_iter=moves.trial_iter, tol=em.tol,
                                  covariance_floor=em.covariance_floor)
     current, kept = state, 0

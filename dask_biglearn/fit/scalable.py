@@ -23,25 +23,72 @@ MIN_AUTO_SAMPLE_ROWS = 20_000
 
 
 def parameters_per_component(n_features: int) -> int:
-    """A full-covariance component's free parameters: weight, mean, covariance."""
+    """Count a full-covariance component's free parameters: weight, mean, covariance.
+
+    Parameters
+    ----------
+    n_features : int
+        The data's dimension.
+
+    Returns
+    -------
+    n_parameters : int
+        ``1 + n_features + n_features * (n_features + 1) / 2``.
+    """
     return 1 + n_features + n_features * (n_features + 1) // 2
 
 
 def auto_sample_rows(n_components: int, n_features: int) -> int:
-    """The rows of ``sample_size="auto"``: ``AUTO_ROWS_PER_PARAMETER`` per parameter of a
-    component, per component (so a component of average weight holds that many rows per
-    parameter, and one of a quarter of the average weight still a quarter), at least
-    ``MIN_AUTO_SAMPLE_ROWS``."""
+    """Return the rows of ``sample_size="auto"``.
+
+    ``AUTO_ROWS_PER_PARAMETER`` per parameter of a component, per component (so a component
+    of average weight holds that many rows per parameter, and one of a quarter of the
+    average weight still a quarter), at least ``MIN_AUTO_SAMPLE_ROWS``.
+
+    Parameters
+    ----------
+    n_components : int
+        Components of the mixture.
+    n_features : int
+        The data's dimension.
+
+    Returns
+    -------
+    n_rows : int
+        The sample's rows (before capping at the data's rows).
+    """
     return max(MIN_AUTO_SAMPLE_ROWS,
                AUTO_ROWS_PER_PARAMETER * n_components * parameters_per_component(n_features))
 
 
 def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int):
-    """How many rows the sample of ``sample_size`` holds, or None for the full-data fit.
+    """Return how many rows the sample of ``sample_size`` holds, or None for the full-data fit.
 
-    ``sample_size``: None (no sample), ``"auto"`` (:func:`auto_sample_rows`), a number of
-    rows (an int >= 1) or a fraction of the rows (a float in (0, 1]). At least
-    ``n_components`` rows, at most all of them.
+    Parameters
+    ----------
+    sample_size : None, "auto", int or float
+        None (no sample), ``"auto"`` (:func:`auto_sample_rows`), a number of rows (an int
+        >= 1) or a fraction of the rows (a float in (0, 1]).
+    n_samples : int
+        The data's rows.
+    n_components : int
+        Components of the mixture.
+    n_features : int
+        The data's dimension.
+
+    Returns
+    -------
+    n_rows : int or None
+        At least ``n_components`` rows, at most all of them; None when ``sample_size`` is
+        None.
+
+    Raises
+    ------
+    ValueError
+        If ``sample_size`` is a string other than ``"auto"``, an int below 1 or a float
+        outside (0, 1].
+    TypeError
+        If ``sample_size`` is of another type.
     """
     if sample_size is None:
         return None
@@ -65,9 +112,27 @@ def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int)
 
 
 def refine_on(engine, state: FitState, settings, callbacks=()) -> FitState:
-    """Plain EM over ``engine``'s data (``settings`` from
-    :meth:`~dask_biglearn.fit.FitSettings.plain_em`) from ``state``'s result: the full-data
-    refinement of a model explored on a sample (``phase="refine-full"``)."""
+    """Run plain EM over ``engine``'s data from ``state``'s result.
+
+    The full-data refinement of a model explored on a sample.
+
+    Parameters
+    ----------
+    engine : Engine
+        The full data.
+    state : FitState
+        The finished fit on the sample; the refinement starts from its ``best_params`` and
+        continues with its generator.
+    settings : FitSettings
+        Plain EM's settings, from :meth:`~dask_biglearn.fit.FitSettings.plain_em`.
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)``, as :func:`~dask_biglearn.fit.loop.run_fits` takes them.
+
+    Returns
+    -------
+    state : FitState
+        The refining state (``phase="refine-full"``).
+    """
     refining = FitState(state.best_params, state.rng, restart=state.restart,
                         phase="refine-full")
     return run_fits(engine, [refining], settings, callbacks)[0]

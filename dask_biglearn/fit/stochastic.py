@@ -22,11 +22,27 @@ import numpy as np
 from ..kernels.stats import SuffStats
 from ..model import MixtureParams
 from ..projection import Projection
-from .loop import _m_step, _spec
+from .loop import m_step, pass_spec
 
 
 @dataclass(frozen=True)
 class StepwiseSettings:
+    """How stepwise EM runs.
+
+    Parameters
+    ----------
+    n_steps : int
+        Mini-batch steps.
+    batch_rows : int, default=20_000
+        Rows of a mini-batch (rounded down to whole blocks, at least one block).
+    block_rows : int, default=2_000
+        Rows of each of a mini-batch's row ranges.
+    step_exponent : float, default=0.6
+        The step is ``gamma_t = t ** -step_exponent``; in (0.5, 1].
+    covariance_floor : float, default=1e-6
+        Eigenvalue floor of the covariances.
+    """
+
     n_steps: int
     batch_rows: int = 20_000
     block_rows: int = 2_000
@@ -35,8 +51,27 @@ class StepwiseSettings:
 
 
 def batch_ranges(rng, n_samples: int, batch_rows: int, block_rows: int):
-    """Row ranges ``[start, stop)`` of one mini-batch: distinct blocks of the global row
-    index, drawn uniformly."""
+    """Draw the row ranges ``[start, stop)`` of one mini-batch.
+
+    Distinct blocks of the global row index, drawn uniformly.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The driver's generator.
+    n_samples : int
+        The data's rows.
+    batch_rows : int
+        Rows of the mini-batch (rounded down to whole blocks, at least one block, at most
+        all of them).
+    block_rows : int
+        Rows of each block.
+
+    Returns
+    -------
+    ranges : list of (int, int)
+        The chosen blocks' ranges ``[start, stop)``, in increasing order.
+    """
     n_blocks = -(-n_samples // block_rows)
     take = min(n_blocks, max(1, batch_rows // block_rows))
     chosen = np.sort(rng.choice(n_blocks, size=take, replace=False))
@@ -60,20 +95,41 @@ def _blend(average: SuffStats, new: SuffStats, gamma: float) -> SuffStats:
 
 def stepwise_em(engine, params: MixtureParams, settings: StepwiseSettings, rng,
                 callback=None) -> MixtureParams:
-    """``settings.n_steps`` stepwise EM steps from ``params``; ``callback(step, params)``
-    after each (for the benchmark's quality-against-passes curve). The statistics are kept
-    in the engine's shifted coordinates, rescaled to ``n_samples`` rows."""
+    """Run ``settings.n_steps`` stepwise EM steps from ``params``.
+
+    The statistics are kept in the engine's shifted coordinates, rescaled to ``n_samples``
+    rows.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live; it must offer ``run_passes_on_rows``.
+    params : MixtureParams
+        The starting parameters.
+    settings : StepwiseSettings
+        How the steps run.
+    rng : numpy.random.Generator
+        Draws the mini-batches.
+    callback : callable, default=None
+        ``callback(step, params)``, called after each step (for the benchmark's
+        quality-against-passes curve).
+
+    Returns
+    -------
+    params : MixtureParams
+        The parameters after the last step.
+    """
     n = engine.summaries.n_samples
     identity = Projection.identity()
     average = None
     for step in range(1, settings.n_steps + 1):
         ranges = batch_ranges(rng, n, settings.batch_rows, settings.block_rows)
-        spec, shift_y = _spec(engine, params, None, moments=True)
+        spec, shift_y = pass_spec(engine, params, None, moments=True)
         stats = engine.run_passes_on_rows([spec], ranges)[0]
         stats = _scaled(stats, n / stats.n_rows, n)
         gamma = step ** -settings.step_exponent
         average = stats if average is None else _blend(average, stats, gamma)
-        params, _ = _m_step(params, identity, average, shift_y, settings.covariance_floor, 0.0)
+        params, _ = m_step(params, identity, average, shift_y, settings.covariance_floor, 0.0)
         if callback is not None:
             callback(step, params)
     return params

@@ -23,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
+
 FORMAT_VERSION = 1
+FORMAT_MARKER = "dask-biglearn"
 META_NAME = "dask-biglearn.json"
 ARRAYS_NAME = "arrays.npz"
 #: Bounds on what a reader inflates (a file claiming more is refused, not read).
@@ -35,8 +38,45 @@ class ModelFileError(ValueError):
     """A file that is not one of ours, or is damaged, or is of a kind we cannot read."""
 
 
+def write_document(path, kind: str, body: dict, arrays: dict[str, np.ndarray]) -> Path:
+    """Write one of our files: the header, then ``body``, and ``arrays``, atomically.
+
+    The one writer of the header that :func:`read_archive` checks: the format marker, the
+    format version, the kind of file and the package version.
+
+    Parameters
+    ----------
+    path : path-like
+    kind : str
+        What the file holds (``"model"``, ``"checkpoint"``).
+    body : dict
+        JSON-able content, beside the header's keys.
+    arrays : dict of str to ndarray
+        Float arrays by name.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    header = {"format": FORMAT_MARKER, "format_version": FORMAT_VERSION, "kind": kind,
+              "package_version": __version__}
+    return write_archive(path, {**header, **body}, arrays)
+
+
 def write_archive(path, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``meta`` (JSON-able) and ``arrays`` to ``path`` atomically."""
+    """Write ``meta`` (JSON-able) and ``arrays`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : path-like
+    meta : dict
+        The JSON document (:func:`write_document` adds our header).
+    arrays : dict of str to ndarray
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
     path = Path(path)
     buffer = io.BytesIO()
     np.savez(buffer, **{name: np.ascontiguousarray(a) for name, a in arrays.items()})
@@ -60,8 +100,26 @@ def write_archive(path, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def read_archive(path, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of the file at ``path``, whose ``meta["kind"]`` must be ``kind``;
-    anything else raises :class:`ModelFileError`."""
+    """Read one of our files, checking its header.
+
+    Parameters
+    ----------
+    path : path-like
+    kind : str
+        What the file must hold (its header's ``kind``).
+
+    Returns
+    -------
+    meta : dict
+        The JSON document.
+    arrays : dict of str to ndarray
+        Finite float64 arrays by name.
+
+    Raises
+    ------
+    ModelFileError
+        For anything that is not such a file of ours, or is damaged.
+    """
     path = Path(path)
     where = f"{path}"
     if path.is_dir():
@@ -89,7 +147,7 @@ def read_archive(path, kind: str) -> tuple[dict, dict[str, np.ndarray]]:
         meta = json.loads(document.decode("utf-8"), parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelFileError(f"{where}: its {META_NAME} is not valid JSON ({exc}).") from None
-    if not isinstance(meta, dict) or meta.get("format") != "dask-biglearn":
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_MARKER:
         raise ModelFileError(f"{where} is not a dask_biglearn file (no format marker).")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -119,7 +177,21 @@ def _no_constants(name):
 
 
 def require(meta: dict, key: str, types, where: str):
-    """``meta[key]``, checked to be of ``types``, or :class:`ModelFileError`."""
+    """``meta[key]``, checked to be of ``types``, or :class:`ModelFileError`.
+
+    Parameters
+    ----------
+    meta : dict
+    key : str
+    types : type or tuple of type
+        A bool is accepted only where ``bool`` is named.
+    where : str
+        The file, for the message.
+
+    Returns
+    -------
+    value : object
+    """
     if key not in meta:
         raise ModelFileError(f"{where}: {key!r} is missing.")
     value = meta[key]

@@ -1,168 +1,182 @@
-"""Model files: a fitted estimator saved and loaded without pickle (see :mod:`.files`).
+"""Model files: the document of a fitted mixture, written and read without pickle.
 
-The file holds the estimator's class and hyper-parameters, the package and format versions,
-the fitted parameters (weights, means, covariances: the precisions are recomputed on load)
-and the fit's history and accounting (``lower_bounds_``, ``matchings_``, ``n_iter_``,
-``n_data_passes_``, ...). Callbacks are not saved; a ``random_state`` that is not an int or
-None is saved as None.
+A model file (:mod:`.files`: JSON and ``.npz`` in one ZIP) holds the estimator's class name
+and hyper-parameters, the fitted parameters (weights, means, covariances: precisions are
+recomputed on load), the history (``lower_bounds``, ``matchings``) and the fitted scalars
+(``n_iter_``, ``n_data_passes_``, ...). This module knows the format only: which estimator a
+file names, and what its attributes mean, is the estimators' business
+(:func:`dask_biglearn.estimator.load_model` builds the estimator from a
+:class:`ModelDocument`).
 """
 
 from __future__ import annotations
 
-from numbers import Integral
+import hashlib
+from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
-from .files import FORMAT_VERSION, ModelFileError, read_archive, require, write_archive
+from .files import ModelFileError, read_archive, require, write_document
+
+__all__ = ["MODEL_KIND", "ModelDocument", "jsonable_parameters", "read_model", "write_model"]
 
 MODEL_KIND = "model"
-#: Fitted scalars saved with their JSON types.
-FITTED_SCALARS = {
-    "lower_bound_": float, "n_iter_": int, "converged_": bool, "n_data_passes_": int,
-    "bytes_read_": int, "n_sample_passes_": int, "n_features_in_": int,
-    "best_iteration_": int, "n_moves_": int, "n_refine_iter_": int,
-}
-#: Hyper-parameters that are tuples in the estimators (JSON has lists).
-TUPLE_PARAMS = ("marginal_size_beta", "moves")
-ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
+#: Where an array-valued hyper-parameter goes among the arrays (its JSON value is a marker).
+ARRAY_PREFIX, ARRAY_MARKER = "init/", "<array>"
+PARAMETER_ARRAYS = ("weights", "means", "covariances")
 
 
-def _estimator_classes():
-    from ..estimator import BigLearnGaussianMixture, GaussianMixture
+@dataclass(frozen=True, eq=False)
+class ModelDocument:
+    """What a model file holds.
 
-    return {cls.__name__: cls for cls in (BigLearnGaussianMixture, GaussianMixture)}
+    Parameters
+    ----------
+    estimator : str
+        The estimator's class name.
+    hyper_parameters : dict
+        By name; arrays as NumPy arrays, sequences as JSON lists.
+    fitted : dict
+        Fitted scalars by attribute name (``"n_iter_"``, ...): ints, floats and bools.
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray of shape (n_components, n_features, n_features)
+    lower_bounds : ndarray of shape (n_checks,)
+    matchings : list of str
+        The matching of each outer iteration (empty for plain EM).
+    """
+
+    estimator: str
+    hyper_parameters: dict
+    fitted: dict
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    lower_bounds: np.ndarray
+    matchings: list
 
 
-#: Hyper-parameters that do not change what a fit computes (left out of a checkpoint's
-#: identity).
-RUN_PARAMS = ("callbacks", "verbose", "split_every", "checkpoint", "checkpoint_every",
-              "resume")
+def _jsonable(value):
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
-def hyper_parameters(estimator, *, identity=False):
-    """``(params, arrays)``: the JSON-able hyper-parameters (``"<array>"`` for an array,
-    which goes to ``arrays``). ``identity=True``: without :data:`RUN_PARAMS`, and arrays as
-    their SHA-256 (what a checkpoint checks)."""
-    import hashlib
+def jsonable_parameters(params: dict, *, hash_arrays: bool = False):
+    """Hyper-parameters as a JSON document and arrays.
 
-    params, arrays = {}, {}
-    for name, value in estimator.get_params(deep=False).items():
-        if identity and name in RUN_PARAMS:
-            continue
-        if name == "callbacks" or name == "random_state" and not (value is None or isinstance(value, Integral)):
-            value = None
-        elif name in ARRAY_PARAMS and value is not None:
+    Parameters
+    ----------
+    params : dict
+        Hyper-parameters by name (values JSON-able, NumPy scalars, paths, tuples or arrays).
+    hash_arrays : bool, default=False
+        Give each array as its SHA-256 (what a checkpoint's identity compares) instead of
+        the marker ``"<array>"`` and an entry of ``arrays``.
+
+    Returns
+    -------
+    document : dict
+    arrays : dict of str to ndarray
+        The array-valued hyper-parameters, float64, by ``"init/<name>"``.
+    """
+    document, arrays = {}, {}
+    for name, value in params.items():
+        if isinstance(value, np.ndarray):
             value = np.asarray(value, dtype=np.float64)
-            if identity:
-                value = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
-            else:
-                arrays[f"init/{name}"] = value
-                value = "<array>"
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif isinstance(value, np.integer):
-            value = int(value)
-        elif isinstance(value, Path):
-            value = str(value)
-        params[name] = value
-    return params, arrays
+            if hash_arrays:
+                document[name] = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+                continue
+            arrays[f"{ARRAY_PREFIX}{name}"] = value
+            value = ARRAY_MARKER
+        document[name] = _jsonable(value)
+    return document, arrays
 
 
-def model_document(estimator) -> tuple[dict, dict[str, np.ndarray]]:
-    """``(meta, arrays)`` of a fitted estimator."""
-    from .. import __version__
+def write_model(path, document: ModelDocument) -> Path:
+    """Write a model file (atomically; see :mod:`.files`).
 
-    params, arrays = hyper_parameters(estimator)
-    fitted = {name: kind(getattr(estimator, name)) for name, kind in FITTED_SCALARS.items()
-              if hasattr(estimator, name)}
-    arrays.update(weights=np.asarray(estimator.weights_, np.float64),
-                  means=np.asarray(estimator.means_, np.float64),
-                  covariances=np.asarray(estimator.covariances_, np.float64),
-                  lower_bounds=np.asarray(estimator.lower_bounds_, np.float64))
-    meta = {"format": "dask-biglearn", "format_version": FORMAT_VERSION, "kind": MODEL_KIND,
-            "package_version": __version__, "estimator": type(estimator).__name__,
-            "hyper_parameters": params, "fitted": fitted,
-            "matchings": list(getattr(estimator, "matchings_", []))}
-    return meta, arrays
+    Parameters
+    ----------
+    path : path-like
+    document : ModelDocument
 
-
-def save_model(estimator, path) -> Path:
-    """Write the fitted ``estimator`` to ``path`` (atomically; see :mod:`.files`)."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(estimator, "means_")
-    meta, arrays = model_document(estimator)
-    return write_archive(path, meta, arrays)
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    params, arrays = jsonable_parameters(document.hyper_parameters)
+    arrays.update({name: np.asarray(getattr(document, name), np.float64)
+                   for name in (*PARAMETER_ARRAYS, "lower_bounds")})
+    body = {"estimator": document.estimator, "hyper_parameters": params,
+            "fitted": _jsonable(document.fitted),
+            "matchings": [str(m) for m in document.matchings]}
+    return write_document(path, MODEL_KIND, body, arrays)
 
 
-def load_model(path):
-    """The estimator saved at ``path``, fitted; :class:`ModelFileError` for anything that is
-    not a model file we wrote (or is damaged)."""
-    from ..algebra import CholeskyError, precision_cholesky
-
-    meta, arrays = read_archive(path, MODEL_KIND)
-    where = str(path)
-    classes = _estimator_classes()
-    name = require(meta, "estimator", str, where)
-    if name not in classes:
-        raise ModelFileError(f"{where}: unknown estimator {name!r}.")
-    cls = classes[name]
-    params = require(meta, "hyper_parameters", dict, where)
-    known = set(cls().get_params(deep=False))
-    if not set(params) <= known:
-        raise ModelFileError(f"{where}: unknown hyper-parameters "
-                             f"{sorted(set(params) - known)[:5]}.")
-    params = dict(params)
-    for key in TUPLE_PARAMS:
-        if isinstance(params.get(key), list):
-            params[key] = tuple(params[key])
-    for key in ARRAY_PARAMS:
-        if params.get(key) == "<array>":
-            if f"init/{key}" not in arrays:
-                raise ModelFileError(f"{where}: the array of {key!r} is missing.")
-            params[key] = arrays[f"init/{key}"]
-    estimator = cls(**params)
-    try:
-        estimator._check_parameters()
-    except (ValueError, TypeError) as exc:
-        raise ModelFileError(f"{where}: bad hyper-parameters ({exc}).") from None
-    for key in ("weights", "means", "covariances", "lower_bounds"):
-        if key not in arrays:
-            raise ModelFileError(f"{where}: the array {key!r} is missing.")
-    weights, means, covariances = arrays["weights"], arrays["means"], arrays["covariances"]
+def _check_parameters(where, weights, means, covariances, lower_bounds):
+    """The format's checks of the parameters: consistent shapes, a probability vector,
+    symmetric covariances (positive definiteness is checked where the precisions are
+    computed)."""
     if (weights.ndim != 1 or means.ndim != 2 or covariances.ndim != 3
             or means.shape[0] != weights.shape[0] or covariances.shape
             != (weights.shape[0], means.shape[1], means.shape[1]) or weights.shape[0] < 1
-            or means.shape[1] < 1 or arrays["lower_bounds"].ndim != 1):
+            or means.shape[1] < 1 or lower_bounds.ndim != 1):
         raise ModelFileError(f"{where}: the parameters have inconsistent shapes "
                              f"{weights.shape}, {means.shape}, {covariances.shape}.")
-    if weights.shape[0] != estimator.n_components:
-        raise ModelFileError(f"{where}: {weights.shape[0]} components, but n_components is "
-                             f"{estimator.n_components}.")
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
         raise ModelFileError(f"{where}: the weights are not a probability vector.")
     if not np.allclose(covariances, np.swapaxes(covariances, 1, 2), rtol=1e-10, atol=0):
         raise ModelFileError(f"{where}: a covariance is not symmetric.")
-    try:
-        chol = precision_cholesky(covariances)
-    except (CholeskyError, np.linalg.LinAlgError):
-        raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
+
+
+def read_model(path) -> ModelDocument:
+    """Read a model file.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    document : ModelDocument
+
+    Raises
+    ------
+    ModelFileError
+        For anything that is not a model file we wrote, or is damaged (one line naming the
+        file and the problem).
+    """
+    meta, arrays = read_archive(path, MODEL_KIND)
+    where = str(path)
+    estimator = require(meta, "estimator", str, where)
+    params = dict(require(meta, "hyper_parameters", dict, where))
+    for name, value in params.items():
+        if value == ARRAY_MARKER:
+            if f"{ARRAY_PREFIX}{name}" not in arrays:
+                raise ModelFileError(f"{where}: the array of {name!r} is missing.")
+            params[name] = arrays[f"{ARRAY_PREFIX}{name}"]
     fitted = require(meta, "fitted", dict, where)
-    for key, kind in FITTED_SCALARS.items():
-        if key in fitted:
-            types = (int, float) if kind is float else kind
-            setattr(estimator, key, kind(require(fitted, key, types, where)))
-    if getattr(estimator, "n_features_in_", means.shape[1]) != means.shape[1]:
-        raise ModelFileError(f"{where}: n_features_in_ does not match the means.")
-    estimator.n_features_in_ = int(means.shape[1])
-    estimator.weights_, estimator.means_, estimator.covariances_ = weights, means, covariances
-    estimator.precisions_cholesky_ = chol
-    estimator.precisions_ = chol @ np.swapaxes(chol, 1, 2)
-    estimator.lower_bounds_ = [float(v) for v in arrays["lower_bounds"]]
+    for name in fitted:
+        require(fitted, name, (Integral, Real, bool), where)
+    for name in (*PARAMETER_ARRAYS, "lower_bounds"):
+        if name not in arrays:
+            raise ModelFileError(f"{where}: the array {name!r} is missing.")
+    weights, means, covariances = (arrays[name] for name in PARAMETER_ARRAYS)
+    _check_parameters(where, weights, means, covariances, arrays["lower_bounds"])
     matchings = meta.get("matchings", [])
     if not isinstance(matchings, list) or not all(isinstance(m, str) for m in matchings):
         raise ModelFileError(f"{where}: bad matchings.")
-    if hasattr(cls, "_set_fitted") and name == "BigLearnGaussianMixture":
-        estimator.matchings_ = matchings
-    return estimator
+    return ModelDocument(estimator, params, dict(fitted), weights, means, covariances,
+                         arrays["lower_bounds"], matchings)

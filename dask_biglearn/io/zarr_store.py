@@ -48,8 +48,32 @@ def _codec_names(array) -> list[str]:
 
 
 def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None):
-    """The Zarr array at ``url`` (``array``: its name inside a group; default ``"X"`` when
-    ``url`` is a group) as a Dask array chunked by rows only, read lazily."""
+    """Open the Zarr array at ``url`` as a Dask array chunked by rows only, read lazily.
+
+    Only the store's metadata is read here, on the client. Arrays that are not 2-D, not of a
+    real numeric dtype, empty, or that use a codec that would unpickle (an object dtype,
+    numcodecs' Pickle filter) are refused.
+
+    Parameters
+    ----------
+    url : str or path-like
+        The store: a local path or an fsspec URL, of an array or of a group.
+    array : str, optional
+        The array's name inside the group at ``url`` (default ``"X"``); must not be given
+        when ``url`` is an array.
+    storage_options : dict, optional
+        The fsspec storage options for a remote store.
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features)
+        The array, with one chunk across the features (rechunked if the store has more).
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be read or the array is not one we accept.
+    """
     import dask.array as da
     import zarr
 
@@ -91,10 +115,29 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
 
 @contextlib.contextmanager
 def staged_group(out, storage_options=None):
-    """A new Zarr group for ``out``, yielded as the URL to write to: on a local path a
-    hidden group beside it, renamed into place when the block ends and removed if it fails,
-    so ``out`` holds a complete group or nothing (an existing ``out`` is refused). Remote
-    URLs are written in place."""
+    """Create a new Zarr group for ``out`` that appears there only once complete.
+
+    On a local path the group is a hidden one beside ``out``, renamed into place when the
+    ``with`` block ends and removed if it fails, so ``out`` holds a complete group or nothing
+    (an existing ``out`` is refused). Remote URLs are written in place.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The group to create: a local path or an fsspec URL.
+    storage_options : dict, optional
+        The fsspec storage options for a remote ``out``.
+
+    Yields
+    ------
+    url : str
+        Where to write the group's contents during the block.
+
+    Raises
+    ------
+    StoreError
+        If ``out`` is a local path that exists.
+    """
     import zarr
 
     local = _is_local(out)
@@ -116,9 +159,34 @@ def staged_group(out, storage_options=None):
 
 def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=False,
                       storage_options=None) -> list[str]:
-    """Write ``labels`` (int64; and ``log_likelihood``, ``responsibilities`` on request) of
-    ``model`` for the rows of ``X`` to the Zarr group ``out``, chunk by chunk. Returns the
-    names written."""
+    """Write a model's predictions for the rows of ``X`` to a new Zarr group, chunk by chunk.
+
+    The chunks are written by whoever computes them (the workers), into a group staged by
+    :func:`staged_group`: a failed write leaves nothing at ``out``.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BigLearnGaussianMixture
+        A fitted model.
+    X : dask.array.Array of shape (n_samples, n_features)
+        The rows to predict.
+    out : str or path-like
+        The Zarr group to create: a local path or an fsspec URL.
+    log_likelihood : bool, default=False
+        Also write ``log_likelihood``, the per-sample log-likelihood, of shape
+        ``(n_samples,)``.
+    responsibilities : bool, default=False
+        Also write ``responsibilities``, the per-sample responsibilities, of shape
+        ``(n_samples, n_components)``.
+    storage_options : dict, optional
+        The fsspec storage options for a remote ``out``.
+
+    Returns
+    -------
+    names : list of str
+        The names of the arrays written: ``labels`` (int64, of shape ``(n_samples,)``), then
+        those asked for.
+    """
     import dask.array as da
 
     outputs = {"labels": model.predict(X).astype(np.int64)}

@@ -83,3 +83,21 @@ def test_a_lost_worker_sends_passes_back_through_the_scheduler(blobs, caplog):
         assert_matches_reference(X, params, None, got, engine.summaries.shift)
         _, tasks = pass_tasks(client, lambda: engine_update(engine, params, None))
         assert n_pass_tasks(tasks) >= 1  # and so do the next ones
+
+
+def test_persist_and_actors_are_dask_configuration_keys(client, blobs):
+    """What a user can set without touching the engine: ``biglearn.persist`` and
+    ``biglearn.actors`` (also as environment strings), seen on the scheduler."""
+    X, _ = blobs
+    Xd = da.from_array(X, chunks=(100, -1))
+    cases = [({}, 2, True), ({"biglearn.actors": False}, 0, True),
+             ({"biglearn.actors": "false"}, 0, True), ({"biglearn.persist": False}, 0, False),
+             ({"biglearn.actor-pass-bytes": X.nbytes - 1}, 0, True)]
+    for config, n_actors, persisted in cases:
+        with dask.config.set(config), DaskEngine(Xd) as engine:
+            assert len(actor_workers(client)) == n_actors, config
+            assert engine.n_pass_tasks == (2 if persisted else 6), config
+        assert eventually(lambda: actor_workers(client), []) == []
+    with dask.config.set({"biglearn.persist": "sometimes"}), \
+            pytest.raises(ValueError, match="biglearn.persist"):
+        DaskEngine(Xd)

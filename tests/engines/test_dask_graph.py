@@ -214,9 +214,9 @@ def test_batched_passes_share_one_read_of_the_data(client, blobs):
         P = make_projection(kind, 3, seed=seed)
         specs_of.append(P)
     with DaskEngine(da.from_array(X, chunks=(100, -1)), persist=False) as engine:
-        from dask_biglearn.fit.loop import _spec
+        from dask_biglearn.fit.loop import pass_spec
 
-        specs = [_spec(engine, MixtureParams(*params), P, moments=True)[0] for P in specs_of]
+        specs = [pass_spec(engine, MixtureParams(*params), P, moments=True)[0] for P in specs_of]
         together, tasks = pass_tasks(client, lambda: engine.run_passes(specs))
         alone = [engine.run_pass(spec) for spec in specs]
     assert n_pass_tasks(tasks) == 6  # one task per chunk, as for one pass

@@ -61,3 +61,23 @@ def test_engines_are_context_managers(client, blobs):
     engine.close()  # closing twice is harmless
     with InProcessEngine(X) as local:
         assert local.summaries.n_samples == 600
+
+
+def test_a_sample_engine_releases_the_sample_it_placed_on_the_workers(client, blobs):
+    """Where the sample lives is the engine's choice (the driver up to
+    ``biglearn.driver-sample-bytes``, else the workers), and so is its release."""
+    import dask
+
+    X, _ = blobs
+    with DaskEngine(da.from_array(X, chunks=(100, -1))) as engine:
+        own = scheduler_keys(client)
+        with engine.sample_engine(200, seed=3) as on_sample:
+            assert isinstance(on_sample, InProcessEngine)
+        with dask.config.set({"biglearn.driver-sample-bytes": 100}), \
+                engine.sample_engine(200, seed=3) as on_sample:
+            assert isinstance(on_sample, DaskEngine) and 100 < on_sample.n_samples < 300
+            placed = scheduler_keys(client) - own  # the sample, persisted on the workers
+            assert placed
+        assert eventually(lambda: scheduler_keys(client) & placed, set()) == set()
+        assert own <= scheduler_keys(client)  # the engine's own data is still there
+    assert eventually(lambda: scheduler_keys(client), set()) == set()

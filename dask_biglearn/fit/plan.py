@@ -1,0 +1,291 @@
+"""The fit program: a frozen plan in, one result out.
+
+An estimator turns its hyper-parameters into a :class:`FitPlan` (what to do, decided before
+any pass) and :func:`run_plan` carries it out over an engine:
+
+1. **starts** (:func:`draw_starts`): ``n_init`` starting models, each from a generator of its
+   own, the k-means starts sharing one row sample;
+2. **warm-up** (when ``n_explore < n_init``): plain EM from every start, all advancing
+   together; the best ``n_explore`` go on;
+3. **exploration**: the main loop (BigLearn-EM's matchings, or plain EM) from those starts;
+4. **refinement** (``refine_explored``): plain EM from each explored model;
+5. **moves** (``moves``): split-merge or re-seeding from the best model so far
+   (:mod:`~dask_biglearn.fit.moves`);
+6. in the **scalable mode** (``sample_rows``) steps 1-5 run on a row sample (an engine of its
+   own, :meth:`Engine.sample_engine`), then plain EM over the full data refines the best.
+
+Every start's warm-up, every refined exploration and the moves' result is a
+:class:`Candidate`; the best by joint training log-likelihood wins (:func:`best_candidate`).
+The result (:class:`FitResult`) holds the winner, the candidates and the accounting the
+estimator reports. Nothing here imports Dask: the engine does the passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..initialization import apply_user_init, init_sample, initial_params
+from ..model import FitState, MixtureParams
+from .loop import FitSettings, finish_fits, run_fits
+from .moves import MoveSettings, improve_by_moves
+from .restarts import best_state, refine, start_states
+from .scalable import refine_on
+
+__all__ = ["Candidate", "FitPlan", "FitResult", "best_candidate", "draw_starts", "explore",
+           "run_plan"]
+
+
+@dataclass(frozen=True, eq=False)
+class FitPlan:
+    """What a fit does, decided before any pass (see the module docstring).
+
+    Parameters
+    ----------
+    n_components : int
+    init_params : {"random", "random_from_data", "k-means++", "kmeans"}
+        How each start is drawn (:mod:`dask_biglearn.initialization`).
+    n_init : int
+        Independent starts.
+    covariance_floor : float
+        Eigenvalue floor of every covariance.
+    explore : FitSettings
+        The main loop from the starts (BigLearn-EM or plain EM).
+    em : FitSettings
+        Plain EM of the warm-up, the refinement, the moves' polish and the scalable mode's
+        full-data refinement.
+    refine_explored : bool, default=False
+        Refine each explored model with ``em``.
+    n_explore : int or None, default=None
+        With fewer than ``n_init``: only the best ``n_explore`` warm-up models explore.
+    moves : MoveSettings or None, default=None
+        Escape moves after the refinement; None: none.
+    sample_rows : int or None, default=None
+        The scalable mode: explore on this many rows, refine on all of them.
+    weights_init, means_init, precisions_init : ndarray or None, default=None
+        Starting parameters given by the user, each replacing its part of every start.
+    """
+
+    n_components: int
+    init_params: str
+    n_init: int
+    covariance_floor: float
+    explore: FitSettings
+    em: FitSettings
+    refine_explored: bool = False
+    n_explore: int | None = None
+    moves: MoveSettings | None = None
+    sample_rows: int | None = None
+    weights_init: np.ndarray | None = None
+    means_init: np.ndarray | None = None
+    precisions_init: np.ndarray | None = None
+
+    @property
+    def warms_up(self) -> bool:
+        """Whether every start first runs plain EM and only the best explore."""
+        return self.n_explore is not None and self.n_explore < self.n_init
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model a fit may return.
+
+    Parameters
+    ----------
+    main : FitState
+        The main loop's state that led to it: its history (iterations, matchings, checks)
+        is what the estimator reports.
+    result : FitState
+        The finished state whose ``best_params`` is the model: ``main`` itself, or its
+        refinement, its moves, or (scalable mode) its full-data refinement.
+    """
+
+    main: FitState
+    result: FitState
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`run_plan` returns.
+
+    Parameters
+    ----------
+    chosen : Candidate
+        The winner.
+    candidates : tuple of Candidate
+        Every candidate the fit compared (on the sample, in the scalable mode).
+    n_moves : int
+        Moves kept (each raised the joint log-likelihood).
+    n_sample_passes : int
+        Passes over the scalable mode's row sample (0 without one).
+    """
+
+    chosen: Candidate
+    candidates: tuple
+    n_moves: int = 0
+    n_sample_passes: int = 0
+
+    @property
+    def params(self) -> MixtureParams:
+        """The fitted model."""
+        return self.chosen.result.best_params
+
+    @property
+    def lower_bound(self) -> float:
+        """The fitted model's mean joint log-likelihood per training row."""
+        return float(self.chosen.result.best_lower_bound)
+
+    @property
+    def lower_bounds(self) -> list[float]:
+        """The history: the main loop's checks, then those of the refinement after it."""
+        main, result = self.chosen.main, self.chosen.result
+        return list(main.lower_bounds) + ([] if result is main else list(result.lower_bounds))
+
+    @property
+    def n_refine_iter(self) -> int:
+        """Plain EM iterations after the main loop (0 when its own state won)."""
+        main, result = self.chosen.main, self.chosen.result
+        return 0 if result is main else int(result.iteration)
+
+
+def best_candidate(candidates) -> Candidate:
+    """The candidate with the best model, near-ties to the first (see :func:`best_state`).
+
+    Parameters
+    ----------
+    candidates : sequence of Candidate
+
+    Returns
+    -------
+    candidate : Candidate
+    """
+    best = best_state([c.result for c in candidates])
+    return next(c for c in candidates if c.result is best)
+
+
+def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray | None]:
+    """The fit's starting states, and the row sample the k-means starts drew.
+
+    Parameters
+    ----------
+    engine : Engine
+    plan : FitPlan
+    rng : numpy.random.Generator
+        The fit's generator: the sample's seed, then one generator per start
+        (:func:`~dask_biglearn.fit.restarts.start_states`).
+
+    Returns
+    -------
+    starts : list of FitState
+    sample : ndarray of shape (n_rows, n_features) or None
+        The rows the k-means starts worked on (None for the other starts).
+    """
+    sample = init_sample(plan.init_params, rng, plan.n_components, engine)
+
+    def initial(generator):
+        params = initial_params(plan.init_params, generator, plan.n_components, engine,
+                                plan.covariance_floor, sample)
+        return apply_user_init(params, weights_init=plan.weights_init,
+                               means_init=plan.means_init,
+                               precisions_init=plan.precisions_init,
+                               covariance_floor=plan.covariance_floor)
+
+    return start_states(initial, plan.n_init, rng), sample
+
+
+def _warm_up(engine, plan: FitPlan, starts, callbacks):
+    """Plain EM from every start; returns ``(warm states, the starts that explore)``, or
+    ``(warm states, None)`` when a callback stopped the fit."""
+    for start in starts:
+        start.phase = "warm-up"
+    warm = run_fits(engine, starts, plan.em, callbacks)
+    if not all(s.finished for s in warm):
+        finish_fits(engine, [s for s in warm if not s.finished], plan.em)
+        return warm, None
+    chosen, rest = [], list(warm)
+    for _ in range(plan.n_explore):  # the best, near-ties to the first (see best_state)
+        chosen.append(best_state(rest))
+        rest = [s for s in rest if s is not chosen[-1]]
+    explorers = [FitState(s.best_params, s.rng, restart=s.restart)
+                 for s in sorted(chosen, key=lambda s: s.restart)]
+    return warm, explorers
+
+
+def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], int]:
+    """Steps 1-5 of the fit program (see the module docstring) on ``engine``.
+
+    A callback that stops the fit skips what is left: the candidates are then the states
+    as they stood, finished.
+
+    Parameters
+    ----------
+    engine : Engine
+    plan : FitPlan
+    rng : numpy.random.Generator
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)`` (:mod:`dask_biglearn.fit.loop`).
+
+    Returns
+    -------
+    candidates : list of Candidate
+    n_moves : int
+        Moves kept.
+    """
+    callbacks = list(callbacks)
+    starts, sample = draw_starts(engine, plan, rng)
+    warm = []
+    if plan.warms_up:
+        warm, starts = _warm_up(engine, plan, starts, callbacks)
+        if starts is None:
+            return [Candidate(s, s) for s in warm], 0
+    explored = run_fits(engine, starts, plan.explore, callbacks)
+    stopped = [s for s in explored if not s.finished]
+    finish_fits(engine, stopped, plan.explore)
+    results = explored
+    if not stopped and plan.refine_explored:
+        results = refine(engine, explored, plan.em, callbacks)
+        finish_fits(engine, [s for s in results if not s.finished], plan.em)
+    found = [*(Candidate(m, r) for m, r in zip(explored, results, strict=True)),
+             *(Candidate(s, s) for s in warm)]
+    if stopped or plan.moves is None:
+        return found, 0
+    best = best_candidate(found)
+    if sample is None:  # the moves rank their candidates on a row sample
+        sample = init_sample("kmeans", best.result.rng, plan.n_components, engine)
+    moved, n_moves = improve_by_moves(engine, best.result, sample, plan.moves, plan.em,
+                                      callbacks)
+    return [*found, Candidate(best.main, moved)], n_moves
+
+
+def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
+    """Carry out the fit program of ``plan`` over ``engine``'s data.
+
+    Parameters
+    ----------
+    engine : Engine
+        The data (the scalable mode takes its sample through ``engine.sample_engine``).
+    plan : FitPlan
+    rng : numpy.random.Generator
+        Every random draw of the fit comes from it, in a fixed order.
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)``, called for every fit of every phase.
+
+    Returns
+    -------
+    result : FitResult
+    """
+    callbacks = list(callbacks)
+    if plan.sample_rows is None:
+        candidates, n_moves = explore(engine, plan, rng, callbacks)
+        return FitResult(best_candidate(candidates), tuple(candidates), n_moves)
+    seed = int(rng.integers(2**63 - 1))
+    with engine.sample_engine(plan.sample_rows, seed) as on_sample:
+        candidates, n_moves = explore(on_sample, plan, rng, callbacks)
+        n_sample_passes = int(on_sample.n_data_passes)
+    explored = best_candidate(candidates)
+    refined = refine_on(engine, explored.result, plan.em, callbacks)
+    if not refined.finished:
+        finish_fits(engine, [refined], plan.em)
+    return FitResult(Candidate(explored.main, refined), tuple(candidates), n_moves,
+                     n_sample_passes)
