@@ -38,7 +38,18 @@ COMPILED_ESTEP_MAX_DIMS = 48
 
 
 def symmetrize(A: np.ndarray) -> np.ndarray:
-    """``(A + A^T) / 2`` over the last two axes."""
+    """Symmetric part ``(A + A^T) / 2`` over the last two axes.
+
+    Parameters
+    ----------
+    A : ndarray of shape (..., n, n)
+        A stack of square matrices.
+
+    Returns
+    -------
+    ndarray of shape (..., n, n)
+        Their symmetric parts.
+    """
     return 0.5 * (A + np.swapaxes(A, -1, -2))
 
 
@@ -49,6 +60,18 @@ def floor_eigenvalues(covariances: np.ndarray, floor: float) -> np.ndarray:
     (up to symmetrisation). The common case where none is below costs one batched Cholesky
     factorisation of ``Sigma - floor I`` (a fraction of an eigendecomposition); otherwise the
     stack is decomposed once and only the matrices below the floor are rebuilt.
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (..., n_features, n_features)
+        A stack of (nearly) symmetric matrices.
+    floor : float
+        Smallest eigenvalue allowed.
+
+    Returns
+    -------
+    ndarray of shape (..., n_features, n_features)
+        Symmetric matrices whose eigenvalues are all at least ``floor``.
     """
     covariances = symmetrize(covariances)
     try:
@@ -76,7 +99,23 @@ _NOT_POSITIVE_DEFINITE = (
 
 
 def cholesky(covariances: np.ndarray) -> np.ndarray:
-    """Batched lower Cholesky factors, with an error that says what to do on failure."""
+    """Batched lower Cholesky factors, with an error that says what to do on failure.
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (..., n_features, n_features)
+        Symmetric positive definite matrices.
+
+    Returns
+    -------
+    ndarray of shape (..., n_features, n_features)
+        Lower-triangular ``L`` with ``L L^T = Sigma``.
+
+    Raises
+    ------
+    CholeskyError
+        If a matrix is not numerically positive definite.
+    """
     try:
         return np.linalg.cholesky(covariances)
     except np.linalg.LinAlgError as exc:
@@ -84,7 +123,23 @@ def cholesky(covariances: np.ndarray) -> np.ndarray:
 
 
 def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
-    """Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's convention)."""
+    """Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's convention).
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Symmetric positive definite covariances (floored, so well conditioned).
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_features, n_features)
+        The Cholesky factors of the precisions, ``inv(L_k)^T``.
+
+    Raises
+    ------
+    CholeskyError
+        If a covariance is not numerically positive definite.
+    """
     # inv(L)^T; L is triangular and well conditioned after the eigenvalue floor.
     return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
@@ -110,9 +165,14 @@ def estep_coefficients(weights, means, covariances, shift, *,
     Parameters
     ----------
     weights : ndarray of shape (n_components,)
+        Mixture weights (floored at the smallest positive float, so a dead component gets a
+        very low but finite log-weight).
     means : ndarray of shape (n_components, n_dims)
+        Component means (projected, for a projected pass).
     covariances : ndarray of shape (n_components, n_dims, n_dims)
+        Component covariances (projected, for a projected pass).
     shift : ndarray of shape (n_dims,)
+        Centre of the features (projected, for a projected pass).
     compiled : bool, default=False
         Use the numba twin (when ``n_dims`` is at most :data:`COMPILED_ESTEP_MAX_DIMS`,
         where it is faster); ``False`` runs this NumPy code, the reference.
@@ -120,6 +180,13 @@ def estep_coefficients(weights, means, covariances, shift, *,
     Returns
     -------
     theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
+        Row 0 the constants, rows ``1..n_dims`` the linear terms, then the packed quadratic
+        terms, in the order of the quadratic features.
+
+    Raises
+    ------
+    CholeskyError
+        If a (finite) covariance is not numerically positive definite.
     """
     k, m = means.shape
     if compiled and m <= COMPILED_ESTEP_MAX_DIMS:
@@ -167,7 +234,21 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float):
     ``S~_k = sum_n r_nk (y_n - mu~_k)(y_n - mu~_k)^T / (N f_k)``, obtained from the shifted
     moments by an exact rank-one correction; then the eigenvalue floor.
 
-    Returns ``(means, covariances)`` in the projected space.
+    Parameters
+    ----------
+    stats : SuffStats
+        Sufficient statistics of a pass, shifted by ``shift_y``.
+    shift_y : ndarray of shape (n_dims,)
+        Centre the moments were taken about, in the projected space.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the new covariances.
+
+    Returns
+    -------
+    means : ndarray of shape (n_components, n_dims)
+        New means in the projected space.
+    covariances : ndarray of shape (n_components, n_dims, n_dims)
+        New covariances in the projected space, floored.
     """
     nk = stats.resp_sum
     divisor = np.maximum(nk, NK_FLOOR_FRACTION * stats.n_rows)  # N f_k
@@ -186,7 +267,24 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float):
 
 
 def smoothed_weights(resp_sum: np.ndarray, n_rows: int, concentration: float) -> np.ndarray:
-    """``pi_k = (N_k / N + alpha) / sum_j (N_j / N + alpha)``; ``alpha = 0`` is plain EM."""
+    """Smoothed mixture weights ``pi_k = (N_k / N + alpha) / sum_j (N_j / N + alpha)``.
+
+    ``alpha = 0`` is the plain EM update.
+
+    Parameters
+    ----------
+    resp_sum : ndarray of shape (n_components,)
+        ``N_k``, the summed responsibilities.
+    n_rows : int
+        ``N``, the number of rows.
+    concentration : float
+        ``alpha``, added to every fraction ``N_k / N``.
+
+    Returns
+    -------
+    ndarray of shape (n_components,)
+        The new weights, summing to 1.
+    """
     w = resp_sum / n_rows + concentration
     return w / w.sum()
 
@@ -198,6 +296,28 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
     ``Sigma <- floor(Sigma + P^T (S~ - P Sigma P^T) P)``: the block of the (rotated)
     parameters seen through ``P`` is replaced, the rest is kept. ``projection=None`` is the
     joint update, where the new parameters simply replace the old.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+        Current full-space means ``mu``.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Current full-space covariances ``Sigma``.
+    new_means_y : ndarray of shape (n_components, n_dims)
+        Updated means ``mu~`` in the projected space.
+    new_covs_y : ndarray of shape (n_components, n_dims, n_dims)
+        Updated covariances ``S~`` in the projected space.
+    projection : ndarray of shape (n_dims, n_features) or None
+        ``P``, orthonormal rows; None is the identity.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the new covariances.
+
+    Returns
+    -------
+    means : ndarray of shape (n_components, n_features)
+        New full-space means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        New full-space covariances.
     """
     if projection is None:
         return new_means_y, new_covs_y
@@ -209,7 +329,24 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
 
 
 def project_params(means, covariances, projection):
-    """``(P mu_k, P Sigma_k P^T)``; identity when ``projection`` is None."""
+    """Parameters seen through a projection: ``(P mu_k, P Sigma_k P^T)``.
+
+    Parameters
+    ----------
+    means : ndarray of shape (n_components, n_features)
+        Full-space means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Full-space covariances.
+    projection : ndarray of shape (n_dims, n_features) or None
+        ``P``; None is the identity (the parameters are returned as they are).
+
+    Returns
+    -------
+    means : ndarray of shape (n_components, n_dims)
+        Projected means.
+    covariances : ndarray of shape (n_components, n_dims, n_dims)
+        Projected covariances.
+    """
     if projection is None:
         return means, covariances
     return means @ projection.T, projection @ covariances @ projection.T

@@ -39,8 +39,11 @@ def grid25_params():
     Returns
     -------
     weights : ndarray of shape (25,)
+        Equal weights.
     means : ndarray of shape (25, 2)
+        The grid points.
     covariances : ndarray of shape (25, 2, 2)
+        ``0.1 I`` each.
     """
     grid = np.arange(1, 6) * 2.0 - 6.0
     means = np.array([(a, b) for a in grid for b in grid])
@@ -51,10 +54,19 @@ def grid25_params():
 def make_grid25(n_samples, random_state=None):
     """Draw ``n_samples`` points of the 25-component grid mixture.
 
+    Parameters
+    ----------
+    n_samples : int
+        Number of points.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of :func:`numpy.random.default_rng`.
+
     Returns
     -------
     X : ndarray of shape (n_samples, 2)
+        The points.
     labels : ndarray of shape (n_samples,)
+        The component each point was drawn from.
     """
     rng = np.random.default_rng(random_state)
     weights, means, _ = grid25_params()
@@ -64,7 +76,18 @@ def make_grid25(n_samples, random_state=None):
 
 
 def grid25_log_density(X):
-    """``log q(x)`` of the true grid mixture, shape ``(n_samples,)``."""
+    """Log-density ``log q(x)`` of the true grid mixture.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, 2)
+        Points.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        ``log q(x)`` of each point.
+    """
     weights, means, _ = grid25_params()
     sq = ((X[:, None, :] - means[None]) ** 2).sum(axis=2)
     log_comp = -0.5 * sq / GRID25_VARIANCE - np.log(2 * np.pi * GRID25_VARIANCE)
@@ -72,8 +95,29 @@ def grid25_log_density(X):
 
 
 def count_modes_found(true_means, means, weights, *, radius=0.5, min_weight=0.02):
-    """How many true means have a fitted component within ``radius`` with weight above
-    ``min_weight``."""
+    """How many true means have a fitted component near them.
+
+    A true mean is found when a fitted component with weight above ``min_weight`` has its
+    mean within (Euclidean) distance ``radius`` of it.
+
+    Parameters
+    ----------
+    true_means : ndarray of shape (n_true_components, n_features)
+        Means of the true mixture.
+    means : array-like of shape (n_components, n_features)
+        Fitted means.
+    weights : array-like of shape (n_components,)
+        Fitted weights.
+    radius : float, default=0.5
+        Largest distance between a true mean and a fitted one.
+    min_weight : float, default=0.02
+        Fitted components of this weight or less are ignored.
+
+    Returns
+    -------
+    int
+        Number of true means found.
+    """
     ok = np.asarray(weights) > min_weight
     if not np.any(ok):
         return 0
@@ -91,11 +135,29 @@ def random_mixture(n_features, n_components, *, separation=2.0, anisotropy=1.0,
     ``|mu_i - mu_j| >= c sqrt(D lambda_max)`` (all other pairs are farther apart). Weights
     fall geometrically from the largest to ``1 / weight_ratio`` of it, in random order.
 
+    Parameters
+    ----------
+    n_features : int
+        Dimension ``D``.
+    n_components : int
+        Number of components.
+    separation : float, default=2.0
+        Dasgupta separation ``c`` of the two closest means.
+    anisotropy : float, default=1.0
+        Ratio of the largest to the smallest eigenvalue of every covariance.
+    weight_ratio : float, default=1.0
+        Ratio of the largest to the smallest weight.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of :func:`numpy.random.default_rng`.
+
     Returns
     -------
     weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
     means : ndarray of shape (n_components, n_features)
+        Component means.
     covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
     """
     rng = np.random.default_rng(random_state)
     means = rng.uniform(size=(n_components, n_features))
@@ -119,10 +181,25 @@ def random_mixture(n_features, n_components, *, separation=2.0, anisotropy=1.0,
 def sample_mixture(weights, means, covariances, n_samples, random_state=None):
     """Draw ``n_samples`` rows of a Gaussian mixture.
 
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
+    n_samples : int
+        Number of rows.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of :func:`numpy.random.default_rng`.
+
     Returns
     -------
     X : ndarray of shape (n_samples, n_features)
+        The rows.
     labels : ndarray of shape (n_samples,)
+        The component each row was drawn from.
     """
     rng = np.random.default_rng(random_state)
     labels = rng.choice(len(weights), size=n_samples, p=weights)
@@ -132,9 +209,35 @@ def sample_mixture(weights, means, covariances, n_samples, random_state=None):
 
 
 def mixture_block(weights, means, covariances, n_rows, seed, block_index, dtype=np.float64):
-    """Rows of block ``block_index`` of a lazily drawn mixture sample: drawn from the
-    generator seeded by ``(seed, block_index)``, component by component (never an
-    ``n x D x D`` array). Returns ``(X, labels)``."""
+    """Rows of block ``block_index`` of a lazily drawn mixture sample.
+
+    Drawn from the generator seeded by ``(seed, block_index)``, component by component (never
+    an ``n x D x D`` array).
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
+    n_rows : int
+        Rows of the block.
+    seed : int
+        Seed of the whole sample.
+    block_index : int
+        Index of the block in the sample.
+    dtype : data-type, default=numpy.float64
+        Dtype of ``X``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_rows, n_features)
+        The rows.
+    labels : ndarray of shape (n_rows,)
+        The component each row was drawn from.
+    """
     rng = np.random.default_rng((int(seed), int(block_index)))
     labels = rng.choice(len(weights), size=int(n_rows), p=weights)
     z = rng.standard_normal((int(n_rows), means.shape[1]))
@@ -148,9 +251,36 @@ def mixture_block(weights, means, covariances, n_rows, seed, block_index, dtype=
 
 def lazy_mixture(weights, means, covariances, n_samples, chunk_rows, seed=0,
                  dtype=np.float64):
-    """A sample of a Gaussian mixture as Dask arrays ``(X, labels)`` of ``chunk_rows``-row
-    chunks, each drawn when computed from a generator seeded by ``(seed, chunk index)``: data
-    of any size, never whole in one place, the same whatever computes it."""
+    """A sample of a Gaussian mixture as Dask arrays, drawn chunk by chunk when computed.
+
+    Each chunk of ``chunk_rows`` rows is drawn (:func:`mixture_block`) from a generator seeded
+    by ``(seed, chunk index)``: data of any size, never whole in one place, the same whatever
+    computes it.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
+    n_samples : int
+        Rows of the sample.
+    chunk_rows : int
+        Rows per chunk (the last chunk may be smaller).
+    seed : int, default=0
+        Seed of the sample.
+    dtype : data-type, default=numpy.float64
+        Dtype of ``X``.
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features)
+        The rows.
+    labels : dask.array.Array of shape (n_samples,)
+        The component each row was drawn from (int64).
+    """
     import dask
     import dask.array as da
 
@@ -167,7 +297,24 @@ def lazy_mixture(weights, means, covariances, n_samples, chunk_rows, seed=0,
 
 
 def mixture_log_density(X, weights, means, covariances):
-    """``log p(x)`` of a Gaussian mixture for each row, shape ``(n_samples,)``."""
+    """Log-density ``log p(x)`` of a Gaussian mixture for each row.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Rows.
+    weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        ``log p(x)`` of each row.
+    """
     from .algebra import precision_cholesky
     from .kernels.scoring import score_block
 
@@ -176,9 +323,33 @@ def mixture_log_density(X, weights, means, covariances):
 
 def modes_found(true_weights, true_means, true_covariances, weights, means, *,
                 max_distance=1.5, min_weight_fraction=0.5):
-    """How many true components have a fitted one near them: within ``max_distance`` in the
-    true component's Mahalanobis distance, with at least ``min_weight_fraction`` of its
-    weight."""
+    """How many true components have a fitted one near them.
+
+    A true component is found when a fitted one with at least ``min_weight_fraction`` of its
+    weight has its mean within ``max_distance`` in the true component's Mahalanobis distance.
+
+    Parameters
+    ----------
+    true_weights : ndarray of shape (n_true_components,)
+        Weights of the true mixture.
+    true_means : ndarray of shape (n_true_components, n_features)
+        Means of the true mixture.
+    true_covariances : ndarray of shape (n_true_components, n_features, n_features)
+        Covariances of the true mixture.
+    weights : array-like of shape (n_components,)
+        Fitted weights.
+    means : array-like of shape (n_components, n_features)
+        Fitted means.
+    max_distance : float, default=1.5
+        Largest Mahalanobis distance between a true mean and a fitted one.
+    min_weight_fraction : float, default=0.5
+        Smallest fitted weight, as a fraction of the true component's weight.
+
+    Returns
+    -------
+    int
+        Number of true components found.
+    """
     from .algebra import precision_cholesky
 
     U = precision_cholesky(true_covariances)
@@ -205,9 +376,13 @@ def load_pendigits():
     Returns
     -------
     X_train : ndarray of shape (7494, 16)
+        Training features.
     y_train : ndarray of shape (7494,)
+        Training digits.
     X_test : ndarray of shape (3498, 16)
+        Test features.
     y_test : ndarray of shape (3498,)
+        Test digits.
     """
     X_train, y_train = _load("pendigits_train")
     X_test, y_test = _load("pendigits_test")
@@ -220,7 +395,9 @@ def load_vehicle():
     Returns
     -------
     X : ndarray of shape (846, 18)
+        Features.
     y : ndarray of shape (846,)
+        Classes.
     """
     return _load("vehicle")
 
@@ -229,6 +406,19 @@ def minmax_scale(X_train, *others):
     """Scale every array to [0, 1] with the *training* split's per-feature min and max.
 
     Constant training features are left at 0.
+
+    Parameters
+    ----------
+    X_train : ndarray of shape (n_samples, n_features)
+        The training split, whose min and max are used.
+    *others : ndarray of shape (n_samples_i, n_features)
+        Other splits, scaled the same way.
+
+    Returns
+    -------
+    ndarray or tuple of ndarray
+        The scaled training split alone when there are no ``others``, else the scaled
+        ``(X_train, *others)``.
     """
     lo = X_train.min(axis=0)
     span = X_train.max(axis=0) - lo
@@ -238,8 +428,30 @@ def minmax_scale(X_train, *others):
 
 
 def stratified_split(X, y, test_size=0.2, random_state=0):
-    """A stratified train/test split (scikit-learn's), returning
-    ``X_train, y_train, X_test, y_test``."""
+    """A stratified train/test split (scikit-learn's ``train_test_split``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Features.
+    y : ndarray of shape (n_samples,)
+        Classes, the strata.
+    test_size : float or int, default=0.2
+        Fraction (or number) of rows in the test split.
+    random_state : int, default=0
+        Seed of the split.
+
+    Returns
+    -------
+    X_train : ndarray of shape (n_train, n_features)
+        Training features.
+    y_train : ndarray of shape (n_train,)
+        Training classes.
+    X_test : ndarray of shape (n_test, n_features)
+        Test features.
+    y_test : ndarray of shape (n_test,)
+        Test classes.
+    """
     from sklearn.model_selection import train_test_split
 
     X_train, X_test, y_train, y_test = train_test_split(

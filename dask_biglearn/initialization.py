@@ -35,6 +35,22 @@ def random_params(rng, n_components, data_min, data_max) -> MixtureParams:
     on [0, 1]-scaled data it *is* the reference initialisation, and at any other scale or
     offset it is the same starting point. The start is broad (covariances as wide as the
     data): EM then contracts the components onto the data. A constant feature gets range 1.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws.
+    n_components : int
+        Number of components ``K``.
+    data_min : ndarray of shape (n_features,)
+        Per-feature minimum of the data.
+    data_max : ndarray of shape (n_features,)
+        Per-feature maximum of the data.
+
+    Returns
+    -------
+    MixtureParams
+        Equal weights, means ``min + range * z_k`` and covariances ``diag(range^2)``.
     """
     span = data_max - data_min
     span = np.where(span > 0, span, 1.0)
@@ -48,7 +64,23 @@ def random_params(rng, n_components, data_min, data_max) -> MixtureParams:
 def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -> MixtureParams:
     """Means at ``n_components`` distinct random rows; covariances ``diag(var)``; equal weights.
 
-    ``take_rows(sorted_indices)`` returns those rows as a NumPy array.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the row indices.
+    n_components : int
+        Number of components ``K`` (at most ``n_samples``).
+    n_samples : int
+        Rows of the data.
+    data_var : ndarray of shape (n_features,)
+        Per-feature variance of the data (a constant feature gets variance 1).
+    take_rows : callable
+        ``take_rows(sorted_indices)`` returns those rows as a NumPy array.
+
+    Returns
+    -------
+    MixtureParams
+        The initial parameters.
     """
     idx = np.sort(rng.choice(n_samples, size=n_components, replace=False))
     means = np.asarray(take_rows(idx), dtype=np.float64)
@@ -59,7 +91,23 @@ def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -
 
 
 def init_sample_size(n_samples: int, n_components: int) -> int:
-    """Rows of the sample of the k-means starts (all rows of data that small)."""
+    """Rows of the sample of the k-means starts.
+
+    At least :data:`INIT_SAMPLE_ROWS` and :data:`INIT_SAMPLE_ROWS_PER_COMPONENT` per
+    component, and all rows of data that small.
+
+    Parameters
+    ----------
+    n_samples : int
+        Rows of the data.
+    n_components : int
+        Number of components ``K``.
+
+    Returns
+    -------
+    int
+        Rows of the sample.
+    """
     return int(min(n_samples, max(INIT_SAMPLE_ROWS, INIT_SAMPLE_ROWS_PER_COMPONENT * n_components)))
 
 
@@ -69,6 +117,22 @@ def cell_params(sample, labels, means, covariance_floor) -> MixtureParams:
     Weights are the cells' fractions (an empty cell counts as one row), covariances the cells'
     own (about their means) with the eigenvalue floor; a cell with fewer than ``D + 1`` rows
     cannot estimate one and gets the pooled within-cell covariance instead.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_samples, n_features)
+        Rows of the data.
+    labels : ndarray of shape (n_samples,)
+        Cell (component) of each row, in ``0 .. n_components - 1``.
+    means : ndarray of shape (n_components, n_features)
+        Means of the components.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the covariances.
+
+    Returns
+    -------
+    MixtureParams
+        The mixture of the cells.
     """
     n, d = sample.shape
     k = means.shape[0]
@@ -91,9 +155,30 @@ def cell_params(sample, labels, means, covariance_floor) -> MixtureParams:
 
 
 def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=0):
-    """Seeds drawn from ``sample`` as scikit-learn's ``kmeans_plusplus`` draws them, then
+    """A k-means++ (or k-means) start on a row sample.
+
+    Seeds drawn from ``sample`` as scikit-learn's ``kmeans_plusplus`` draws them, then
     ``lloyd_iterations`` of Lloyd's algorithm (0: the seeds themselves are the means), and
-    covariances and weights from the cells of the nearest mean."""
+    covariances and weights from the cells of the nearest mean (:func:`cell_params`).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the seed of scikit-learn's draws.
+    n_components : int
+        Number of components ``K``.
+    sample : ndarray of shape (n_samples, n_features)
+        Row sample of the data.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the covariances.
+    lloyd_iterations : int, default=0
+        Lloyd iterations after the seeding.
+
+    Returns
+    -------
+    MixtureParams
+        The initial parameters.
+    """
     from sklearn.cluster import KMeans, kmeans_plusplus
 
     seed = int(rng.integers(2**31 - 1))
@@ -112,8 +197,26 @@ SAMPLE_STARTS = ("k-means++", "kmeans")
 
 
 def init_sample(init_params, rng, n_components, engine):
-    """The row sample a start works on (one pass, its seed drawn from ``rng``), or None for
-    the starts that need none. All the starts of one fit share it."""
+    """The row sample a start works on, or None for the starts that need none.
+
+    One pass, its seed drawn from ``rng``. All the starts of one fit share it.
+
+    Parameters
+    ----------
+    init_params : str
+        The start, one of :data:`INIT_METHODS`.
+    rng : numpy.random.Generator
+        Source of the sample's seed.
+    n_components : int
+        Number of components ``K``.
+    engine : object
+        The data's engine (its ``summaries`` and ``take_sample``).
+
+    Returns
+    -------
+    ndarray of shape (n_sample_rows, n_features) or None
+        The sample, for the k-means starts.
+    """
     if init_params not in SAMPLE_STARTS:
         return None
     size = init_sample_size(engine.summaries.n_samples, n_components)
@@ -122,9 +225,28 @@ def init_sample(init_params, rng, n_components, engine):
 
 def initial_params(init_params, rng, n_components, engine, covariance_floor,
                    sample=None) -> MixtureParams:
-    """Draw the ``init_params`` start from ``rng`` for the data behind ``engine`` (its
-    summaries and ``take_rows``); the k-means starts work on ``sample``
-    (:func:`init_sample`, taken here if not given)."""
+    """Draw the ``init_params`` start from ``rng`` for the data behind ``engine``.
+
+    Parameters
+    ----------
+    init_params : {"random", "random_from_data", "k-means++", "kmeans"}
+        The start.
+    rng : numpy.random.Generator
+        Source of every draw.
+    n_components : int
+        Number of components ``K``.
+    engine : object
+        The data's engine (its ``summaries``, ``take_rows`` and ``take_sample``).
+    covariance_floor : float
+        Smallest eigenvalue allowed in the covariances.
+    sample : ndarray of shape (n_sample_rows, n_features), optional
+        The row sample of the k-means starts (:func:`init_sample`, taken here if not given).
+
+    Returns
+    -------
+    MixtureParams
+        The initial parameters.
+    """
     summaries = engine.summaries
     if sample is None and init_params in SAMPLE_STARTS:
         sample = init_sample(init_params, rng, n_components, engine)
@@ -140,7 +262,27 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
 
 
 def check_user_init(name, value, shape):
-    """Validate one of ``weights_init`` / ``means_init`` / ``precisions_init``."""
+    """Validate one of ``weights_init`` / ``means_init`` / ``precisions_init``.
+
+    Parameters
+    ----------
+    name : str
+        Name of the argument, for the error messages.
+    value : array-like
+        The value given.
+    shape : tuple of int
+        The shape it must have.
+
+    Returns
+    -------
+    ndarray of shape ``shape``
+        The value as float64.
+
+    Raises
+    ------
+    ValueError
+        If the shape is wrong or a value is NaN or infinite.
+    """
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}.")
@@ -151,7 +293,31 @@ def check_user_init(name, value, shape):
 
 def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisions_init,
                     covariance_floor) -> MixtureParams:
-    """Replace parts of ``params`` by user-supplied initial values (scikit-learn semantics)."""
+    """Replace parts of ``params`` by user-supplied initial values (scikit-learn semantics).
+
+    Parameters
+    ----------
+    params : MixtureParams
+        The drawn start.
+    weights_init : array-like of shape (n_components,) or None
+        Initial weights: non-negative, summing to 1.
+    means_init : array-like of shape (n_components, n_features) or None
+        Initial means.
+    precisions_init : array-like of shape (n_components, n_features, n_features) or None
+        Initial precisions (inverse covariances): symmetric positive definite.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the covariances.
+
+    Returns
+    -------
+    MixtureParams
+        The start with the given parts replaced, covariances floored.
+
+    Raises
+    ------
+    ValueError
+        If a given value is malformed.
+    """
     k, d = params.means.shape
     weights, means, covariances = params.weights, params.means, params.covariances
     if weights_init is not None:

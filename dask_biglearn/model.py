@@ -22,11 +22,14 @@ __all__ = ["FitState", "MixtureParams", "SuffStats"]
 class MixtureParams:
     """Full-space parameters of a Gaussian mixture with full covariances.
 
-    Attributes
+    Parameters
     ----------
     weights : ndarray of shape (n_components,)
+        Mixture weights, summing to 1.
     means : ndarray of shape (n_components, n_features)
+        Component means.
     covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
     """
 
     weights: np.ndarray
@@ -34,11 +37,37 @@ class MixtureParams:
     covariances: np.ndarray
 
     def as_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The parameters as named arrays (what a checkpoint file holds).
+
+        Parameters
+        ----------
+        prefix : str
+            Prepended to the names ``"weights"``, ``"means"`` and ``"covariances"``.
+
+        Returns
+        -------
+        dict of str to ndarray
+            The three arrays by prefixed name.
+        """
         return {f"{prefix}weights": self.weights, f"{prefix}means": self.means,
                 f"{prefix}covariances": self.covariances}
 
     @classmethod
     def from_arrays(cls, arrays, prefix: str) -> MixtureParams:
+        """Rebuild parameters from :meth:`as_arrays`'s output.
+
+        Parameters
+        ----------
+        arrays : Mapping of str to array-like
+            Arrays by name, holding the three prefixed names.
+        prefix : str
+            The prefix given to :meth:`as_arrays`.
+
+        Returns
+        -------
+        MixtureParams
+            The parameters, as float64 copies.
+        """
         return cls(*(np.array(arrays[f"{prefix}{name}"], dtype=np.float64)
                      for name in ("weights", "means", "covariances")))
 
@@ -49,28 +78,32 @@ class FitState:
 
     The fit loop (:func:`dask_biglearn.fit.loop.run_fit`) updates it in place.
 
-    Attributes
+    Parameters
     ----------
     params : MixtureParams
         The parameters after the last completed iteration.
     rng : numpy.random.Generator
         The driver's generator, in the state the next iteration draws from.
-    iteration : int
+    iteration : int, default=0
         Iterations (outer iterations for BigLearn-EM) completed.
-    lower_bounds : list of float
+    lower_bounds : list of float, default=[]
         The history of checked mean log-likelihoods.
-    matchings : list of str
+    matchings : list of str, default=[]
         The matching of each completed iteration.
-    best_params, best_lower_bound, best_iteration
+    best_params : MixtureParams or None, default=None
         The model the fit returns so far (BigLearn-EM: the best checked one; plain EM: set
-        when the fit finishes), its mean joint log-likelihood and iteration.
-    converged : bool
+        when the fit finishes).
+    best_lower_bound : float, default=-inf
+        The mean joint log-likelihood of ``best_params``.
+    best_iteration : int, default=0
+        The iteration of ``best_params``.
+    converged : bool, default=False
         Whether the fit's convergence test held at its last check.
-    finished : bool
+    finished : bool, default=False
         Whether the fit has ended (so ``best_*`` is its result).
-    restart : int
+    restart : int, default=0
         Which of the fit's independent starts this is (0 for a single start).
-    phase : {"warm-up", "explore", "refine", "move", "refine-full"}
+    phase : {"warm-up", "explore", "refine", "move", "refine-full"}, default="explore"
         The fit's phase: plain EM from a start before the matchings, the main loop, the
         plain-EM refinement of its result, the escape moves, or (scalable mode) the plain-EM
         refinement over the full data of the model explored on the sample.
@@ -90,7 +123,16 @@ class FitState:
     phase: str = "explore"
 
     def as_arrays_and_json(self) -> tuple[dict[str, np.ndarray], dict]:
-        """``(arrays, values)``: float arrays by name, and JSON-able values (no pickle)."""
+        """The state as float arrays by name and JSON-able values (no pickle).
+
+        Returns
+        -------
+        arrays : dict of str to ndarray
+            The parameters (``"params/..."``), the best ones if any (``"best/..."``) and
+            ``"lower_bounds"``.
+        values : dict
+            Everything else, JSON-able: the generator's state, counters, flags and phase.
+        """
         arrays = self.params.as_arrays("params/")
         arrays["lower_bounds"] = np.asarray(self.lower_bounds, dtype=np.float64)
         if self.best_params is not None:
@@ -112,7 +154,20 @@ class FitState:
 
     @classmethod
     def from_arrays_and_json(cls, arrays, values) -> FitState:
-        """Rebuild a state from :meth:`as_arrays_and_json`'s output."""
+        """Rebuild a state from :meth:`as_arrays_and_json`'s output.
+
+        Parameters
+        ----------
+        arrays : Mapping of str to array-like
+            The named arrays.
+        values : dict
+            The JSON-able values.
+
+        Returns
+        -------
+        FitState
+            The state, its generator restored to where it stood.
+        """
         rng_state = _from_jsonable(values["rng"])
         bit_generator = getattr(np.random, rng_state["bit_generator"])()
         bit_generator.state = rng_state

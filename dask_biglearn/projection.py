@@ -33,9 +33,10 @@ DEFAULT_MATCHING_PROBS = MappingProxyType({"joint": 0.4, "marginal": 0.1, "rotat
 class Projection:
     """Subspace matched in one outer iteration.
 
-    Attributes
+    Parameters
     ----------
     kind : {"joint", "marginal", "rotated_marginal"}
+        The matching.
     matrix : ndarray of shape (n_dims, n_features) or None
         ``P``, orthonormal rows; ``None`` stands for the identity (joint matching).
     """
@@ -45,13 +46,33 @@ class Projection:
 
     @property
     def is_identity(self) -> bool:
+        """Whether this is the identity (a joint matching, ``matrix`` is None)."""
         return self.matrix is None
 
     def n_dims(self, n_features: int) -> int:
+        """Dimension ``m`` of the projected space.
+
+        Parameters
+        ----------
+        n_features : int
+            Dimension ``D`` of the data.
+
+        Returns
+        -------
+        int
+            ``D`` for the identity, else the number of rows of ``P``.
+        """
         return n_features if self.matrix is None else self.matrix.shape[0]
 
     @classmethod
     def identity(cls) -> Projection:
+        """The identity projection of a joint matching.
+
+        Returns
+        -------
+        Projection
+            ``Projection("joint", None)``.
+        """
         return cls("joint", None)
 
 
@@ -60,6 +81,20 @@ def haar_frame(rng: np.random.Generator, n_features: int, n_dims: int) -> np.nda
 
     QR of a Gaussian ``(n_features, n_dims)`` matrix with the signs of ``R``'s diagonal fixed,
     which avoids drawing the full ``D x D`` rotation.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the Gaussian draws.
+    n_features : int
+        Dimension ``D`` of the full space.
+    n_dims : int
+        Number ``m <= D`` of rows of the frame.
+
+    Returns
+    -------
+    ndarray of shape (n_dims, n_features)
+        Orthonormal rows.
     """
     G = rng.standard_normal((n_features, n_dims))
     Q, R = np.linalg.qr(G)
@@ -69,7 +104,26 @@ def haar_frame(rng: np.random.Generator, n_features: int, n_dims: int) -> np.nda
 
 
 def validate_matching_probs(matching_probs) -> dict[str, float]:
-    """Check a ``{kind: probability}`` mapping; returns it with every kind present."""
+    """Check a ``{kind: probability}`` mapping of matching probabilities.
+
+    Parameters
+    ----------
+    matching_probs : Mapping of str to float
+        Probabilities of the kinds of :data:`MATCHING_KINDS` (missing kinds count as 0):
+        finite, non-negative numbers summing to 1.
+
+    Returns
+    -------
+    dict of str to float
+        The probabilities, with every kind present.
+
+    Raises
+    ------
+    TypeError
+        If ``matching_probs`` is not a mapping.
+    ValueError
+        If it names an unknown kind, or its probabilities are invalid or do not sum to 1.
+    """
     if not isinstance(matching_probs, Mapping):
         raise TypeError(
             f"matching_probs must be a dict (or other mapping) from {MATCHING_KINDS} to "
@@ -95,7 +149,25 @@ def validate_matching_probs(matching_probs) -> dict[str, float]:
 
 
 def validate_beta(marginal_size_beta) -> tuple[float, float]:
-    """Check the ``(a, b)`` parameters of the Beta law of the subset-size fraction."""
+    """Check the ``(a, b)`` parameters of the Beta law of the subset-size fraction.
+
+    Parameters
+    ----------
+    marginal_size_beta : tuple of (float, float)
+        The pair ``(a, b)``, finite and positive.
+
+    Returns
+    -------
+    a : float
+        First shape parameter.
+    b : float
+        Second shape parameter.
+
+    Raises
+    ------
+    ValueError
+        If it is not a pair of finite positive numbers.
+    """
     try:
         a, b = (float(v) for v in marginal_size_beta)
     except (TypeError, ValueError):
@@ -116,6 +188,14 @@ class MatchingSchedule:
     ``b ~ Beta(a, b_)`` (reference: ``a = 5, b_ = 1``); a marginal subset is a uniform random
     ``m``-subset of the coordinates (kept in increasing order) and a rotated marginal frame is a
     Haar-random ``m``-frame.
+
+    Parameters
+    ----------
+    probs : dict of str to float
+        Probability of each matching kind (checked by :func:`validate_matching_probs`).
+    beta : tuple of (float, float), default=(5.0, 1.0)
+        Parameters ``(a, b_)`` of the Beta law of the subset-size fraction (checked by
+        :func:`validate_beta`).
     """
 
     probs: dict
@@ -126,11 +206,40 @@ class MatchingSchedule:
         object.__setattr__(self, "beta", validate_beta(self.beta))
 
     def subset_size(self, rng: np.random.Generator, n_features: int) -> int:
+        """Draw the number of rows ``m = max(1, floor(D * b))``, ``b ~ Beta(a, b_)``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of the draw.
+        n_features : int
+            Dimension ``D`` of the data.
+
+        Returns
+        -------
+        int
+            ``m``, between 1 and ``D``.
+        """
         frac = rng.beta(*self.beta)
         return int(min(n_features, max(1, np.floor(n_features * frac))))
 
     def sample(self, rng: np.random.Generator, n_features: int) -> Projection:
-        """Draw the next projection. Always consumes the same draws for the same kind."""
+        """Draw the next projection.
+
+        Always consumes the same draws for the same kind.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The driver's generator.
+        n_features : int
+            Dimension ``D`` of the data.
+
+        Returns
+        -------
+        Projection
+            The kind drawn and its matrix.
+        """
         kinds = MATCHING_KINDS
         p = np.array([self.probs[k] for k in kinds])
         kind = kinds[int(rng.choice(len(kinds), p=p))]

@@ -19,7 +19,7 @@ from ._compiled import quadratic_features_into
 
 #: Rows per sub-block inside a chunk (at least, unless the features are very wide): the
 #: features of one sub-block should stay in cache between the E-step product and the
-#: statistics product (1024 rows x 153 features run both products ~15 % faster than 4096).
+#: statistics product.
 DEFAULT_BLOCK_ROWS = 1024
 
 #: Narrow features (low D) get more rows per sub-block, up to this many bytes of features
@@ -32,13 +32,39 @@ BLOCK_FEATURE_BYTES = 32 * 2**20
 
 
 def n_quadratic_features(n_features: int) -> int:
-    """Width of ``F(x) = [1, x, x_i x_j (i <= j)]``."""
+    """Width of the quadratic features ``F(x) = [1, x, x_i x_j (i <= j)]``.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension ``D`` of ``x``.
+
+    Returns
+    -------
+    width : int
+        ``1 + D + D (D + 1) / 2``.
+    """
     return 1 + n_features + n_features * (n_features + 1) // 2
 
 
 def default_block_rows(n_features: int) -> int:
-    """Rows per sub-block: :data:`DEFAULT_BLOCK_ROWS`, more when the features are narrow
-    (up to :data:`BLOCK_CACHE_BYTES`), fewer when they are very wide."""
+    """Rows per sub-block for data of ``n_features`` columns.
+
+    :data:`DEFAULT_BLOCK_ROWS`, more when the features are narrow (up to
+    :data:`BLOCK_CACHE_BYTES` of features and :data:`MAX_BLOCK_ROWS` rows), fewer when they
+    are very wide (at most :data:`BLOCK_FEATURE_BYTES` of features, and never fewer than 64
+    rows).
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension of the (projected) data whose quadratic features are formed.
+
+    Returns
+    -------
+    block_rows : int
+        Rows per sub-block.
+    """
     row_bytes = 8 * n_quadratic_features(n_features)
     rows = min(MAX_BLOCK_ROWS, max(DEFAULT_BLOCK_ROWS, BLOCK_CACHE_BYTES // row_bytes))
     return int(max(64, min(rows, BLOCK_FEATURE_BYTES // row_bytes)))
@@ -46,13 +72,41 @@ def default_block_rows(n_features: int) -> int:
 
 @lru_cache(maxsize=64)
 def triu_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-major upper triangle ``(i, j), i <= j``: the order of the quadratic features."""
+    """Row-major upper triangle ``(i, j), i <= j``: the order of the quadratic features.
+
+    Parameters
+    ----------
+    n_features : int
+        Size ``D`` of the square matrices.
+
+    Returns
+    -------
+    iu : ndarray of shape (n_features * (n_features + 1) // 2,)
+        Row indices ``i``.
+    ju : ndarray of shape (n_features * (n_features + 1) // 2,)
+        Column indices ``j``, with ``i <= j``.
+    """
     iu = np.triu_indices(n_features)
     return iu[0].copy(), iu[1].copy()
 
 
 def row_blocks(n_rows: int, block_rows: int):
-    """``(start, stop)`` of consecutive sub-blocks of at most ``block_rows`` rows."""
+    """Bounds of consecutive sub-blocks of at most ``block_rows`` rows.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows to cover.
+    block_rows : int
+        Maximum rows per sub-block.
+
+    Yields
+    ------
+    start : int
+        First row of the sub-block.
+    stop : int
+        One past its last row.
+    """
     for start in range(0, n_rows, block_rows):
         yield start, min(start + block_rows, n_rows)
 
@@ -61,11 +115,24 @@ _scratch = threading.local()
 
 
 def scratch_buffer(name: str, size: int) -> np.ndarray:
-    """A float64 buffer of at least ``size`` elements, reused across calls in this thread.
+    """A float64 buffer of ``size`` elements, reused across calls in this thread.
 
     Passes reuse their temporaries instead of allocating them every time: large fresh
     allocations cost page faults, all the more under distributed's nanny, which sets
     ``MALLOC_TRIM_THRESHOLD_`` low for its workers.
+
+    Parameters
+    ----------
+    name : str
+        Which of the thread's buffers to use; each name has its own.
+    size : int
+        Number of elements needed; the buffer grows when it is smaller.
+
+    Returns
+    -------
+    buffer : ndarray of shape (size,)
+        A view of the thread's buffer, uninitialised; valid until the next call with the same
+        ``name`` in this thread.
     """
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None:
@@ -85,7 +152,9 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
+        Rows of data, any real dtype (promoted to float64).
     shift : ndarray of shape (n_features,)
+        Centre subtracted from every row.
     out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
         Scratch buffer to write into (float64, C-contiguous).
     compiled : bool, default=False
@@ -95,6 +164,7 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
     Returns
     -------
     F_t : ndarray of shape (n_quadratic_features(n_features), n_samples)
+        The features, one column per row of ``X`` (``out`` when given).
     """
     n, d = X.shape
     F_t = np.empty((n_quadratic_features(d), n)) if out is None else out
@@ -113,8 +183,31 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
 
 
 def projected_features(X, shift, projection, out=None, *, compiled: bool = False) -> np.ndarray:
-    """Quadratic features of ``y' = P (x - shift)``, or of ``x - shift`` when ``projection``
-    is None; one column per row of ``X``, float64 (see :func:`quadratic_features`)."""
+    """Quadratic features of ``y' = P (x - shift)``, one column per row of ``X``, in float64.
+
+    The features of ``x - shift`` when ``projection`` is None (see
+    :func:`quadratic_features`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Rows of data, any real dtype.
+    shift : ndarray of shape (n_features,)
+        Centre subtracted from every row before the projection.
+    projection : ndarray of shape (n_dims, n_features) or None
+        Rows of ``P``; None means the identity.
+    out : ndarray of shape (n_quadratic_features(n_dims), n_samples), optional
+        Scratch buffer to write into (float64, C-contiguous).
+    compiled : bool, default=False
+        Use the numba twin (the same values, bit for bit); ``False`` runs the NumPy
+        reference.
+
+    Returns
+    -------
+    F_t : ndarray of shape (n_quadratic_features(n_dims), n_samples)
+        The features, one column per row of ``X`` (``n_dims = n_features`` without a
+        projection).
+    """
     if projection is None:
         return quadratic_features(X, shift, out=out, compiled=compiled)
     Y = np.subtract(X, shift, dtype=np.float64) @ projection.T
@@ -122,8 +215,31 @@ def projected_features(X, shift, projection, out=None, *, compiled: bool = False
 
 
 def block_features(X, shift, projection, block_rows: int, *, compiled: bool = False):
-    """Yield the features of ``X`` sub-block by sub-block, each in this thread's reused
-    scratch buffer (valid until the next sub-block is produced)."""
+    """Yield the features of ``X`` sub-block by sub-block, in a reused buffer.
+
+    Each sub-block's features are written into this thread's scratch buffer (see
+    :func:`scratch_buffer`), so they are valid only until the next sub-block is produced.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Rows of data, any real dtype.
+    shift : ndarray of shape (n_features,)
+        Centre subtracted from every row before the projection.
+    projection : ndarray of shape (n_dims, n_features) or None
+        Rows of ``P``; None means the identity.
+    block_rows : int
+        Maximum rows per sub-block.
+    compiled : bool, default=False
+        Use the numba twin (the same values, bit for bit); ``False`` runs the NumPy
+        reference.
+
+    Yields
+    ------
+    F_t : ndarray of shape (n_quadratic_features(n_dims), n_block_rows)
+        The features of one sub-block, one column per row (see
+        :func:`projected_features`).
+    """
     width = n_quadratic_features(X.shape[1] if projection is None else projection.shape[0])
     for start, stop in row_blocks(X.shape[0], block_rows):
         buf = scratch_buffer("features", (stop - start) * width).reshape(width, stop - start)
@@ -131,8 +247,20 @@ def block_features(X, shift, projection, block_rows: int, *, compiled: bool = Fa
 
 
 def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
-    """Rebuild symmetric ``(K, D, D)`` matrices from their packed upper triangles
-    ``(K, D(D+1)/2)``."""
+    """Rebuild symmetric matrices from their packed upper triangles.
+
+    Parameters
+    ----------
+    upper : ndarray of shape (n_matrices, n_features * (n_features + 1) // 2)
+        Upper triangles in the row-major order of :func:`triu_indices`.
+    n_features : int
+        Size ``D`` of the matrices.
+
+    Returns
+    -------
+    full : ndarray of shape (n_matrices, n_features, n_features)
+        The symmetric matrices.
+    """
     iu, ju = triu_indices(n_features)
     full = np.zeros((upper.shape[0], n_features, n_features))
     full[:, iu, ju] = upper
@@ -154,6 +282,37 @@ class FeatureCache:
 
     :meth:`features_of` returns None for what does not fit: the pass then computes features
     sub-block by sub-block.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The in-memory data, any real dtype.
+    shift : ndarray of shape (n_features,)
+        Centre of the features (the engine's, from its summary pass).
+    block_rows : int
+        Rows per sub-block of the cached features.
+    max_bytes : int
+        Budget of all cached features together, in bytes.
+    compiled : bool, default=False
+        Compute the features with the numba twin (the same values, bit for bit).
+    max_projections : int, default=8
+        Most projections whose features are kept at once (least recently used dropped
+        first).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The data.
+    shift : ndarray of shape (n_features,)
+        The centre, as float64.
+    block_rows : int
+        Rows per sub-block.
+    max_bytes : int
+        Budget in bytes.
+    max_projections : int
+        Most projections kept.
+    compiled : bool
+        Whether the numba twin computes the features.
     """
 
     def __init__(self, X, shift, block_rows: int, max_bytes: int, *, compiled: bool = False,
@@ -199,8 +358,24 @@ class FeatureCache:
         return None
 
     def features_of(self, shift, projection):
-        """Cached block features for ``shift`` and ``projection`` (None: the data's own), or
-        None when they are not the cache's (another centre) or do not fit it."""
+        """Cached block features for ``shift`` and ``projection``, or None.
+
+        The features of a new projection are computed here (in a free buffer, or the least
+        recently used projection's) when they fit the budget.
+
+        Parameters
+        ----------
+        shift : ndarray of shape (n_features,)
+            Centre of the features asked for.
+        projection : ndarray of shape (n_dims, n_features) or None
+            Rows of ``P``; None asks for the data's own features.
+
+        Returns
+        -------
+        features : list of ndarray of shape (n_quadratic_features(n_dims), n_block_rows) or None
+            The features sub-block by sub-block, or None when they are not the cache's
+            (another centre) or do not fit it.
+        """
         if not np.array_equal(shift, self.shift):
             return None
         if projection is None:

@@ -38,7 +38,7 @@ LOG_RESP_CLIP = -100.0
 class PassSpec:
     """What one pass computes, built on the driver and sent to where the rows live.
 
-    Attributes
+    Parameters
     ----------
     theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
         E-step coefficients of the projected parameters about ``P @ shift``.
@@ -61,10 +61,12 @@ class PassSpec:
 
     @property
     def n_components(self) -> int:
+        """Number of mixture components ``K`` (the columns of ``theta``)."""
         return int(self.theta.shape[1])
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the spec's arrays (``theta``, ``shift`` and ``projection``)."""
         return sum(a.nbytes for a in (self.theta, self.shift, self.projection) if a is not None)
 
 
@@ -73,9 +75,22 @@ def responsibilities_from_log_prob(log_prob_t: np.ndarray, *,
     """Normalise weighted log-densities, laid out ``(n_components, n_rows)``, in place.
 
     The component axis comes first so that the reductions over components are elementwise
-    operations on contiguous rows (NumPy reduces a short last axis slowly).
-    Returns ``(resp_t, log_lik_sum)``; ``resp_t`` is ``log_prob_t``'s buffer, overwritten.
-    ``compiled`` selects the numba twin; ``False`` runs this NumPy code, the reference.
+    operations on contiguous rows (NumPy reduces a short last axis slowly). Log-responsibilities
+    more than :data:`LOG_RESP_CLIP` below a row's maximum are clipped before ``exp``.
+
+    Parameters
+    ----------
+    log_prob_t : ndarray of shape (n_components, n_rows)
+        ``log pi_k + log N(y_n | mu~_k, S~_k)``, float64; overwritten.
+    compiled : bool, default=False
+        Use the numba twin; ``False`` runs this NumPy code, the reference.
+
+    Returns
+    -------
+    resp_t : ndarray of shape (n_components, n_rows)
+        The responsibilities, in ``log_prob_t``'s buffer.
+    log_lik_sum : float
+        ``sum_n log sum_k exp(log_prob_t[k, n])``.
     """
     if compiled:
         n = log_prob_t.shape[1]
@@ -94,9 +109,25 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
                  compiled: bool = False):
     """E-step and statistics for rows whose quadratic features are the columns of ``F_t``.
 
-    ``theta_t`` is ``theta.T``, shape ``(n_components, n_quadratic_features)``.
-    Returns ``(G, log_lik_sum)`` with ``G = resp.T @ F`` of shape
-    ``(n_components, n_quadratic_features)`` (None when ``moments`` is false).
+    Parameters
+    ----------
+    F_t : ndarray of shape (n_quadratic_features, n_rows)
+        Quadratic features, one column per row
+        (:func:`~dask_biglearn.kernels.features.projected_features`).
+    theta_t : ndarray of shape (n_components, n_quadratic_features)
+        ``theta.T``, the transposed E-step coefficients.
+    moments : bool, default=True
+        Compute the packed statistics; False computes only the log-likelihood.
+    compiled : bool, default=False
+        Use the numba twin of the softmax; ``False`` runs the NumPy reference.
+
+    Returns
+    -------
+    G : ndarray of shape (n_components, n_quadratic_features) or None
+        ``resp.T @ F``: counts, sums and packed second moments; None when ``moments`` is
+        false.
+    log_lik_sum : float
+        Sum over the rows of their log-likelihood.
     """
     k, n = theta_t.shape[0], F_t.shape[1]
     log_prob_t = scratch_buffer("log_prob_t", k * n).reshape(k, n)
@@ -107,8 +138,23 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
 
 
 def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int) -> SuffStats:
-    """Turn packed statistics ``G = resp.T @ F`` ``(K, n_quadratic_features(m))`` into
-    :class:`~dask_biglearn.kernels.stats.SuffStats`."""
+    """Turn packed statistics ``G = resp.T @ F`` into sufficient statistics.
+
+    Parameters
+    ----------
+    G : ndarray of shape (n_components, n_quadratic_features(n_dims))
+        Packed statistics: column 0 the counts, then the ``n_dims`` sums, then the packed
+        upper triangles of the second moments.
+    log_lik_sum : float
+        Sum of the log-likelihood of the rows.
+    n_rows : int
+        How many rows the statistics cover.
+
+    Returns
+    -------
+    SuffStats
+        The unpacked statistics (:class:`~dask_biglearn.kernels.stats.SuffStats`).
+    """
     m = _n_dims(G.shape[1])
     return SuffStats(G[:, 0].copy(), np.ascontiguousarray(G[:, 1 : 1 + m]),
                      unpack_second_moments(G[:, 1 + m :], m), log_lik_sum, n_rows)
@@ -123,6 +169,7 @@ def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
     blocks : list of ndarray of shape (n_rows_i, n_features)
         Chunks of the data, any real dtype (converted to float64 in sub-blocks).
     spec : PassSpec
+        What the pass computes: coefficients, centre, projection.
     block_rows : int, optional
         Rows per sub-block (default :func:`~dask_biglearn.kernels.features.default_block_rows`).
     cache : FeatureCache, optional
@@ -163,10 +210,25 @@ def _n_dims(width: int) -> int:
 
 def pass_stats_batch(blocks, specs, block_rows: int | None = None,
                      cache=None) -> list[SuffStats]:
-    """The statistics of several passes over the same blocks, which are read once (the
-    restarts of a fit advance together and share every read of a chunk).
+    """The statistics of several passes over the same blocks, which are read once.
 
-    This is the entry point of every route (in-process, Dask tasks, actors); see
-    :func:`pass_stats` for the parameters. Returns one ``SuffStats`` per spec, in order.
+    The restarts of a fit advance together and share every read of a chunk. This is the
+    entry point of every route (in-process, Dask tasks, actors).
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (n_rows_i, n_features)
+        Chunks of the data, any real dtype.
+    specs : list of PassSpec
+        One spec per pass.
+    block_rows : int, optional
+        Rows per sub-block (default :func:`~dask_biglearn.kernels.features.default_block_rows`).
+    cache : FeatureCache, optional
+        Features kept between passes for these blocks (see :func:`pass_stats`).
+
+    Returns
+    -------
+    list of SuffStats
+        One per spec, in order.
     """
     return [pass_stats(blocks, spec, block_rows, cache) for spec in specs]

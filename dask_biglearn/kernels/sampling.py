@@ -31,7 +31,22 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
 
 
 def row_keys(start: int, stop: int, seed: int) -> np.ndarray:
-    """The sampling keys of global rows ``start .. stop - 1`` (uint64)."""
+    """The sampling keys of global rows ``start .. stop - 1``.
+
+    Parameters
+    ----------
+    start : int
+        Global index of the first row.
+    stop : int
+        One past the global index of the last row.
+    seed : int
+        Seed of the sample: the same rows and seed always give the same keys.
+
+    Returns
+    -------
+    keys : ndarray of shape (stop - start,), dtype uint64
+        ``hash(seed, i)`` of each row ``i``.
+    """
     with np.errstate(over="ignore"):
         salt = _splitmix64(np.array([seed], dtype=np.uint64) * _GOLDEN + _GOLDEN)[0]
         index = np.arange(start, stop, dtype=np.uint64)
@@ -42,12 +57,14 @@ def row_keys(start: int, stop: int, seed: int) -> np.ndarray:
 class RowSample:
     """Up to ``size`` rows with the smallest keys among some rows of the data.
 
-    Attributes
+    Parameters
     ----------
-    keys : ndarray of shape (n,), uint64
-    index : ndarray of shape (n,), int64
+    keys : ndarray of shape (n,), dtype uint64
+        Sampling keys of the rows (:func:`row_keys`).
+    index : ndarray of shape (n,), dtype int64
         Global row indices.
-    rows : ndarray of shape (n, n_features), float64
+    rows : ndarray of shape (n, n_features), dtype float64
+        The rows themselves.
     size : int
         How many rows the whole sample keeps.
     """
@@ -58,7 +75,13 @@ class RowSample:
     size: int
 
     def smallest(self) -> RowSample:
-        """Keep the ``size`` rows with the smallest keys (ties, improbable, by index)."""
+        """Keep the ``size`` rows with the smallest keys (ties, improbable, by index).
+
+        Returns
+        -------
+        RowSample
+            This sample when it has at most ``size`` rows, else a new one of ``size`` rows.
+        """
         if len(self.keys) <= self.size:
             return self
         keep = np.lexsort((self.index, self.keys))[: self.size]
@@ -66,10 +89,25 @@ class RowSample:
 
 
 def candidate_fraction(size: int, n_rows: int) -> float:
-    """A key threshold (as a fraction of the key range) below which, with overwhelming
-    probability, at least ``size`` of ``n_rows`` rows fall: the expected ``size / n_rows``
-    plus ten binomial standard deviations. Blocks keep only their rows below it, so a
-    sample pass holds about ``size`` rows in all, not ``size`` per block."""
+    """A key threshold below which at least ``size`` of ``n_rows`` rows fall.
+
+    The threshold, as a fraction of the key range, holds at least ``size`` rows with
+    overwhelming probability: the expected ``size / n_rows`` plus ten binomial standard
+    deviations. Blocks keep only their rows below it, so a sample pass holds about ``size``
+    rows in all, not ``size`` per block.
+
+    Parameters
+    ----------
+    size : int
+        Rows of the sample.
+    n_rows : int
+        Rows of the data.
+
+    Returns
+    -------
+    fraction : float
+        Fraction of the key range, in ``(0, 1]``; 1 when ``size >= n_rows``.
+    """
     if size >= n_rows:
         return 1.0
     p = size / n_rows
@@ -77,9 +115,30 @@ def candidate_fraction(size: int, n_rows: int) -> float:
 
 
 def sample_blocks(blocks, offsets, seed: int, size: int, fraction: float = 1.0) -> RowSample:
-    """The sample's rows among ``blocks``, whose first rows have global indices ``offsets``:
-    each block's ``size`` smallest keys among those below ``fraction`` of the key range
-    (:func:`candidate_fraction`; 1 keeps every candidate)."""
+    """The sample's rows among ``blocks``.
+
+    Each block keeps its ``size`` smallest keys among those below ``fraction`` of the key
+    range, and the blocks' samples are combined (:func:`combine_samples`).
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (n_rows_i, n_features)
+        Chunks of the data, any real dtype.
+    offsets : list of int
+        Global index of the first row of each block.
+    seed : int
+        Seed of the sample.
+    size : int
+        Rows of the sample.
+    fraction : float, default=1.0
+        Only rows whose key is below this fraction of the key range are candidates
+        (:func:`candidate_fraction`; 1 keeps every candidate).
+
+    Returns
+    -------
+    RowSample
+        The ``size`` rows (at most) of ``blocks`` with the smallest keys.
+    """
     parts = []
     n_features = blocks[0].shape[1] if blocks else 0
     threshold = key_threshold(fraction) if fraction < 1.0 else None
@@ -97,7 +156,18 @@ def sample_blocks(blocks, offsets, seed: int, size: int, fraction: float = 1.0) 
 
 
 def combine_samples(parts) -> RowSample:
-    """The sample of the union of the rows of ``parts`` (associative and commutative)."""
+    """The sample of the union of the rows of ``parts`` (associative and commutative).
+
+    Parameters
+    ----------
+    parts : RowSample or iterable of RowSample
+        Samples of disjoint rows, with the same ``size``; a single sample is returned as is.
+
+    Returns
+    -------
+    RowSample
+        The ``size`` rows with the smallest keys among all of ``parts``.
+    """
     if isinstance(parts, RowSample):
         return parts
     parts = list(parts)
@@ -108,17 +178,58 @@ def combine_samples(parts) -> RowSample:
 
 
 def key_threshold(fraction: float) -> np.uint64:
-    """Rows whose key is below this are a Bernoulli sample of ``fraction`` of all rows."""
+    """The key below which rows form a Bernoulli sample of ``fraction`` of all rows.
+
+    Parameters
+    ----------
+    fraction : float
+        Expected fraction of rows kept, clipped to ``[0, 1]``.
+
+    Returns
+    -------
+    threshold : numpy.uint64
+        ``fraction * 2**64``, capped at the largest key.
+    """
     return np.uint64(min(2**64 - 1, int(max(0.0, fraction) * 2.0**64)))
 
 
 def rows_below_threshold(X, offset: int, seed: int, fraction: float) -> np.ndarray:
-    """The rows of block ``X`` (first global row ``offset``) whose key is below
-    :func:`key_threshold`: a sample each block takes alone, float64."""
+    """The rows of block ``X`` whose key is below :func:`key_threshold`.
+
+    A sample each block takes alone, with no combine: about ``fraction`` of the rows, defined
+    by index and seed alone.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        The block, any real dtype.
+    offset : int
+        Global index of the block's first row.
+    seed : int
+        Seed of the sample.
+    fraction : float
+        Expected fraction of rows kept.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_kept, n_features)
+        The kept rows, in block order, as float64.
+    """
     keys = row_keys(offset, offset + X.shape[0], seed)
     return np.asarray(X[keys < key_threshold(fraction)], dtype=np.float64)
 
 
 def in_index_order(sample: RowSample) -> np.ndarray:
-    """The sample's rows ordered by their global index, shape ``(n, n_features)``."""
+    """The sample's rows ordered by their global index.
+
+    Parameters
+    ----------
+    sample : RowSample
+        A combined sample.
+
+    Returns
+    -------
+    rows : ndarray of shape (n, n_features)
+        Its rows, by increasing global index.
+    """
     return sample.rows[np.argsort(sample.index, kind="stable")]

@@ -9,10 +9,27 @@ LOG_2PI = np.log(2.0 * np.pi)
 
 
 def weighted_log_prob(X, weights, means, precisions_cholesky) -> np.ndarray:
-    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for a block, shape ``(n_samples, n_components)``.
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every row of a block and component.
 
     Uses the Cholesky factors of the precisions and one matrix product per component;
     never forms an ``N x K x D`` array.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The block (converted to float64).
+    weights : ndarray of shape (n_components,)
+        Mixture weights ``pi_k`` (a zero weight gives ``-inf``).
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    precisions_cholesky : ndarray of shape (n_components, n_features, n_features)
+        Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's
+        convention).
+
+    Returns
+    -------
+    log_prob : ndarray of shape (n_samples, n_components)
+        Weighted log-densities.
     """
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
@@ -30,32 +47,115 @@ def weighted_log_prob(X, weights, means, precisions_cholesky) -> np.ndarray:
 
 
 def log_sum_exp_rows(a: np.ndarray) -> np.ndarray:
-    """Row-wise ``log sum exp``."""
+    """Row-wise ``log sum exp``, stabilised by each row's maximum.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n_rows, n_columns)
+        Values to reduce.
+
+    Returns
+    -------
+    out : ndarray of shape (n_rows,)
+        ``log sum_j exp(a[i, j])`` of each row.
+    """
     row_max = a.max(axis=1, keepdims=True)
     with np.errstate(under="ignore"):
         return (np.log(np.exp(a - row_max).sum(axis=1, keepdims=True)) + row_max)[:, 0]
 
 
 def score_block(X, weights, means, precisions_cholesky) -> np.ndarray:
-    """Log-density of each row, shape ``(n_samples,)``."""
+    """Log-density of each row of a block under the mixture (``score_samples``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The block.
+    weights : ndarray of shape (n_components,)
+        Mixture weights.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    precisions_cholesky : ndarray of shape (n_components, n_features, n_features)
+        Upper-triangular Cholesky factors of the precisions.
+
+    Returns
+    -------
+    log_density : ndarray of shape (n_samples,)
+        ``log p(x_n)`` of each row.
+    """
     return log_sum_exp_rows(weighted_log_prob(X, weights, means, precisions_cholesky))
 
 
 def proba_block(X, weights, means, precisions_cholesky) -> np.ndarray:
-    """Responsibilities of each row, shape ``(n_samples, n_components)``."""
+    """Responsibilities of each row of a block (``predict_proba``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The block.
+    weights : ndarray of shape (n_components,)
+        Mixture weights.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    precisions_cholesky : ndarray of shape (n_components, n_features, n_features)
+        Upper-triangular Cholesky factors of the precisions.
+
+    Returns
+    -------
+    resp : ndarray of shape (n_samples, n_components)
+        Posterior probability of each component for each row.
+    """
     wlp = weighted_log_prob(X, weights, means, precisions_cholesky)
     with np.errstate(under="ignore"):
         return np.exp(wlp - log_sum_exp_rows(wlp)[:, None])
 
 
 def predict_block(X, weights, means, precisions_cholesky) -> np.ndarray:
-    """The most probable component of each row, shape ``(n_samples,)``."""
+    """The most probable component of each row of a block (``predict``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The block.
+    weights : ndarray of shape (n_components,)
+        Mixture weights.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    precisions_cholesky : ndarray of shape (n_components, n_features, n_features)
+        Upper-triangular Cholesky factors of the precisions.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+        Index of the most probable component of each row.
+    """
     return weighted_log_prob(X, weights, means, precisions_cholesky).argmax(axis=1)
 
 
 def checked_block(X, block_fn, *args):
-    """Run ``block_fn`` on a block after checking it for NaN and infinity (Dask input is
-    checked chunk by chunk, as it is scored)."""
+    """Run ``block_fn`` on a block after checking it for NaN and infinity.
+
+    Dask input is checked chunk by chunk, as it is scored.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The block.
+    block_fn : callable
+        A block kernel, called as ``block_fn(X, *args)`` (e.g. :func:`score_block`).
+    *args
+        Further arguments of ``block_fn`` (the model's parameters).
+
+    Returns
+    -------
+    object
+        What ``block_fn`` returns.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` contains NaN or infinity.
+    """
     if not np.all(np.isfinite(X)):
         raise ValueError("Input X contains NaN or infinity (found while scoring a chunk).")
     return block_fn(X, *args)

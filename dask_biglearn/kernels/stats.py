@@ -14,7 +14,7 @@ class SuffStats:
     All arrays are float64. Moments are shifted: they are moments of ``y - shift_y``. A
     log-likelihood-only pass leaves the moments empty (``n_dims = 0``).
 
-    Attributes
+    Parameters
     ----------
     resp_sum : ndarray of shape (n_components,)
         ``sum_n r_nk``.
@@ -39,6 +39,16 @@ def combine_stats(parts) -> SuffStats:
     """Sum a list of :class:`SuffStats` (or return a single one unchanged).
 
     Addition is associative and commutative, which is all a tree reduction needs.
+
+    Parameters
+    ----------
+    parts : SuffStats or iterable of SuffStats
+        Statistics of disjoint sets of rows, for the same pass.
+
+    Returns
+    -------
+    SuffStats
+        Their sum.
     """
     if isinstance(parts, SuffStats):
         return parts
@@ -55,6 +65,17 @@ def combine_stats(parts) -> SuffStats:
 
 
 def combine_stat_lists(parts) -> list[SuffStats]:
-    """Sum lists of statistics element by element (the partial results of batched passes)."""
+    """Sum lists of statistics element by element (the partial results of batched passes).
+
+    Parameters
+    ----------
+    parts : iterable of list of SuffStats
+        For each set of rows, one statistics per pass; all lists have the same length.
+
+    Returns
+    -------
+    list of SuffStats
+        For each pass, the sum over the sets of rows.
+    """
     parts = list(parts)
     return [combine_stats(column) for column in zip(*parts, strict=True)]

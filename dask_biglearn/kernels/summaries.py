@@ -19,10 +19,24 @@ SUMMARY_BLOCK_ROWS = 65536
 
 @dataclass(frozen=True)
 class BlockSummary:
-    """Summary of some rows of the data (float64 arrays of shape ``(n_features,)``).
+    """Summary of some rows of the data.
 
-    ``m2`` is the sum of squared deviations from ``mean``; ``finite`` is False when any
-    value is NaN or infinite (the other fields are then meaningless).
+    When ``finite`` is False the other fields are meaningless.
+
+    Parameters
+    ----------
+    n_rows : int
+        How many rows are summarised.
+    finite : bool
+        False when any value is NaN or infinite.
+    mean : ndarray of shape (n_features,)
+        Per-feature mean, float64.
+    m2 : ndarray of shape (n_features,)
+        Per-feature sum of squared deviations from ``mean``, float64.
+    min : ndarray of shape (n_features,)
+        Per-feature minimum, float64 (``inf`` with no rows).
+    max : ndarray of shape (n_features,)
+        Per-feature maximum, float64 (``-inf`` with no rows).
     """
 
     n_rows: int
@@ -54,7 +68,18 @@ def _combine_two(a: BlockSummary, b: BlockSummary) -> BlockSummary:
 
 
 def combine_summaries(parts) -> BlockSummary:
-    """Combine summaries of disjoint sets of rows (associative, so any tree will do)."""
+    """Combine summaries of disjoint sets of rows (associative, so any tree will do).
+
+    Parameters
+    ----------
+    parts : BlockSummary or iterable of BlockSummary
+        Summaries of disjoint sets of rows; a single summary is returned as is.
+
+    Returns
+    -------
+    BlockSummary
+        The summary of the union of the rows.
+    """
     if isinstance(parts, BlockSummary):
         return parts
     parts = list(parts)
@@ -65,7 +90,23 @@ def combine_summaries(parts) -> BlockSummary:
 
 
 def summarize_blocks(blocks, block_rows: int = SUMMARY_BLOCK_ROWS) -> BlockSummary:
-    """The summary of the rows of ``blocks`` (arrays of shape ``(n_rows_i, n_features)``)."""
+    """The summary of the rows of ``blocks``.
+
+    Each block is summarised in sub-blocks of ``block_rows`` rows (two-pass moments, bounded
+    temporaries), and the sub-block summaries are combined.
+
+    Parameters
+    ----------
+    blocks : list of ndarray of shape (n_rows_i, n_features)
+        Chunks of the data, any real dtype.
+    block_rows : int, default=SUMMARY_BLOCK_ROWS
+        Rows per sub-block.
+
+    Returns
+    -------
+    BlockSummary
+        The summary of all rows.
+    """
     parts = []
     for X in blocks:
         for start, stop in row_blocks(X.shape[0], block_rows):

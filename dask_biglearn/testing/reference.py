@@ -15,7 +15,20 @@ NK_FLOOR_FRACTION = 1e-5
 
 
 def reference_floor(covariance, floor):
-    """``V diag(max(L, floor)) V^T`` of one symmetric matrix."""
+    """Eigenvalue floor ``V diag(max(L, floor)) V^T`` of one symmetric matrix.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (n_features, n_features)
+        A (nearly) symmetric matrix.
+    floor : float
+        Smallest eigenvalue allowed.
+
+    Returns
+    -------
+    ndarray of shape (n_features, n_features)
+        The floored, symmetric matrix.
+    """
     covariance = 0.5 * (covariance + covariance.T)
     L, V = np.linalg.eigh(covariance)
     out = (V * np.maximum(L, floor)) @ V.T
@@ -31,8 +44,35 @@ def reference_em_update(X, weights, means, covariances, projection=None, *,
     mean, so that fits do not depend on where the origin is; ALGORITHM.md's reference code
     uses the origin, the default here).
 
-    Returns ``(weights, means, covariances, mean_log_likelihood)`` where the
-    log-likelihood is that of the incoming parameters in the projected space.
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data.
+    weights : ndarray of shape (n_components,)
+        Current weights.
+    means : ndarray of shape (n_components, n_features)
+        Current means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Current covariances.
+    projection : array-like of shape (n_dims, n_features), optional
+        ``P``, orthonormal rows; None is the identity.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the new covariances.
+    weight_concentration : float
+        ``alpha`` of the weight smoothing (0: plain EM).
+    shrink_center : ndarray of shape (n_features,), optional
+        Where the missing mass of a floored divisor sits; None is the origin.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+        New weights.
+    means : ndarray of shape (n_components, n_features)
+        New full-space means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        New full-space covariances.
+    mean_log_likelihood : float
+        Mean log-likelihood of the incoming parameters in the projected space.
     """
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
@@ -70,7 +110,24 @@ def reference_em_update(X, weights, means, covariances, projection=None, *,
 
 
 def reference_log_likelihood(X, weights, means, covariances):
-    """Mean joint log-likelihood per sample."""
+    """Mean joint log-likelihood per sample.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data.
+    weights : ndarray of shape (n_components,)
+        Mixture weights.
+    means : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Component covariances.
+
+    Returns
+    -------
+    float
+        ``mean_n log sum_k pi_k N(x_n | mu_k, Sigma_k)``.
+    """
     X = np.asarray(X, dtype=np.float64)
     log_prob = np.column_stack([
         np.log(w) + multivariate_normal(m, c).logpdf(X).reshape(len(X))
@@ -86,6 +143,43 @@ def reference_biglearn_em(X, weights, means, covariances, *, schedule, rng, max_
 
     Draws its projections from ``schedule`` and ``rng`` exactly as the library does, so a
     library fit from the same state must follow the same path.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The data.
+    weights : ndarray of shape (n_components,)
+        Initial weights.
+    means : ndarray of shape (n_components, n_features)
+        Initial means.
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Initial covariances.
+    schedule : MatchingSchedule
+        The law of each outer iteration's projection.
+    rng : numpy.random.Generator
+        Source of the projections.
+    max_iter : int
+        Number of outer iterations.
+    n_inner_iter : int
+        EM updates per outer iteration, all in its projected space.
+    check_every : int
+        The joint log-likelihood is checked every ``check_every`` outer iterations and after
+        the last one.
+    covariance_floor : float
+        Smallest eigenvalue allowed in the covariances.
+    weight_concentration : float
+        ``alpha`` of the weight smoothing (0: plain EM).
+    shrink_center : ndarray of shape (n_features,), optional
+        Where the missing mass of a floored divisor sits (see :func:`reference_em_update`).
+
+    Returns
+    -------
+    best_params : tuple of ndarray or None
+        ``(weights, means, covariances)`` of the best checked iteration.
+    best_log_likelihood : float
+        Its mean joint log-likelihood.
+    kinds : list of str
+        The matching kind of every outer iteration.
     """
     best = (-np.inf, None)
     kinds = []
