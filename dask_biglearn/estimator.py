@@ -29,10 +29,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from .algebra import CholeskyError, precision_cholesky
 from .engines import make_engine
-from .fit.journal import Journal
+from .exceptions import DegenerateFitWarning
+from .fit.journal import DATA_KEY, Journal
 from .fit.loop import FitSettings
 from .fit.moves import MOVE_KINDS, MoveSettings
-from .fit.plan import FitPlan, FitResult, run_plan
+from .fit.plan import FitPlan, FitResult, degeneracy, run_plan
 from .fit.scalable import sample_rows
 from .initialization import INIT_METHODS
 from .io.files import ModelFileError, require
@@ -48,6 +49,7 @@ from .validation import (
     check_n_samples,
     check_subset,
     is_dask_array,
+    is_data_array,
 )
 from .verbosity import verbosity
 
@@ -79,6 +81,9 @@ PAPER_SETTINGS = {
 #: identity.
 RUN_PARAMS = ("callbacks", "verbose", "split_every", "checkpoint", "checkpoint_every",
               "resume")
+#: Run-time settings of one fit: never saved in a model file (a loaded model fits afresh,
+#: with no callbacks and no checkpoint of its own until given them).
+SESSION_PARAMS = ("callbacks", "checkpoint", "resume")
 #: Hyper-parameters that are arrays when given.
 ARRAY_PARAMS = ("weights_init", "means_init", "precisions_init")
 
@@ -205,12 +210,15 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         n_samples, n_features = (int(s) for s in X.shape)
         check_n_samples(n_samples, self.n_components)
         plan = self._fit_plan(n_samples, n_features)
-        with verbosity(self.verbose), self._journal(X), make_engine(
-                X, split_every=self.split_every) as engine:
+        with verbosity(self.verbose), make_engine(
+                X, split_every=self.split_every) as engine, self._journal(X, engine):
             result = run_plan(engine, plan, check_generator(self.random_state),
                               self.callbacks or ())
             passes = int(engine.n_data_passes)
+            degenerate = degeneracy(engine.summaries, result.params, self.covariance_floor)
         self._warn_if_not_converged(result.chosen.main)
+        if degenerate:
+            warnings.warn(degenerate, DegenerateFitWarning, stacklevel=2)
         self._set_fitted(result.params, {**self._fitted_values(result),
                                          "n_data_passes_": passes,
                                          "bytes_read_": passes * int(X.nbytes)})
@@ -242,26 +250,33 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             if name in values:
                 setattr(self, name, kind(values[name]))
 
-    def _journal(self, X):
-        """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op."""
+    def _journal(self, X, engine):
+        """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
+        bound to the fit's settings and to its data: the shape, the dtype and the summary
+        pass's fingerprint (rows, mean, variance, min, max: the same whatever the chunking)."""
         if self.checkpoint is None:
             return contextlib.nullcontext()
         params, _ = jsonable_parameters(self._saved_parameters(identity=True),
                                         hash_arrays=True)
+        summaries = engine.summaries
+        fingerprint = {"n_samples": int(summaries.n_samples),
+                       **{name: [float(v) for v in getattr(summaries, name)]
+                          for name in ("shift", "var", "min", "max")}}
         identity = {"estimator": type(self).__name__, "hyper_parameters": params,
-                    "shape": [int(n) for n in X.shape], "dtype": str(X.dtype)}
+                    "shape": [int(n) for n in X.shape], "dtype": str(X.dtype),
+                    DATA_KEY: fingerprint}
         return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume)
 
     def _saved_parameters(self, *, identity=False) -> dict:
-        """The hyper-parameters as files keep them: no callbacks, a ``random_state`` that is
-        not an int as None, arrays as float64 arrays; ``identity``: without
-        :data:`RUN_PARAMS` (what a checkpoint compares)."""
+        """The hyper-parameters as files keep them: no run-time settings (callbacks, the
+        checkpoint and resume: a loaded model must not resume or overwrite another fit's
+        journal), a ``random_state`` that is not an int as None, arrays as float64 arrays;
+        ``identity``: also without :data:`RUN_PARAMS` (what a checkpoint compares)."""
         params = {}
         for name, value in self.get_params(deep=False).items():
-            if identity and name in RUN_PARAMS:
+            if name in SESSION_PARAMS or (identity and name in RUN_PARAMS):
                 continue
-            if name == "callbacks" or (name == "random_state" and not (
-                    value is None or isinstance(value, Integral))):
+            if name == "random_state" and not (value is None or isinstance(value, Integral)):
                 value = None
             elif name in ARRAY_PARAMS and value is not None:
                 value = np.asarray(value, dtype=np.float64)
@@ -314,15 +329,19 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     def _apply_blocks(self, X, block_fn, new_width=None, **map_blocks_kwargs):
         """``block_fn(X, weights, means, precisions_cholesky)``: directly on NumPy input,
-        lazily chunk by chunk (each chunk checked for NaN and inf) on Dask input."""
+        lazily chunk by chunk (each chunk checked for NaN and inf) on Dask input; an xarray
+        ``DataArray``'s result is a ``DataArray`` on its rows (their coordinate kept)."""
         check_is_fitted(self)
+        given = X
         X, lazy = check_array(self, X, reset=False)
         args = (self.weights_, self.means_, self.precisions_cholesky_)
         if not lazy:
-            return block_fn(X, *args)
-        if new_width is not None:
-            map_blocks_kwargs["chunks"] = (X.chunks[0], (new_width,))
-        return X.map_blocks(checked_block, block_fn, *args, **map_blocks_kwargs)
+            result = block_fn(X, *args)
+        else:
+            if new_width is not None:
+                map_blocks_kwargs["chunks"] = (X.chunks[0], (new_width,))
+            result = X.map_blocks(checked_block, block_fn, *args, **map_blocks_kwargs)
+        return _on_rows_of(given, result) if is_data_array(given) else result
 
     def score_samples(self, X):
         """Log-density of each sample under the fitted mixture.
@@ -355,6 +374,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     def _mean_score(self, X):
         scores = self.score_samples(X)
+        scores = scores.data if is_data_array(scores) else scores
         mean = scores.mean().compute() if is_dask_array(scores) else scores.mean()
         return float(mean), int(scores.shape[0])
 
@@ -443,6 +463,17 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         ])
         y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
         return X, y
+
+
+def _on_rows_of(data_array, result):
+    """``result`` (per row, or per row and component) as a ``DataArray`` on the rows of
+    ``data_array``: its first dimension and that dimension's coordinate, if it has one."""
+    import xarray
+
+    rows = data_array.dims[0]
+    coords = {rows: data_array.coords[rows]} if rows in data_array.coords else {}
+    dims = (rows,) if result.ndim == 1 else (rows, "component")
+    return xarray.DataArray(result, dims=dims, coords=coords)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -815,7 +846,8 @@ def _constructor_arguments(cls, document: ModelDocument, where: str) -> dict:
         raise ModelFileError(f"{where}: unknown hyper-parameters {unknown[:5]}.")
     return {name: tuple(value) if isinstance(defaults[name], tuple)
             and isinstance(value, list) else value
-            for name, value in document.hyper_parameters.items()}
+            for name, value in document.hyper_parameters.items()
+            if name not in SESSION_PARAMS}  # files of earlier versions saved them
 
 
 def load_model(path):
@@ -861,4 +893,10 @@ def load_model(path):
         estimator._set_fitted(params, values)
     except (CholeskyError, np.linalg.LinAlgError):
         raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
+    with np.errstate(all="ignore"):  # the model must score its own means
+        probe = score_block(params.means, params.weights, params.means,
+                            estimator.precisions_cholesky_)
+    if not (np.all(np.isfinite(estimator.precisions_cholesky_)) and np.all(np.isfinite(probe))):
+        raise ModelFileError(f"{where}: the parameters are out of range (the model's "
+                             "log-densities are not finite).")
     return estimator

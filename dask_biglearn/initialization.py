@@ -10,6 +10,8 @@ depends on the chunking or the number of workers.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .algebra import floor_eigenvalues, symmetrize
@@ -180,12 +182,18 @@ def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=
         The initial parameters.
     """
     from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.exceptions import ConvergenceWarning
 
     seed = int(rng.integers(2**31 - 1))
     means, _ = kmeans_plusplus(sample, n_components, random_state=seed)
     if lloyd_iterations:
-        km = KMeans(n_components, init=means, n_init=1, max_iter=lloyd_iterations,
-                    random_state=seed).fit(sample)
+        with warnings.catch_warnings():
+            # Fewer distinct rows than components: the empty cells are handled below, and a
+            # fit of data that degenerate warns once, at its end.
+            warnings.filterwarnings("ignore", "Number of distinct clusters",
+                                    ConvergenceWarning)
+            km = KMeans(n_components, init=means, n_init=1, max_iter=lloyd_iterations,
+                        random_state=seed).fit(sample)
         means, labels = km.cluster_centers_, km.labels_
     else:
         sq = (sample**2).sum(axis=1)[:, None] - 2 * sample @ means.T + (means**2).sum(axis=1)

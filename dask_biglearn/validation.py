@@ -132,6 +132,52 @@ def check_dask_array(X, n_features=None) -> da.Array:
     return X
 
 
+def is_data_array(X) -> bool:
+    """Whether ``X`` is an xarray ``DataArray`` (recognised without importing xarray).
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    is_data_array : bool
+    """
+    kind = type(X)
+    return kind.__name__ == "DataArray" and kind.__module__.startswith("xarray")
+
+
+def lazy_as_array(X):
+    """The Dask array behind a lazy collection, so that it is never computed here.
+
+    A Dask-backed xarray ``DataArray`` gives its ``.data``; a Dask DataFrame its
+    ``to_dask_array(lengths=True)`` (one pass over its partitions counts their rows). Any
+    other lazy Dask collection is refused: turning it into a NumPy array would pull the
+    whole of it into this process.
+
+    Parameters
+    ----------
+    X : object
+
+    Returns
+    -------
+    X : object
+        A ``dask.array.Array`` for those collections, else ``X`` itself.
+    """
+    if is_dask_array(X):
+        return X
+    if is_data_array(X):
+        return X.data if is_dask_array(X.data) else X
+    if hasattr(X, "__dask_graph__"):
+        if hasattr(X, "to_dask_array"):
+            return X.to_dask_array(lengths=True)
+        raise TypeError(
+            f"X is a lazy Dask collection ({type(X).__name__}) that is not an array: pass a "
+            "dask.array.Array (or a DataArray or DataFrame backed by Dask), so that the data is "
+            "not computed into this process.")
+    return X
+
+
 def check_array(estimator, X, *, reset: bool):
     """Validate fit or predict input.
 
@@ -150,6 +196,7 @@ def check_array(estimator, X, *, reset: bool):
     X : ndarray or dask.array.Array of shape (n_samples, n_features)
     is_dask : bool
     """
+    X = lazy_as_array(X)
     if is_dask_array(X):
         n_features = None if reset else estimator.n_features_in_
         X = check_dask_array(X, n_features)

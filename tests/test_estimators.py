@@ -383,3 +383,50 @@ def test_default_fit_is_never_below_kmeans_started_em_with_the_same_starts():
     explored = {r for phase, r in seen if phase == "explore"}
     assert {r for phase, r in seen if phase == "warm-up"} == set(range(10))
     assert len(explored) == 2
+
+
+@pytest.mark.parametrize("X", [np.ones((300, 3)) * 7.0,
+                               np.random.default_rng(0).normal(size=(300, 3)) * 1e-160],
+                         ids=["identical-rows", "tiny-scale"])
+def test_data_with_no_spread_warns_instead_of_fitting_silently(X):
+    from dask_biglearn import BigLearnGaussianMixture
+    from dask_biglearn.exceptions import DegenerateFitWarning
+
+    for model in (BigLearnGaussianMixture(3, random_state=0), GaussianMixture(3, max_iter=5)):
+        with pytest.warns(DegenerateFitWarning, match="no spread"):
+            model.fit(X)
+
+
+def test_components_collapsed_onto_one_point_warn(blobs):
+    from dask_biglearn.engines import InProcessEngine
+    from dask_biglearn.exceptions import DegenerateFitWarning
+    from dask_biglearn.fit.plan import degeneracy
+    from dask_biglearn.model import MixtureParams
+
+    X, _ = blobs
+    summaries = InProcessEngine(X).summaries
+    collapsed = MixtureParams(np.full(3, 1 / 3), np.zeros((3, 3)),
+                              np.broadcast_to(1e-6 * np.eye(3), (3, 3, 3)).copy())
+    assert "collapsed onto one point" in degeneracy(summaries, collapsed, 1e-6)
+    healthy = MixtureParams(*random_params(0, X, 3))
+    assert degeneracy(summaries, healthy, 1e-6) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateFitWarning)
+        GaussianMixture(4, init_params="kmeans", random_state=0).fit(X)  # no warning
+
+
+def test_model_files_keep_no_run_time_settings(tmp_path, blobs):
+    """A loaded model must not resume (or overwrite) the journal of the fit that made it."""
+    import zipfile
+
+    from dask_biglearn import load
+
+    X, _ = blobs
+    path = tmp_path / "m.dbl"
+    GaussianMixture(3, max_iter=5, checkpoint=tmp_path / "fit.ckpt", resume=True,
+                    callbacks=[lambda s, e: None], random_state=0).fit(X).save(path)
+    with zipfile.ZipFile(path) as archive:
+        meta = archive.read("dask-biglearn.json").decode()
+    assert "fit.ckpt" not in meta and '"resume"' not in meta and '"callbacks"' not in meta
+    loaded = load(path)
+    assert loaded.checkpoint is None and loaded.resume is False and loaded.callbacks is None

@@ -13,13 +13,16 @@ pass, row samples).
 
 The file is one of ours (:mod:`dask_biglearn.io.files`: JSON and ``.npz``, never unpickled),
 written atomically, and it names the fit it belongs to (estimator, hyper-parameters, data
-shape and dtype): resuming another fit from it is refused.
+shape and dtype, and a fingerprint of the data: its summary pass's row count, mean, variance,
+minimum and maximum): resuming another fit, or the same fit on other data, is refused with one
+line naming what differs.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import warnings
 from pathlib import Path
 
 from ..model import FitState
@@ -28,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 _CURRENT = contextvars.ContextVar("dask_biglearn_journal", default=None)
 CHECKPOINT_KIND = "checkpoint"
+#: The identity's fingerprint of the data (its summary pass: rows, mean, variance, min, max).
+DATA_KEY = "data"
 
 
 def current_journal():
@@ -175,10 +180,18 @@ class Journal:
         from ..io.files import ModelFileError, read_archive
 
         meta, arrays = read_archive(self.path, CHECKPOINT_KIND)
-        if meta.get("identity") != self.identity:
-            differ = _differences(meta.get("identity") or {}, self.identity)
+        saved, current = meta.get("identity") or {}, self.identity
+        unchecked = isinstance(saved, dict) and DATA_KEY not in saved and DATA_KEY in current
+        if unchecked:  # written before checkpoints recorded a fingerprint of their data
+            current = {k: v for k, v in current.items() if k != DATA_KEY}
+        if saved != current:
+            differ = _differences(saved, current)
             raise ValueError(f"Checkpoint {self.path} belongs to another fit ({', '.join(differ)} "
                              f"differ); remove it or fit without resume.")
+        if unchecked:
+            warnings.warn(f"Checkpoint {self.path} was written by an earlier dask_biglearn, "
+                          "which did not record its data: resuming without checking that the "
+                          "data is the same.", UserWarning, stacklevel=2)
         try:
             for i, entry in enumerate(meta["calls"]):
                 states = []

@@ -33,8 +33,8 @@ from .moves import MoveSettings, improve_by_moves
 from .restarts import best_state, refine, start_states
 from .scalable import refine_on
 
-__all__ = ["Candidate", "FitPlan", "FitResult", "best_candidate", "draw_starts", "explore",
-           "run_plan"]
+__all__ = ["Candidate", "FitPlan", "FitResult", "best_candidate", "degeneracy", "draw_starts",
+           "explore", "run_plan"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,3 +289,39 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
         finish_fits(engine, [refined], plan.em)
     return FitResult(Candidate(explored.main, refined), tuple(candidates), n_moves,
                      n_sample_passes)
+
+
+def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str | None:
+    """Why a fit is degenerate, or None: data with no spread, or components on one point.
+
+    Data whose variance is at most ``covariance_floor`` in every feature (all rows
+    identical, or values at a scale far below the floor) gives components on the floor that
+    describe nothing; so do components that all share one mean with covariances on the floor.
+
+    Parameters
+    ----------
+    summaries : DataSummaries
+        The engine's summary of the data (its per-feature variance).
+    params : MixtureParams
+        The fitted model.
+    covariance_floor : float
+
+    Returns
+    -------
+    message : str or None
+        What is wrong and what to do, for a warning.
+    """
+    if np.all(summaries.var <= covariance_floor):
+        return (f"The data has no spread above covariance_floor={covariance_floor:g} in any "
+                f"feature (largest variance {float(np.max(summaries.var)):.3g}): all rows are "
+                "identical, or the values are on a scale far below the floor. Every component "
+                "sits on the floor and every row gets the same label: scale the data or lower "
+                "covariance_floor.")
+    means, covariances = params.means, params.covariances
+    spread = float(np.max(np.ptp(means, axis=0))) if len(means) > 1 else np.inf
+    largest = float(np.max(np.linalg.eigvalsh(covariances)))
+    if spread <= np.sqrt(covariance_floor) and largest <= 2 * covariance_floor:
+        return (f"All {len(means)} components collapsed onto one point with covariances on "
+                f"the floor ({covariance_floor:g}): the model describes no structure of the "
+                "data. Scale the data, lower covariance_floor or fit fewer components.")
+    return None

@@ -120,10 +120,32 @@ def test_a_checkpoint_written_by_an_earlier_version_still_resumes(tmp_path, mode
     shutil.copyfile(checkpoint_path(mode), checkpoint)
     resumed = eval(modes[mode])
     resumed.set_params(checkpoint=checkpoint, resume=True)
-    with threadpool_limits(1):
+    with threadpool_limits(1), pytest.warns(UserWarning, match="did not record its data"):
         resumed.fit(_data())
     for name in ("weights", "means", "covariances"):
         want = results[f"{mode}/{name}"]
         np.testing.assert_allclose(getattr(resumed, f"{name}_"), want, rtol=0,
                                    atol=1e-10 * max(1.0, np.abs(want).max()), err_msg=name)
     assert abs(resumed.lower_bound_ - float(results[f"{mode}/lower_bound"])) < 1e-10
+
+
+def test_a_checkpoint_of_other_data_of_the_same_shape_is_refused(tmp_path):
+    """The identity holds a fingerprint of the data (the summary pass: rows, mean, variance,
+    min, max), not only its shape and dtype."""
+    X = _data()
+    path = tmp_path / "c.ckpt"
+    GaussianMixture(3, max_iter=5, checkpoint=path, random_state=0).fit(X)
+    other = X[::-1] * 1.5  # same shape and dtype
+    with pytest.raises(ValueError, match="another fit \\(data differ\\)"):
+        GaussianMixture(3, max_iter=5, checkpoint=path, resume=True, random_state=0).fit(other)
+
+
+def test_the_fingerprint_does_not_depend_on_the_chunking(tmp_path):
+    import dask.array as da
+
+    X = _data()
+    path = tmp_path / "c.ckpt"
+    GaussianMixture(3, max_iter=5, checkpoint=path, random_state=0).fit(
+        da.from_array(X, chunks=(700, -1)))
+    GaussianMixture(3, max_iter=5, checkpoint=path, resume=True, random_state=0).fit(
+        da.from_array(X, chunks=(1500, -1)))
