@@ -125,10 +125,79 @@ def write_model(path, document: ModelDocument) -> Path:
     return write_document(path, MODEL_KIND, body, arrays)
 
 
+#: The largest absolute mean, and covariance entry, a model file may hold: squares and
+#: products of such numbers, and of differences from them, stay finite in float64.
+MAX_ABS_MEAN = 1e150
+MAX_ABS_COVARIANCE = 1e300
+#: The most an integer counter (``n_iter_``, ``bytes_read_``, ...) may be.
+MAX_COUNTER = 2**63 - 1
+
+
+def _expected_shapes(where: str):
+    """The check, before any array is read, that the arrays' shapes are the parameters'.
+
+    ``K = hyper_parameters["n_components"]``, ``D = fitted["n_features_in_"]`` (or the
+    means' second dimension in a file without it): ``weights (K,)``, ``means (K, D)``,
+    ``covariances (K, D, D)``, ``lower_bounds (n,)`` and the optional initial arrays
+    ``init/weights_init (K,)``, ``init/means_init (K, D)``, ``init/precisions_init
+    (K, D, D)``; no other array.
+    """
+
+    def check(meta, shapes):
+        params = require(meta, "hyper_parameters", dict, where)
+        fitted = require(meta, "fitted", dict, where)
+        k = require(params, "n_components", Integral, where)
+        if k < 1:
+            raise ModelFileError(f"{where}: n_components is {k}, not a positive integer.")
+        for name in (*PARAMETER_ARRAYS, "lower_bounds"):
+            if name not in shapes:
+                raise ModelFileError(f"{where}: the array {name!r} is missing.")
+        if "n_features_in_" in fitted:
+            d = require(fitted, "n_features_in_", Integral, where)
+            if d < 1:
+                raise ModelFileError(f"{where}: n_features_in_ is {d}, not a positive "
+                                     f"integer.")
+        elif len(shapes["means"]) == 2:
+            d = shapes["means"][1]
+        else:
+            raise ModelFileError(f"{where}: the means have shape {shapes['means']}, not "
+                                 f"(n_components, n_features).")
+        expected = {"weights": (k,), "means": (k, d), "covariances": (k, d, d),
+                    f"{ARRAY_PREFIX}weights_init": (k,), f"{ARRAY_PREFIX}means_init": (k, d),
+                    f"{ARRAY_PREFIX}precisions_init": (k, d, d)}
+        for name, shape in shapes.items():
+            if name in expected and shape != expected[name]:
+                raise ModelFileError(
+                    f"{where}: the array {name!r} has shape {shape}, but n_components={k} "
+                    f"and n_features={d} make it {expected[name]}.")
+        if len(shapes["lower_bounds"]) != 1:
+            raise ModelFileError(f"{where}: lower_bounds has shape {shapes['lower_bounds']}, "
+                                 f"not (n_checks,).")
+        referenced = {f"{ARRAY_PREFIX}{name}" for name, value in params.items()
+                      if value == ARRAY_MARKER}
+        for name in shapes:
+            if name not in (*PARAMETER_ARRAYS, "lower_bounds") and name not in referenced:
+                raise ModelFileError(f"{where}: an unexpected array {name[:60]!r}.")
+
+    return check
+
+
+def _check_fitted(where: str, fitted: dict) -> None:
+    """The fitted scalars: ints, finite floats and bools; integer counters in
+    ``[0, 2**63)``, ``n_features_in_`` at least 1."""
+    for name in fitted:
+        value = require(fitted, name, (Integral, Real, bool), where)
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            low = 1 if name == "n_features_in_" else 0
+            if not low <= value <= MAX_COUNTER:
+                raise ModelFileError(f"{where}: {name[:60]!r} is {value}, out of range "
+                                     f"(a count: {low} to 2**63 - 1).")
+
+
 def _check_parameters(where, weights, means, covariances, lower_bounds):
     """The format's checks of the parameters: consistent shapes, a probability vector,
-    symmetric covariances (positive definiteness is checked where the precisions are
-    computed)."""
+    symmetric covariances of a sane scale (positive definiteness is checked where the
+    precisions are computed)."""
     if (weights.ndim != 1 or means.ndim != 2 or covariances.ndim != 3
             or means.shape[0] != weights.shape[0] or covariances.shape
             != (weights.shape[0], means.shape[1], means.shape[1]) or weights.shape[0] < 1
@@ -137,12 +206,23 @@ def _check_parameters(where, weights, means, covariances, lower_bounds):
                              f"{weights.shape}, {means.shape}, {covariances.shape}.")
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
         raise ModelFileError(f"{where}: the weights are not a probability vector.")
+    diagonals = np.diagonal(covariances, axis1=1, axis2=2)
+    if (np.max(np.abs(means)) > MAX_ABS_MEAN
+            or np.max(np.abs(covariances)) > MAX_ABS_COVARIANCE or np.any(diagonals <= 0)):
+        raise ModelFileError(f"{where}: the parameters are out of range (means within "
+                             f"+-{MAX_ABS_MEAN:.0e}, covariance entries within "
+                             f"+-{MAX_ABS_COVARIANCE:.0e}, variances > 0).")
     if not np.allclose(covariances, np.swapaxes(covariances, 1, 2), rtol=1e-10, atol=0):
         raise ModelFileError(f"{where}: a covariance is not symmetric.")
 
 
 def read_model(path) -> ModelDocument:
     """Read a model file.
+
+    The arrays' shapes are checked against ``n_components`` and ``n_features_in_`` before
+    any of them is read, and the parameters' values after: finite, of a scale whose
+    squares and products stay finite, a probability vector of weights; the fitted counters
+    are non-negative.
 
     Parameters
     ----------
@@ -155,24 +235,20 @@ def read_model(path) -> ModelDocument:
     Raises
     ------
     ModelFileError
-        For anything that is not a model file we wrote, or is damaged (one line naming the
-        file and the problem).
+        For anything that is not a model file we wrote, or is damaged, or holds parameters
+        out of range (one line naming the file and the problem).
     """
-    meta, arrays = read_archive(path, MODEL_KIND)
     where = str(path)
+    meta, arrays = read_archive(path, MODEL_KIND, check_shapes=_expected_shapes(where))
     estimator = require(meta, "estimator", str, where)
     params = dict(require(meta, "hyper_parameters", dict, where))
     for name, value in params.items():
         if value == ARRAY_MARKER:
             if f"{ARRAY_PREFIX}{name}" not in arrays:
-                raise ModelFileError(f"{where}: the array of {name!r} is missing.")
+                raise ModelFileError(f"{where}: the array of {name[:60]!r} is missing.")
             params[name] = arrays[f"{ARRAY_PREFIX}{name}"]
     fitted = require(meta, "fitted", dict, where)
-    for name in fitted:
-        require(fitted, name, (Integral, Real, bool), where)
-    for name in (*PARAMETER_ARRAYS, "lower_bounds"):
-        if name not in arrays:
-            raise ModelFileError(f"{where}: the array {name!r} is missing.")
+    _check_fitted(where, fitted)
     weights, means, covariances = (arrays[name] for name in PARAMETER_ARRAYS)
     _check_parameters(where, weights, means, covariances, arrays["lower_bounds"])
     matchings = meta.get("matchings", [])

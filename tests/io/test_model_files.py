@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import dask_biglearn as db
 from dask_biglearn.cli import main
-from dask_biglearn.io import ModelFileError
+from dask_biglearn.io import ModelFileError, read_model
 from dask_biglearn.io.files import ARRAYS_NAME, META_NAME, write_archive
 
 
@@ -122,6 +122,36 @@ BAD_FILES = {
     "not SPD": lambda b: _rezip(b, arrays=lambda a: _with(a, covariances=-a["covariances"])),
     "weights not a distribution": lambda b: _rezip(b, arrays=lambda a: _with(
         a, weights=a["weights"] * 3)),
+    "means scaled by 1e300": lambda b: _rezip(b, arrays=lambda a: _with(
+        a, means=a["means"] * 1e300)),
+    "covariances scaled by 1e305": lambda b: _rezip(b, arrays=lambda a: _with(
+        a, covariances=a["covariances"] * 1e305)),
+    "negative n_iter_": lambda b: _rezip(b, meta=lambda m: _with(
+        m, fitted={**m["fitted"], "n_iter_": -5})),
+    "negative bytes_read_": lambda b: _rezip(b, meta=lambda m: _with(
+        m, fitted={**m["fitted"], "bytes_read_": -1})),
+    "huge n_data_passes_": lambda b: _rezip(b, meta=lambda m: _with(
+        m, fitted={**m["fitted"], "n_data_passes_": 2**64})),
+    "zero n_features_in_": lambda b: _rezip(b, meta=lambda m: _with(
+        m, fitted={**m["fitted"], "n_features_in_": 0})),
+    "n_components disagrees": lambda b: _rezip(b, meta=lambda m: _with(
+        m, hyper_parameters={**m["hyper_parameters"], "n_components": 2})),
+    "n_features_in_ disagrees": lambda b: _rezip(b, meta=lambda m: _with(
+        m, fitted={**m["fitted"], "n_features_in_": 4})),
+    "undeclared array": lambda b: _rezip(b, arrays=lambda a: _with(a, extra=np.zeros(3))),
+}
+
+#: What ``read_model`` itself (below the estimators) says of a model out of range.
+OUT_OF_RANGE = {
+    "means scaled by 1e300": "parameters are out of range",
+    "covariances scaled by 1e305": "parameters are out of range",
+    "negative n_iter_": "'n_iter_' is -5, out of range",
+    "negative bytes_read_": "'bytes_read_' is -1, out of range",
+    "huge n_data_passes_": "'n_data_passes_' is 18446744073709551616, out of range",
+    "zero n_features_in_": "n_features_in_ is 0, not a positive integer",
+    "n_components disagrees": "but n_components=2 and n_features=3",
+    "n_features_in_ disagrees": "but n_components=3 and n_features=4",
+    "undeclared array": "undeclared array 'extra'",
 }
 
 
@@ -133,6 +163,26 @@ def test_every_bad_file_gets_one_clear_error(model_bytes, tmp_path, case):
         db.load(path)
     message = str(info.value)
     assert str(path) in message and "\n" not in message
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_RANGE))
+def test_read_model_refuses_parameters_out_of_range(model_bytes, tmp_path, case):
+    path = tmp_path / "bad.dbl"
+    path.write_bytes(BAD_FILES[case](model_bytes))
+    with pytest.raises(ModelFileError) as info:
+        read_model(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    assert OUT_OF_RANGE[case] in message
+
+
+def test_a_model_of_large_but_sane_scale_loads_and_scores_finite(fitted, tmp_path):
+    """Data in units of 1e100: means near 1e100, covariances near 1e200 are in range."""
+    X, _ = fitted
+    model = db.GaussianMixture(2, init_params="kmeans", random_state=1).fit(X * 1e100)
+    loaded = db.load(model.save(tmp_path / "large.dbl"))
+    assert np.all(np.isfinite(loaded.score_samples(X * 1e100)))
+    np.testing.assert_array_equal(loaded.predict(X * 1e100), model.predict(X * 1e100))
 
 
 def test_missing_files_and_directories_are_named(tmp_path):
