@@ -117,3 +117,21 @@ def test_only_the_command_line_imports_the_package_face(name):
 
 def test_the_face_check_sees_a_face_import():
     assert "dask_biglearn" in GRAPH["dask_biglearn.cli.commands"]
+
+
+def test_importing_a_kernel_imports_no_estimator():
+    """A worker unpickling a kernel imports the package first: the face must not pull in the
+    estimators (scikit-learn, and whatever it imports, in every worker's memory)."""
+    import subprocess
+
+    probe = ("import sys, dask_biglearn.kernels.passes, dask_biglearn.kernels.scoring, "
+             "dask_biglearn.engines.actors; "
+             "print(sorted(m for m in sys.modules if m.startswith(('sklearn', "
+             "'dask_biglearn.estimator', 'pandas'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+    import dask_biglearn
+
+    assert set(dask_biglearn.__all__) <= set(dir(dask_biglearn))
+    assert dask_biglearn.load.__name__ == "load_model"

@@ -104,21 +104,47 @@ def _bad_cases(root, store, model):
                                     "cannot reach"),
         "predict: foreign model": (["predict", str(root / "notamodel.dbl"), str(store),
                                     "--out", str(root / "p1.zarr")], 1, "not a readable"),
-        "predict: output exists": (["predict", str(model), str(store), "--out", str(store)],
+        "predict: output exists": (["predict", str(model), str(store), "--out", str(model)],
                                    1, "exists"),
+        "predict: output is the input": (["predict", str(model), str(store), "--out",
+                                          str(store), "--overwrite"], 2, "input store"),
         "info: directory": (["info", str(store)], 1, "directory"),
         "info: foreign file": (["info", str(root / "notamodel.dbl")], 1, "not a readable"),
         "make-data: exists": (["make-data", str(store), "--n-samples", "10", "--n-features",
                                "2", "--n-components", "2"], 1, "exists"),
         "make-data: K > N": (["make-data", str(root / "m.zarr"), "--n-samples", "3",
                               "--n-features", "2", "--n-components", "5"], 1, "larger"),
+        "fit: --n-workers 0": (["fit", str(store), "--n-components", "2", "--model",
+                                str(root / "o5.dbl"), "--n-workers", "0", "--scheduler",
+                                "tcp://127.0.0.1:9", "--connect-timeout", "2"], 2,
+                               "--n-workers"),  # (without a scheduler, it used to hang)
+        "fit: model exists": (["fit", str(store), "--n-components", "2", "--model",
+                               str(model)], 1, "--overwrite"),
+        "fit: checkpoint exists": (["fit", str(store), "--n-components", "2", "--model",
+                                    str(root / "o6.dbl"), "--checkpoint", str(model)], 1,
+                                   "--resume"),
+        "fit: model is the checkpoint": (["fit", str(store), "--n-components", "2", "--model",
+                                          str(root / "o7.dbl"), "--checkpoint",
+                                          str(root / "o7.dbl")], 2, "the same file"),
+        "fit: --resume, no checkpoint file": (["fit", str(store), "--n-components", "2",
+                                               "--model", str(root / "o8.dbl"), "--checkpoint",
+                                               str(root / "typo.ckpt"), "--resume"], 1,
+                                              "no checkpoint at"),
+        "fit: --resume, no --checkpoint": (["fit", str(store), "--n-components", "2",
+                                            "--model", str(root / "o9.dbl"), "--resume"], 2,
+                                           "--resume needs --checkpoint"),
+        "fit: model is a directory": (["fit", str(store), "--n-components", "2", "--model",
+                                       str(store)], 1, "is a directory"),
     }
 
 
 BAD_CASE_NAMES = ["fit: no store", "fit: K > N", "fit: bad sample size",
                   "fit: no scheduler there", "predict: foreign model",
-                  "predict: output exists", "info: directory", "info: foreign file",
-                  "make-data: exists", "make-data: K > N"]
+                  "predict: output exists", "predict: output is the input", "info: directory", "info: foreign file",
+                  "make-data: exists", "make-data: K > N", "fit: --n-workers 0",
+                  "fit: model exists", "fit: checkpoint exists", "fit: model is the checkpoint",
+                  "fit: --resume, no checkpoint file", "fit: --resume, no --checkpoint",
+                  "fit: model is a directory"]
 
 
 @pytest.mark.parametrize("case", BAD_CASE_NAMES)
@@ -132,12 +158,11 @@ def test_bad_arguments_stores_and_files_exit_non_zero_with_one_line(made, local_
                      local_cluster.scheduler_address]) == 0
     argv, want_code, match = _bad_cases(root, store, model)[case]
     before = sorted(p.name for p in root.iterdir())
-    if want_code == 2:
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv)
-        code, err = exit_info.value.code, capsys.readouterr().err
-    else:
-        code, _, err = _run(argv, capsys)
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argparse's errors
+        code = exit_info.code
+    err = capsys.readouterr().err
     assert code == want_code
     assert match in err
     lines = [line for line in err.splitlines() if "error" in line]

@@ -2,6 +2,7 @@
 estimators fit through them with the certificates, a client without them is refused."""
 
 import json
+import time
 
 import dask.array as da
 import numpy as np
@@ -62,3 +63,92 @@ def test_the_command_line_takes_tls_options_and_a_client_without_them_is_refused
                  "--connect-timeout", "3"])
     assert code == 1 and "cannot reach" in capsys.readouterr().err
     assert not (tmp_path / "no.dbl").exists()
+
+
+@pytest.fixture
+def plain_listener():
+    """A plain TCP server on loopback that records every connection and what it was sent."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    received, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    received.append(conn.recv(1 << 16))
+                except OSError:
+                    received.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def _tls_config(files, **extra):
+    return {"distributed.comm.tls.ca-file": str(files["ca"]),
+            "distributed.comm.tls.client.cert": str(files["cert"]),
+            "distributed.comm.tls.client.key": str(files["key"]), **extra}
+
+
+def test_tls_from_dask_configuration_works_as_the_options_do(tls_cluster, tmp_path, capsys):
+    """Dask's TLS configuration alone fits through the TLS scheduler; it requires encryption,
+    as the options do: the same scheduler's address as tcp:// (or with no scheme) is refused
+    with one line naming tls://."""
+    import dask.config
+
+    cluster, _, files = tls_cluster
+    store = tmp_path / "d.zarr"
+    da.from_array(np.random.default_rng(0).normal(size=(3000, 2)), chunks=1000).to_zarr(
+        str(store), component="X")
+    fit = ["fit", str(store), "--n-components", "2", "--method", "em", "--connect-timeout", "5"]
+    host_port = cluster.scheduler_address.removeprefix("tls://")
+    with dask.config.set(_tls_config(files)):
+        assert main([*fit, "--model", str(tmp_path / "m.dbl"), "--json",
+                     "--scheduler", cluster.scheduler_address]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["n_samples"] == 3000
+        for address in (f"tcp://{host_port}", host_port):
+            assert main([*fit, "--model", str(tmp_path / "no.dbl"), "--scheduler", address]) == 1
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and f"give tls://{host_port}" in err, err
+            assert "distributed.comm.tls.client.cert" in err and "plain text" in err
+    tls = ["--tls-ca-file", str(files["ca"]), "--tls-cert", str(files["cert"]), "--tls-key",
+           str(files["key"])]
+    assert main([*fit, "--model", str(tmp_path / "no.dbl"), "--scheduler",
+                 f"tcp://{host_port}", *tls]) == 1
+    assert "--tls-ca-file/--tls-cert/--tls-key" in capsys.readouterr().err
+    assert not (tmp_path / "no.dbl").exists()
+
+
+@pytest.mark.parametrize("config", ["client files", "require-encryption"])
+def test_tls_from_dask_configuration_never_talks_plain_text(tls_cluster, plain_listener,
+                                                              tmp_path, capsys, config):
+    """Before, the client spoke Dask's protocol in plain text to a tcp:// address although
+    the configuration named its TLS files: the listener received the handshake."""
+    import dask.config
+
+    _, _, files = tls_cluster
+    port, received = plain_listener
+    store = tmp_path / "d.zarr"
+    da.from_array(np.ones((100, 2)), chunks=50).to_zarr(str(store), component="X")
+    settings = (_tls_config(files) if config == "client files"
+                else {"distributed.comm.require-encryption": True})
+    with dask.config.set(settings):
+        code = main(["fit", str(store), "--n-components", "2", "--model",
+                     str(tmp_path / "m.dbl"), "--scheduler", f"tcp://127.0.0.1:{port}",
+                     "--connect-timeout", "3"])
+    err = capsys.readouterr().err
+    time.sleep(0.5)
+    assert received == [], received
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "plain text" in err, err

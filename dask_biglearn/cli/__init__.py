@@ -1,18 +1,25 @@
 """The command line, ``dask-biglearn``: thin commands, io -> estimator -> io.
 
 ``make-data``, ``fit``, ``predict``, ``info`` and ``demo``. Exit codes: 0 on success, 2 for bad
-arguments (argparse's), 1 with one line on stderr for anything else that stops a command (an
-unreadable store, a file that is not ours, a scheduler that cannot be reached or is lost).
+arguments (argparse's, and values or options that do not go together), 1 with one line on
+stderr for anything else that stops a command (an unreadable store, a file that is not ours,
+an output that exists or cannot be written, a scheduler that cannot be reached or is lost),
+130 on Ctrl-C and 143 on SIGTERM (what Kubernetes, systemd and SLURM send to stop a job),
+each with one line: both unwind the command as an error does, so temporary files and staged
+outputs are removed and the last checkpoint is kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 
-from .cluster import SchedulerLostError
-from .commands import add_fit, add_info, add_make_data, add_predict
+from .cluster import SchedulerLostError, Terminated
+from .commands import UsageError, add_fit, add_info, add_make_data, add_predict
 from .demo import add_demo
 
 __all__ = ["build_parser", "main"]
@@ -47,12 +54,37 @@ def _one_line(exc: BaseException) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _sigterm_raises_terminated():
+    """While the block runs (in the main thread), the first SIGTERM raises
+    :class:`~dask_biglearn.cli.cluster.Terminated`, a ``KeyboardInterrupt``, so the command
+    unwinds through the same cleanup as on Ctrl-C; SIGTERMs that come during that cleanup are
+    ignored (SIGKILL is the way to cut it short). The previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def terminate(signum, frame):
+        if not raised:
+            raised.append(signum)
+            raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     """Run the ``dask-biglearn`` command line.
 
-    Errors that stop a command are printed as one line on stderr, never as a traceback from
-    deep inside (unless the ``dask_biglearn`` logger is at DEBUG, which re-raises them); a
-    lost scheduler is named as such.
+    Errors that stop a command are printed as one line on stderr that names the command,
+    never as a traceback from deep inside (unless the ``dask_biglearn`` logger is at DEBUG,
+    which re-raises them); a lost scheduler is named as such. SIGTERM during the command is
+    handled as Ctrl-C is (the command unwinds, removing its temporary files and staged
+    outputs and keeping the last checkpoint), with its own line and exit code.
 
     Parameters
     ----------
@@ -62,8 +94,9 @@ def main(argv=None) -> int:
     Returns
     -------
     exit_code : int
-        0 on success, 1 when a command fails, 130 when interrupted (argparse exits with 2 on
-        bad arguments).
+        0 on success, 1 when a command fails, 2 for arguments that cannot be run together,
+        130 when interrupted (SIGINT, Ctrl-C), 143 when terminated (SIGTERM); argparse exits
+        with 2 on bad arguments.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,21 +111,33 @@ def main(argv=None) -> int:
         import distributed  # noqa: F401
 
         logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("dask-biglearn: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line, never a traceback from deep inside
-        from distributed.comm.core import CommClosedError
-
-        lost = (isinstance(exc, CommClosedError) or "scheduler-connection-lost" in str(exc)
-                ) and not isinstance(exc, SchedulerLostError)
-        kind = "lost the Dask scheduler: " if lost else ""
-        print(f"dask-biglearn {args.command}: error: {kind}{_one_line(exc)}", file=sys.stderr)
-        if logging.getLogger("dask_biglearn").isEnabledFor(logging.DEBUG):
+    name = f"dask-biglearn {args.command}"
+    with _sigterm_raises_terminated():
+        try:
+            return args.func(args)
+        except Terminated:
+            print(f"{name}: terminated", file=sys.stderr, flush=True)
+            return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr, flush=True)
+            return 130
+        except UsageError as exc:
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+            return 2
+        except (SystemExit, GeneratorExit):
             raise
-        return 1
+        except BaseException as exc:  # one line, never a traceback from deep inside
+            # (BaseException: asyncio's CancelledError, which a cancelled Dask future
+            # raises, is not an Exception.)
+            from distributed.comm.core import CommClosedError
+
+            lost = (isinstance(exc, CommClosedError) or "scheduler-connection-lost" in str(exc)
+                    ) and not isinstance(exc, SchedulerLostError)
+            kind = "lost the Dask scheduler: " if lost else ""
+            print(f"{name}: error: {kind}{_one_line(exc)}", file=sys.stderr, flush=True)
+            if logging.getLogger("dask_biglearn").isEnabledFor(logging.DEBUG):
+                raise
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

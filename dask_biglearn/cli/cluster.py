@@ -1,14 +1,36 @@
 """Where a command computes: a running scheduler (address or scheduler file, with TLS if
-asked) or an embedded ``LocalCluster``."""
+asked) or an embedded ``LocalCluster``.
+
+TLS asked for by the ``--tls-*`` options or by Dask's configuration
+(``distributed.comm.require-encryption``, ``distributed.comm.tls.*``) requires encryption:
+a ``tcp://`` or scheme-less address is refused, never spoken to in plain text. The embedded
+cluster's dashboard listens on 127.0.0.1 unless ``--dashboard-address`` says otherwise, its
+workers log nothing below CRITICAL (a failed task is the command's one error line) and ignore
+SIGINT (Ctrl-C reaches the whole process group; the command, not each worker, handles it).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
+
+#: Dask configuration keys that ask for TLS when set.
+TLS_CONFIG_KEYS = ("distributed.comm.require-encryption", "distributed.comm.tls.ca-file",
+                   "distributed.comm.tls.client.cert", "distributed.comm.tls.client.key")
+
+#: Address schemes that encrypt.
+TLS_SCHEMES = ("tls", "wss")
 
 
 class SchedulerLostError(ConnectionError):
     """The scheduler went away during a command."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during a command: raised in the main thread (by the command line's
+    handler), it unwinds the command as Ctrl-C does."""
 
 
 def add_cluster_options(parser, *, memory_limit_default="auto"):
@@ -37,8 +59,9 @@ def add_cluster_options(parser, *, memory_limit_default="auto"):
                        help="workers of the embedded LocalCluster (one thread each)")
     group.add_argument("--memory-limit", default=memory_limit_default,
                        help="memory limit per embedded worker, e.g. 600MB")
-    group.add_argument("--dashboard-address", default=":0",
-                       help="dashboard of the embedded cluster (:0 picks a free port)")
+    group.add_argument("--dashboard-address", default="127.0.0.1:0",
+                       help="dashboard of the embedded cluster (default 127.0.0.1:0: this "
+                            "machine only, a free port; :0 listens on every interface)")
     group.add_argument("--tls-ca-file", metavar="FILE", help="CA certificate (PEM)")
     group.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM)")
     group.add_argument("--tls-key", metavar="FILE", help="this client's private key (PEM)")
@@ -60,8 +83,24 @@ def _forget_failed_default_client():
                 client.close(timeout=1)
 
 
+def tls_configured() -> list[str]:
+    """The keys of Dask's configuration that ask for TLS (:data:`TLS_CONFIG_KEYS` that are set).
+
+    Returns
+    -------
+    keys : list of str
+        ``distributed.comm.require-encryption`` if true, and those of
+        ``distributed.comm.tls.ca-file``, ``distributed.comm.tls.client.cert`` and
+        ``distributed.comm.tls.client.key`` that name a file.
+    """
+    import dask.config
+
+    return [key for key in TLS_CONFIG_KEYS if dask.config.get(key, None)]
+
+
 def security_of(args):
-    """Build a ``distributed.Security`` from the ``--tls-*`` options.
+    """Build a ``distributed.Security`` from the ``--tls-*`` options, or from Dask's TLS
+    configuration.
 
     Parameters
     ----------
@@ -71,8 +110,9 @@ def security_of(args):
     Returns
     -------
     security : distributed.Security or None
-        Encryption required, with the given CA, certificate and key; None when no ``--tls-*``
-        option is given (the Dask configuration's security, if any, then applies).
+        Encryption required, with the given CA, certificate and key; else, when Dask's
+        configuration asks for TLS (:func:`tls_configured`), encryption required with the
+        configuration's files, as the options would; None when neither asks for TLS.
 
     Raises
     ------
@@ -80,14 +120,52 @@ def security_of(args):
         If some but not all of the three options are given.
     """
     given = [args.tls_ca_file, args.tls_cert, args.tls_key]
-    if not any(given):
-        return None
-    if not all(given):
+    if any(given) and not all(given):
         raise ValueError("--tls-ca-file, --tls-cert and --tls-key go together.")
+    if not any(given) and not tls_configured():
+        return None
     from distributed import Security
 
+    if not any(given):  # the configuration's files, encryption required as with the options
+        return Security(require_encryption=True)
     return Security(tls_ca_file=args.tls_ca_file, tls_client_cert=args.tls_cert,
                     tls_client_key=args.tls_key, require_encryption=True)
+
+
+def _refuse_plain_text(address, args):
+    """Raise if TLS is asked for and ``address`` would not encrypt (a scheme-less address
+    takes Dask's ``distributed.comm.default-scheme``, ``tcp`` unless configured)."""
+    import dask.config
+
+    scheme, sep, where = str(address).partition("://")
+    if not sep:
+        scheme, where = dask.config.get("distributed.comm.default-scheme", "tcp"), str(address)
+    if scheme in TLS_SCHEMES:
+        return
+    asked = ("--tls-ca-file/--tls-cert/--tls-key" if args.tls_ca_file
+             else "Dask's configuration: " + ", ".join(tls_configured()))
+    raise ConnectionError(f"cannot reach the Dask scheduler at {address}: TLS is asked for "
+                          f"({asked}) but the address is not tls://, and plain text is "
+                          f"refused (give tls://{where})")
+
+
+def _local_cluster(args):
+    """Start the embedded ``LocalCluster``: its worker processes are started with SIGINT
+    ignored (a disposition they inherit; a Ctrl-C while they start is lost) and log nothing
+    below CRITICAL (ERROR with ``--verbose``)."""
+    from distributed import LocalCluster
+
+    quiet = logging.ERROR if getattr(args, "verbose", False) else logging.CRITICAL
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
+                            memory_limit=args.memory_limit,
+                            dashboard_address=args.dashboard_address,
+                            worker_dashboard_address=None, silence_logs=quiet)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -96,8 +174,11 @@ def connect(args, log=print):
 
     A running scheduler (``--scheduler``, ``--scheduler-file`` or the Dask setting
     ``scheduler-address``, which the Dask operator sets in a DaskJob's pod), else an
-    embedded ``LocalCluster`` of single-threaded worker processes. The client, and any
-    embedded cluster, are closed on exit.
+    embedded ``LocalCluster`` of single-threaded worker processes (dashboard on 127.0.0.1 by
+    default, workers that ignore SIGINT and log nothing below CRITICAL). TLS asked for by
+    the ``--tls-*`` options or Dask's configuration requires encryption: a scheduler address
+    that is not ``tls://`` is refused. The client, and any embedded cluster, are closed on
+    exit.
 
     Parameters
     ----------
@@ -115,19 +196,22 @@ def connect(args, log=print):
     Raises
     ------
     ConnectionError
-        If the scheduler cannot be reached.
+        If the scheduler cannot be reached, or TLS is asked for and its address is not
+        ``tls://``.
     SchedulerLostError
         If the scheduler goes away during the block.
     """
     import dask.config
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    security = security_of(args)
-    extra = {} if security is None else {"security": security}
     if not (args.scheduler or args.scheduler_file):
         # DASK_SCHEDULER_ADDRESS (the Dask operator sets it in a DaskJob's pod)
         args.scheduler = dask.config.get("scheduler-address", None)
     if args.scheduler or args.scheduler_file:
+        security = security_of(args)
+        extra = {} if security is None else {"security": security}
+        if security is not None and args.scheduler:
+            _refuse_plain_text(args.scheduler, args)
         target = ({"address": args.scheduler} if args.scheduler
                   else {"scheduler_file": args.scheduler_file})
         try:
@@ -150,10 +234,8 @@ def connect(args, log=print):
                                              f"({type(exc).__name__})") from None
                 raise
         return
-    with LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
-                      memory_limit=args.memory_limit, dashboard_address=args.dashboard_address,
-                      worker_dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    security_of(args)  # --tls-* options that do not go together are refused here too
+    with _local_cluster(args) as cluster, Client(cluster) as client:
         log(f"LocalCluster: {args.n_workers} workers x 1 thread, memory limit "
             f"{args.memory_limit}; dashboard {client.dashboard_link}")
         yield client

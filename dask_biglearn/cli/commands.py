@@ -1,16 +1,39 @@
-"""The batch commands: ``make-data``, ``fit``, ``predict``, ``info`` (io -> estimator -> io)."""
+"""The batch commands: ``make-data``, ``fit``, ``predict``, ``info`` (io -> estimator -> io).
+
+Before a command starts any work it checks its arguments (:class:`UsageError`, exit code 2)
+and its outputs: an output that exists is refused unless ``--overwrite`` is given, and the
+folder of each local output must exist or be creatable and be writable (a file is created
+and removed there), so a fit never runs to completion only to find it cannot save its
+model. Errors raised while computing on a store name the store.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .cluster import add_cluster_options, connect
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given (values or options that do not go
+    together): :func:`dask_biglearn.cli.main` reports it as argparse reports a bad argument,
+    with exit code 2, but in one line."""
+
+
+class OutputError(ValueError):
+    """An output that cannot be written: it exists (without ``--overwrite``), is a directory
+    where a file goes, or its folder cannot be created or written to."""
 
 
 def _say(args):
@@ -23,6 +46,9 @@ def _add_store_options(p):
     p.add_argument("--array", default=None, help="the array inside a group (default X)")
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an fsspec storage option (repeatable)")
+    p.add_argument("--allow-missing-chunks", action="store_true",
+                   help="read chunks missing from the store as its fill value (otherwise a "
+                        "missing chunk, e.g. of a store still being written, is an error)")
 
 
 def _positive_int(text):
@@ -30,6 +56,177 @@ def _positive_int(text):
     if value != int(value) or value < 1:
         raise ValueError(f"expected a positive integer, got {text!r}")
     return int(value)
+
+
+def _check_cluster_options(args):
+    """Refuse a ``--n-workers`` below 1, which would start an embedded cluster without
+    workers and wait for them forever.
+
+    ``add_cluster_options`` (cluster.py) declares the option as a plain ``int``, so the value
+    is checked here, at the start of each command and before any cluster starts. It is a
+    :class:`UsageError`, exit code 2, as argparse gives a malformed value: the command line
+    is wrong and running it again cannot help, where 1 says that a run failed. It is refused
+    even when a running scheduler makes the option unused: a wrong value is never silently
+    ignored.
+    """
+    n_workers = getattr(args, "n_workers", None)
+    if n_workers is not None and n_workers < 1:
+        raise UsageError(f"argument --n-workers: expected a positive integer, got {n_workers}")
+
+
+def _add_overwrite_option(p, what):
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace {what} if it exists (refused otherwise)")
+
+
+def _is_local(url) -> bool:
+    text = str(url)
+    return "://" not in text or text.startswith("file://")
+
+
+def _local(url) -> Path:
+    return Path(str(url).removeprefix("file://")).expanduser()
+
+
+def _same_path(a, b) -> bool:
+    return _is_local(a) and _is_local(b) and _local(a).resolve() == _local(b).resolve()
+
+
+def _probe_folder(path: Path) -> None:
+    """Raise :class:`OutputError` unless ``path``'s folder exists or can be created, and a
+    file can be created, written and removed there."""
+    folder = path.parent
+    while not folder.exists():  # the nearest existing ancestor: the folders are created there
+        if folder == folder.parent:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: cannot create its folder, {folder} is not a directory.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{path}: cannot write in {folder} ({reason}).") from None
+
+
+def _check_file_output(path, option, overwrite):
+    """Check a local output file (a model, a checkpoint) before any work starts."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory: {option} names the file to write.")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists: remove it, choose another {option} or give "
+                          f"--overwrite.")
+    _probe_folder(path)
+
+
+def _is_zarr_group(path: Path) -> bool:
+    return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
+
+def _check_group_output(out, overwrite, storage_options=None):
+    """Check a Zarr output (predictions, make-data's group) before any work starts.
+
+    An existing one is refused unless ``overwrite``, and even then if it is not a Zarr group
+    (``--overwrite`` never removes a folder that is not one of these). On a remote URL only
+    its existence is checked, and only where fsspec can tell.
+    """
+    if not _is_local(out):
+        with contextlib.suppress(Exception):  # unreachable or no rights: the write will say
+            import fsspec
+
+            fs, where = fsspec.core.url_to_fs(str(out), **(storage_options or {}))
+            if fs.exists(where) and not overwrite:
+                raise OutputError(f"{out} exists: remove it, choose another output or give "
+                                  f"--overwrite.")
+        return
+    path = _local(out)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise OutputError(f"{out} exists: remove it, choose another output or give "
+                              f"--overwrite.")
+        if not _is_zarr_group(path) or path.is_symlink():
+            raise OutputError(f"{out} exists and is not a Zarr group: --overwrite replaces "
+                              f"only a Zarr group; remove it yourself.")
+    _probe_folder(path)
+
+
+@contextlib.contextmanager
+def _replacing(out, overwrite):
+    """With ``--overwrite``, move an existing local group aside while the new one is
+    written: put back if the command fails or is interrupted, removed once the new one is in
+    place."""
+    path = _local(out) if _is_local(out) else None
+    if not overwrite or path is None or not path.exists():
+        yield
+        return
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+    moved = False
+    try:
+        os.replace(path, aside)
+        moved = True
+        yield
+    except BaseException:
+        if moved and not path.exists():
+            os.replace(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _cannot_write(exc, outputs):
+    """The output that an ``OSError`` failed to write (its path, its temporary file or
+    staging group beside it, or a file inside it), or None."""
+    filename = getattr(exc, "filename", None)
+    if not isinstance(exc, OSError) or not filename:
+        return None
+    failed = Path(str(filename))
+    for out in outputs:
+        if out is None or not _is_local(out):
+            continue
+        path = _local(out)
+        for candidate in (failed, *failed.parents):
+            if candidate == path or (candidate.parent == path.parent
+                                     and candidate.name.startswith(f".{path.name}.")):
+                return out
+    return None
+
+
+@contextlib.contextmanager
+def _computing_on(store, outputs=(), names=()):
+    """Errors raised while computing on ``store`` read ``STORE: <problem>``.
+
+    A failed write of one of ``outputs`` reads ``OUTPUT: cannot write ...`` (never the
+    name of a temporary file); errors that already name the store or one of ``names`` (a
+    checkpoint), and the loss of the scheduler, pass unchanged.
+    """
+    from distributed.comm.core import CommClosedError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    try:
+        yield
+    except (ConnectionError, CommClosedError, OutputError, InvalidParameterError):
+        raise
+    except Exception as exc:
+        failed = _cannot_write(exc, outputs)
+        if failed is not None:
+            raise OutputError(f"{failed}: cannot write ({exc.strerror or exc}).") from exc
+        text = _one_line(exc)
+        if "scheduler-connection-lost" in text or any(
+                str(name) in text for name in (store, *names) if name is not None):
+            raise
+        reason = text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+        raise RuntimeError(f"{store}: {reason}") from exc
 
 
 def _sample_size(text):
@@ -53,7 +250,8 @@ def add_make_data(sub):
         The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
     """
     p = sub.add_parser("make-data", help="write synthetic Gaussian-mixture data to a Zarr group")
-    p.add_argument("out", metavar="OUT", help="the Zarr group to create (must not exist)")
+    p.add_argument("out", metavar="OUT",
+                   help="the Zarr group to create (must not exist, unless --overwrite)")
     p.add_argument("--n-samples", type=_positive_int, required=True)
     p.add_argument("--n-features", type=_positive_int, required=True)
     p.add_argument("--n-components", type=_positive_int, required=True)
@@ -63,6 +261,7 @@ def add_make_data(sub):
     p.add_argument("--separation", type=float, default=2.0,
                    help="Dasgupta separation of the two closest components")
     p.add_argument("--quiet", action="store_true")
+    _add_overwrite_option(p, "OUT (a Zarr group)")
     add_cluster_options(p)
     p.set_defaults(func=make_data)
 
@@ -73,7 +272,8 @@ def make_data(args) -> int:
     The group holds the array ``X`` and the true ``labels``, computed chunk by chunk on the
     workers (each chunk from the generator seeded by ``(seed, chunk)``), and the true
     ``weights``, ``means`` and ``covariances``; it is written beside ``OUT`` and renamed into
-    place when complete.
+    place when complete. An existing ``OUT`` is refused unless ``--overwrite`` (and it is a
+    Zarr group), and its folder is checked to be writable before any work starts.
 
     Parameters
     ----------
@@ -92,13 +292,15 @@ def make_data(args) -> int:
     from ..io.zarr_store import staged_group
 
     say = _say(args)
+    _check_cluster_options(args)
     out = Path(args.out)
     if args.n_components > args.n_samples:
         raise ValueError("--n-components is larger than --n-samples.")
+    _check_group_output(out, args.overwrite)
     truth = random_mixture(args.n_features, args.n_components, separation=args.separation,
                            random_state=args.seed)
     started = time.perf_counter()
-    with connect(args, log=say), staged_group(out) as url:
+    with connect(args, log=say), _replacing(out, args.overwrite), staged_group(out) as url:
         X, labels = lazy_mixture(*truth, args.n_samples, args.chunk_rows, seed=args.seed,
                                  dtype=args.dtype)
         group = zarr.open_group(url, mode="a")
@@ -138,15 +340,18 @@ def add_fit(sub):
                    help="scalable mode: rows, a fraction (0.01) or auto")
     p.add_argument("--covariance-floor", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", required=True, metavar="OUT", help="where the model goes")
+    p.add_argument("--model", required=True, metavar="OUT",
+                   help="where the model goes (must not exist, unless --overwrite)")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="write the fit's state here as it goes")
+                   help="write the fit's state here as it goes (must not exist, unless "
+                        "--resume or --overwrite)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
                    help="iterations between checkpoints")
     p.add_argument("--resume", action="store_true",
-                   help="continue the fit that wrote --checkpoint")
+                   help="continue the fit that wrote --checkpoint (which must exist)")
     p.add_argument("--quiet", action="store_true", help="no progress, no log")
     p.add_argument("--json", action="store_true", help="print a JSON summary (only)")
+    _add_overwrite_option(p, "the model, and start afresh over an existing checkpoint")
     add_cluster_options(p)
     p.set_defaults(func=fit)
 
@@ -174,11 +379,58 @@ def _estimator(args, progress):
             raise ValueError("--n-inner-iter applies to --method biglearn only.")
         cls = GaussianMixture
     params = {k: v for k, v in given.items() if v is not None}
+    model = cls(args.n_components, random_state=args.seed, callbacks=progress,
+                checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                resume=args.resume, **params)
+    model._validate_params()  # a bad hyper-parameter is refused before any work starts
+    return model
+
+
+def _check_fit_outputs(args):
+    """The model and checkpoint paths, checked before any work starts."""
     if args.resume and not args.checkpoint:
-        raise ValueError("--resume needs --checkpoint.")
-    return cls(args.n_components, random_state=args.seed, callbacks=progress,
-               checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-               resume=args.resume, **params)
+        raise UsageError("--resume needs --checkpoint.")
+    if args.checkpoint and Path(args.model).expanduser().resolve() == Path(
+            args.checkpoint).expanduser().resolve():
+        raise UsageError(f"--model and --checkpoint name the same file ({args.model}).")
+    _check_file_output(args.model, "--model", args.overwrite)
+    if not args.checkpoint:
+        return
+    checkpoint = Path(args.checkpoint).expanduser()
+    if args.resume:
+        if checkpoint.is_dir():
+            raise OutputError(f"{checkpoint} is a directory: --checkpoint names the file to "
+                              f"write.")
+        if not checkpoint.exists():
+            raise OutputError(f"--resume: no checkpoint at {checkpoint} (nothing to "
+                              f"continue; fit without --resume to start afresh).")
+        from ..fit.journal import CHECKPOINT_KIND
+        from ..io.files import read_archive
+
+        read_archive(checkpoint, CHECKPOINT_KIND)  # ours and readable, or one line now
+        _probe_folder(checkpoint)
+        return
+    if checkpoint.is_file() and not args.overwrite:
+        raise OutputError(f"{checkpoint} exists (the checkpoint of an interrupted fit?): give "
+                          f"--resume to continue it, --overwrite to start afresh, or choose "
+                          f"another --checkpoint.")
+    _check_file_output(checkpoint, "--checkpoint", args.overwrite)
+
+
+def _fit_warnings(caught) -> list[str]:
+    """What the caught warnings say that the user must hear: a degenerate fit, a fit that
+    did not converge (one line each, each once)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ..exceptions import DegenerateFitWarning
+
+    said = []
+    for item in caught:
+        if issubclass(item.category, (DegenerateFitWarning, ConvergenceWarning)):
+            text = " ".join(str(item.message).split())
+            if text not in said:
+                said.append(text)
+    return said
 
 
 def fit(args) -> int:
@@ -186,7 +438,12 @@ def fit(args) -> int:
 
     The array is read lazily from the store; the fit shows a progress bar on a terminal
     (unless ``--quiet`` or ``--json``), and a one-line summary, or with ``--json`` a JSON
-    summary, is printed once the model is saved.
+    summary, is printed once the model is saved. The model and checkpoint paths are checked
+    first (:func:`_check_fit_outputs`): an existing model or checkpoint is refused unless
+    ``--overwrite`` (or, for the checkpoint, ``--resume``), ``--resume`` needs an existing
+    checkpoint. A degenerate fit or one that did not converge is said on stderr as one line
+    each, ``dask-biglearn fit: warning: ...`` (with ``--json``, in the summary's
+    ``warnings`` only); the exit code stays 0.
 
     Parameters
     ----------
@@ -202,7 +459,10 @@ def fit(args) -> int:
     from ..progress import ProgressBar
 
     say = _say(args)
-    X = open_zarr_array(args.store, args.array, _storage_options(args.storage_option))
+    _check_cluster_options(args)
+    _check_fit_outputs(args)
+    X = open_zarr_array(args.store, args.array, _storage_options(args.storage_option),
+                        allow_missing_chunks=args.allow_missing_chunks)
     if args.n_components > X.shape[0]:
         raise ValueError(f"--n-components {args.n_components} is larger than the store's "
                          f"{X.shape[0]} rows.")
@@ -212,20 +472,29 @@ def fit(args) -> int:
     say(f"Fitting {type(model).__name__}(n_components={args.n_components}) to {args.store} "
         f"{X.shape} {X.dtype} in {len(X.chunks[0])} chunks")
     started = time.perf_counter()
-    with connect(args, log=say) as client, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X)
+    with connect(args, log=say) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # recorded, not shown: only some are said below
+        with _computing_on(args.store, (args.checkpoint,), (args.checkpoint,)):
+            model.fit(X)
         dashboard = client.dashboard_link
     bar.close()
     seconds = time.perf_counter() - started
-    model.save(args.model)
+    notes = _fit_warnings(caught)
+    try:
+        model.save(args.model)
+    except OSError as exc:  # its message would name the temporary file
+        raise OutputError(f"{args.model}: cannot write the model "
+                          f"({exc.strerror or type(exc).__name__}).") from None
     summary = {"model": str(args.model), "estimator": type(model).__name__,
                "n_components": int(args.n_components), "n_samples": int(X.shape[0]),
                "n_features": int(X.shape[1]), "lower_bound": float(model.lower_bound_),
                "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
                "n_data_passes": int(model.n_data_passes_), "bytes_read": int(model.bytes_read_),
                "n_sample_passes": int(model.n_sample_passes_), "seconds": seconds,
-               "dashboard": dashboard}
+               "dashboard": dashboard, "warnings": notes}
+    if not args.json:
+        for note in notes:
+            print(f"dask-biglearn fit: warning: {note}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -249,12 +518,14 @@ def add_predict(sub):
     p = sub.add_parser("predict", help="write a model's predictions for a Zarr array to Zarr")
     p.add_argument("model", metavar="MODEL")
     _add_store_options(p)
-    p.add_argument("--out", required=True, help="the Zarr group to create")
+    p.add_argument("--out", required=True,
+                   help="the Zarr group to create (must not exist, unless --overwrite)")
     p.add_argument("--log-likelihood", action="store_true",
                    help="also write the per-sample log-likelihood")
     p.add_argument("--responsibilities", action="store_true",
                    help="also write the per-sample responsibilities")
     p.add_argument("--quiet", action="store_true")
+    _add_overwrite_option(p, "--out (a Zarr group)")
     add_cluster_options(p)
     p.set_defaults(func=predict)
 
@@ -263,7 +534,9 @@ def predict(args) -> int:
     """Write a saved model's predictions for a Zarr array to a new Zarr group (``predict``).
 
     The labels, and on request the per-sample log-likelihood and responsibilities, are
-    written chunk by chunk by :func:`dask_biglearn.io.zarr_store.write_predictions`.
+    written chunk by chunk by :func:`dask_biglearn.io.zarr_store.write_predictions`. An
+    existing ``--out`` is refused unless ``--overwrite`` (and it is a Zarr group other than
+    the input store), and its folder is checked to be writable before any work starts.
 
     Parameters
     ----------
@@ -279,13 +552,20 @@ def predict(args) -> int:
     from ..io.zarr_store import StoreError, open_zarr_array, write_predictions
 
     say = _say(args)
+    _check_cluster_options(args)
+    options = _storage_options(args.storage_option)
+    if _same_path(args.out, args.store):
+        raise UsageError(f"--out names the input store ({args.store}).")
+    _check_group_output(args.out, args.overwrite, options)
     model = load_model(args.model)
-    X = open_zarr_array(args.store, args.array, _storage_options(args.storage_option))
+    X = open_zarr_array(args.store, args.array, options,
+                        allow_missing_chunks=args.allow_missing_chunks)
     if X.shape[1] != model.n_features_in_:
         raise StoreError(f"{args.store} has {X.shape[1]} features; the model was fitted on "
                          f"{model.n_features_in_}.")
     started = time.perf_counter()
-    with connect(args, log=say):
+    with connect(args, log=say), _replacing(args.out, args.overwrite), \
+            _computing_on(args.store, (args.out,), (args.out,)):
         names = write_predictions(model, X, args.out, log_likelihood=args.log_likelihood,
                                   responsibilities=args.responsibilities)
     say(f"Wrote {', '.join(names)} for {X.shape[0]} rows to {args.out} in "

@@ -1,17 +1,25 @@
 """Zarr in and out: open a store as a row-chunked Dask array, write predictions back.
 
-Opening reads only the store's metadata on the client. Arrays that are not 2-D, not of a real
-numeric dtype, or that use a codec that would unpickle (an object dtype, numcodecs' Pickle
-filter) are refused with :class:`StoreError`. Predictions are written chunk by chunk by
+Opening reads only the store's metadata, and the list of its chunk keys, on the client.
+Arrays that are not 2-D, not of a real numeric dtype, or that use a codec that would unpickle
+(an object dtype, numcodecs' Pickle filter) are refused with :class:`StoreError`, and so are
+arrays with a chunk missing from the store (one still being written) unless the caller
+accepts reading it as the array's fill value. Predictions are written chunk by chunk by
 whoever computes them (the workers), into a temporary group beside the target that is renamed
-into place once complete: a failed write leaves nothing at the target.
+into place once complete. A write that fails (or is interrupted) cancels its tasks and waits
+until none is still running before it removes the temporary group: a failed write leaves
+nothing, at the target or beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
+import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +27,17 @@ import numpy as np
 
 #: Codec names that unpickle what they decode.
 UNSAFE_CODECS = ("pickle",)
+
+#: Seconds a failed write waits for its cancelled tasks that are still running to end (a task
+#: already writing a chunk cannot be stopped) before it removes the staging group anyway.
+STOP_TIMEOUT = 300.0
+
+#: Scheduler task states in which a task may still run.
+_SCHEDULED_STATES = frozenset({"released", "waiting", "queued", "no-worker", "processing"})
+
+#: Worker task states in which a task is running or may still start.
+_LIVE_STATES = frozenset({"waiting", "ready", "constrained", "executing", "long-running",
+                          "cancelled", "resumed"})
 
 
 class StoreError(ValueError):
@@ -47,12 +66,43 @@ def _codec_names(array) -> list[str]:
     return names
 
 
-def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None):
+def _chunk_keys_present(node) -> set[str]:
+    """The chunk (or shard) keys of ``node`` present in its store, relative to the array."""
+    from zarr.core.sync import sync
+
+    path = node.store_path.path
+    prefix = f"{path}/" if path else ""
+
+    async def listing():
+        return [key async for key in node.store_path.store.list_prefix(prefix)]
+
+    return {key[len(prefix):] for key in sync(listing())}
+
+
+def _first_missing_chunk(node):
+    """The grid coordinates of the first chunk (shard, for a sharded array) of ``node`` that
+    its store lacks, in C order, or None when all are present."""
+    if node.nchunks_initialized >= node.nchunks:  # the quick answer, one listing
+        return None
+    per_key = node.shards or node.chunks
+    grid = tuple(math.ceil(n / c) for n, c in zip(node.shape, per_key, strict=True))
+    present = _chunk_keys_present(node)
+    for coords in np.ndindex(*grid):
+        if node.metadata.encode_chunk_key(coords) not in present:
+            return tuple(int(c) for c in coords)
+    return None
+
+
+def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None, *,
+                    allow_missing_chunks: bool = False):
     """Open the Zarr array at ``url`` as a Dask array chunked by rows only, read lazily.
 
-    Only the store's metadata is read here, on the client. Arrays that are not 2-D, not of a
-    real numeric dtype, empty, or that use a codec that would unpickle (an object dtype,
-    numcodecs' Pickle filter) are refused.
+    Only the store's metadata, and the list of its chunk keys, are read here, on the client.
+    Arrays that are not 2-D, not of a real numeric dtype, empty, or that use a codec that
+    would unpickle (an object dtype, numcodecs' Pickle filter) are refused, and so are arrays
+    with a chunk missing from the store (an incomplete store, or one still being written),
+    unless ``allow_missing_chunks`` accepts reading missing chunks as the array's declared
+    fill value.
 
     Parameters
     ----------
@@ -63,6 +113,11 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
         when ``url`` is an array.
     storage_options : dict, optional
         The fsspec storage options for a remote store.
+    allow_missing_chunks : bool, default=False
+        Read the chunks missing from the store as the array's fill value (Zarr 3 does not
+        store a chunk that equals the fill value, e.g. all zeros). Without it, a missing
+        chunk is an error; an array that declares no fill value (Zarr 2's ``null``) is refused
+        either way.
 
     Returns
     -------
@@ -72,7 +127,8 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
     Raises
     ------
     StoreError
-        If the store cannot be read or the array is not one we accept.
+        If the store cannot be read, the array is not one we accept, or a chunk is missing
+        (one line naming the store and the first missing chunk).
     """
     import dask.array as da
     import zarr
@@ -107,10 +163,174 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
         raise StoreError(f"{url}: its codecs {unsafe} would unpickle data; refused.")
     if node.shape[0] < 1 or node.shape[1] < 1:
         raise StoreError(f"{url}: the array is empty (shape {node.shape}).")
+    try:
+        missing = _first_missing_chunk(node)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise StoreError(f"{url}: cannot list the store's chunks ({type(exc).__name__}: "
+                         f"{exc}).") from None
+    if missing is not None:
+        kind = "shard" if node.shards else "chunk"
+        name = f"array {node.path!r}" if node.path else "the array"
+        what = (f"{kind} {missing} of {name} is missing (the store is incomplete, or still "
+                f"being written)")
+        fill = node.fill_value
+        if fill is None:
+            raise StoreError(f"{url}: {what}, and the array declares no fill value to read it "
+                             f"as.")
+        if not allow_missing_chunks:
+            raise StoreError(f"{url}: {what}; pass allow_missing_chunks=True "
+                             f"(--allow-missing-chunks) to read missing chunks as the fill "
+                             f"value {getattr(fill, 'item', lambda: fill)()!r}.")
     X = da.from_zarr(node)
     if X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X
+
+
+def _scheduler_holds(keys, dask_scheduler=None) -> int:
+    """How many of ``keys`` the scheduler may still run (run on the scheduler); keys held in
+    memory (e.g. persisted data the graph reads) do not count."""
+    tasks = dask_scheduler.tasks
+    return sum(1 for key in keys
+               if (ts := tasks.get(key)) is not None and ts.state in _SCHEDULED_STATES)
+
+
+def _worker_runs(keys, dask_worker=None) -> int:
+    """How many of ``keys`` a worker runs or may still start (run on each worker)."""
+    tasks = dask_worker.state.tasks
+    return sum(1 for key in keys
+               if (ts := tasks.get(key)) is not None and ts.state in _LIVE_STATES)
+
+
+def _stop_on_client(client, futures, keys, timeout=STOP_TIMEOUT):
+    """Cancel ``futures`` and wait until no task of ``keys`` may still run on the scheduler
+    or is running (or about to run) on a worker, seen twice in a row, 0.1 s apart."""
+    with contextlib.suppress(OSError, RuntimeError, ValueError):  # a scheduler gone
+        client.cancel(futures, force=True)
+    keys = list(keys)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < 2 and time.monotonic() < deadline:
+        try:
+            busy = client.run_on_scheduler(_scheduler_holds, keys)
+            if not busy:
+                counts = client.run(_worker_runs, keys, on_error="return")
+                busy = sum(n for n in counts.values() if isinstance(n, int))
+        except (OSError, RuntimeError, ValueError):  # the scheduler is gone: nothing to ask
+            return
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.1)
+
+
+def _wait_here(client, futures):
+    """Wait in this thread until all ``futures`` are done, one has failed, or the client has
+    stopped running.
+
+    A ``distributed`` wait or gather interrupted by Ctrl-C leaves its coroutine behind on the
+    client's event loop, whose tasks then log "Task exception was never retrieved" once the
+    futures are cancelled; waiting here on an event that the futures' callbacks set (and
+    looking at their states now and then) leaves none.
+    """
+    done = threading.Event()
+
+    def finished(future):
+        if future.status != "finished" or all(f.done() for f in futures):
+            done.set()
+
+    for future in futures:
+        future.add_done_callback(finished)
+    while not done.wait(0.2):
+        if (all(f.done() for f in futures) or any(f.status == "error" for f in futures)
+                or client.status not in ("running", "connecting")):
+            return
+
+
+class _StopOnFailure:
+    """A Dask scheduler (a ``get`` function) that runs a graph on ``scheduler`` and, when the
+    graph fails or is interrupted, stops it: its tasks are cancelled and the running ones
+    waited for before the exception goes on.
+
+    On a ``distributed`` client the graph's futures are kept, cancelled, and the scheduler and
+    the workers asked until none of its tasks is left; on Dask's threads the graph runs in a
+    pool of its own, shut down (pending tasks cancelled, running ones waited for); any other
+    scheduler (the synchronous one) runs it as it would.
+    """
+
+    def __init__(self, scheduler):
+        self.scheduler = (scheduler.scheduler if isinstance(scheduler, _StopOnFailure)
+                          else scheduler)
+
+    def __call__(self, dsk, keys, **kwargs):
+        import dask.threaded
+
+        distributed = sys.modules.get("distributed")  # no client without it
+        client = getattr(self.scheduler, "__self__", None)
+        if distributed is not None and isinstance(client, distributed.Client):
+            return self._on_client(client, dsk, keys, **kwargs)
+        if self.scheduler is None or self.scheduler is dask.threaded.get:
+            return self._on_threads(dsk, keys, **kwargs)
+        return self.scheduler(dsk, keys, **kwargs)
+
+    @staticmethod
+    def _on_client(client, dsk, keys, **kwargs):
+        from distributed import futures_of
+
+        graph = dsk.__dask_graph__() if hasattr(dsk, "__dask_graph__") else dsk
+        packed = client.get(graph, keys, sync=False, **kwargs)
+        futures = futures_of(packed)
+        try:
+            _wait_here(client, futures)
+            return client.gather(packed)
+        except BaseException:
+            _stop_on_client(client, futures, graph.keys())
+            raise
+
+    @staticmethod
+    def _on_threads(dsk, keys, num_workers=None, pool=None, **kwargs):
+        import dask.config
+        import dask.threaded
+        from dask.system import CPU_COUNT
+
+        executor = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", None)
+        if executor is None:  # pragma: no cover - older Dask
+            from concurrent.futures import ThreadPoolExecutor as executor
+        pool = executor(num_workers or dask.config.get("num_workers", None) or CPU_COUNT)
+        try:
+            result = dask.threaded.get(dsk, keys, pool=pool, **kwargs)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return result
+
+
+def compute_writes(*collections, **kwargs):
+    """Compute Dask collections whose tasks write (e.g. ``da.to_zarr(..., compute=False)``),
+    stopping them all if one fails.
+
+    ``dask.compute`` returns as soon as a task fails (or on Ctrl-C) while the other tasks
+    still run and write. Here, on any failure, the graph's tasks are cancelled and those
+    already running waited for (on a ``distributed`` client: until neither the scheduler nor
+    any worker has one left; on Dask's threads: the graph's own thread pool is shut down)
+    before the exception is raised, so that what they wrote can then be removed for good.
+
+    Parameters
+    ----------
+    *collections : dask collections
+        What to compute, as for ``dask.compute``.
+    **kwargs
+        Passed on to ``dask.compute`` (not ``scheduler``: the active one is used).
+
+    Returns
+    -------
+    results : tuple
+        The computed results, as ``dask.compute`` returns them.
+    """
+    import dask
+    from dask.base import get_scheduler
+
+    scheduler = _StopOnFailure(get_scheduler(collections=collections))
+    return dask.compute(*collections, scheduler=scheduler, **kwargs)
 
 
 @contextlib.contextmanager
@@ -119,7 +339,11 @@ def staged_group(out, storage_options=None):
 
     On a local path the group is a hidden one beside ``out``, renamed into place when the
     ``with`` block ends and removed if it fails, so ``out`` holds a complete group or nothing
-    (an existing ``out`` is refused). Remote URLs are written in place.
+    (an existing ``out`` is refused). Remote URLs are written in place. Within the block,
+    ``dask.compute`` runs as :func:`compute_writes` does (on the scheduler active when the
+    block starts): a computation that fails, or is interrupted, stops its tasks and waits for
+    those still running, so none writes into the staging group once it is removed. (Dask's
+    configuration is process-wide: computations of other threads during the block run so too.)
 
     Parameters
     ----------
@@ -138,7 +362,9 @@ def staged_group(out, storage_options=None):
     StoreError
         If ``out`` is a local path that exists.
     """
+    import dask.config
     import zarr
+    from dask.base import get_scheduler
 
     local = _is_local(out)
     target = _local_path(out) if local else None
@@ -148,7 +374,8 @@ def staged_group(out, storage_options=None):
     url = str(staging) if local else str(out)
     try:
         zarr.open_group(store=url, mode="w", storage_options=storage_options)
-        yield url
+        with dask.config.set(scheduler=_StopOnFailure(get_scheduler())):
+            yield url
         if local:
             os.replace(staging, target)
     except BaseException:
@@ -162,7 +389,8 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
     """Write a model's predictions for the rows of ``X`` to a new Zarr group, chunk by chunk.
 
     The chunks are written by whoever computes them (the workers), into a group staged by
-    :func:`staged_group`: a failed write leaves nothing at ``out``.
+    :func:`staged_group` and computed by :func:`compute_writes`: a failed or interrupted
+    write stops all its tasks and leaves nothing, at ``out`` or beside it.
 
     Parameters
     ----------
@@ -195,7 +423,7 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
     if responsibilities:
         outputs["responsibilities"] = model.predict_proba(X)
     with staged_group(out, storage_options) as url:
-        da.compute(*[da.to_zarr(a, url, component=name, storage_options=storage_options,
-                                mode="w", compute=False)
-                     for name, a in outputs.items()])
+        compute_writes(*[da.to_zarr(a, url, component=name, storage_options=storage_options,
+                                    mode="w", compute=False)
+                         for name, a in outputs.items()])
     return list(outputs)
