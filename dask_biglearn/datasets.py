@@ -23,6 +23,7 @@ __all__ = [
     "minmax_scale",
     "mixture_log_density",
     "modes_found",
+    "parallel_cigars",
     "random_mixture",
     "sample_mixture",
     "stratified_split",
@@ -176,6 +177,63 @@ def random_mixture(n_features, n_components, *, separation=2.0, anisotropy=1.0,
     weights = np.geomspace(1.0, 1.0 / weight_ratio, n_components)
     weights = rng.permutation(weights / weights.sum())
     return weights, means, covariances
+
+
+def parallel_cigars(n_features, n_components, *, separation=6.0, stretch=20.0,
+                    whiten=False, random_state=None):
+    """Parameters of a mixture of parallel cigars: the clusters that defeat k-means starts.
+
+    The components lie side by side along the first axis, ``separation`` within-cluster
+    standard deviations apart, and are stretched ``stretch`` times along the second axis (an
+    axis that tells nothing about the clusters); every other axis is unit noise. Euclidean
+    k-means splits along the long axis, so EM started from it (scikit-learn's
+    ``GaussianMixture``, with any ``n_init``) finds no cluster (scikit-learn issue #34842).
+    With ``whiten``, the whole mixture is mapped to mean 0 and identity covariance, so that
+    whitening the data, the usual fix, changes nothing either (the issue's lifted case); a
+    random rotation then hides the axes.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension ``D`` (at least 2).
+    n_components : int
+        Number of cigars.
+    separation : float, default=6.0
+        Distance between neighbouring means along the first axis, in within-cluster standard
+        deviations (6: the clusters barely overlap, so the true labels are recoverable).
+    stretch : float, default=20.0
+        Standard deviation along the second axis.
+    whiten : bool, default=False
+        Map the mixture to mean 0 and identity covariance, then rotate it at random.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the rotation (the rest is deterministic).
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+        Equal weights.
+    means : ndarray of shape (n_components, n_features)
+    covariances : ndarray of shape (n_components, n_features, n_features)
+    """
+    if n_features < 2:
+        raise ValueError(f"parallel cigars need n_features >= 2, got {n_features}.")
+    k, d = int(n_components), int(n_features)
+    weights = np.full(k, 1.0 / k)
+    means = np.zeros((k, d))
+    means[:, 0] = separation * (np.arange(k) - (k - 1) / 2)
+    scale = np.ones(d)
+    scale[1] = stretch
+    covariances = np.broadcast_to(np.diag(scale**2), (k, d, d)).copy()
+    if whiten:
+        centre = weights @ means
+        total = np.einsum("k,kij->ij", weights, covariances) + np.einsum(
+            "k,ki,kj->ij", weights, means - centre, means - centre)
+        eigenvalues, eigenvectors = np.linalg.eigh(total)
+        rotation, _ = np.linalg.qr(np.random.default_rng(random_state).normal(size=(d, d)))
+        A = rotation @ (eigenvectors / np.sqrt(eigenvalues)).T
+        means = (means - centre) @ A.T
+        covariances = A @ covariances @ A.T
+    return weights, means, 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
 
 
 def sample_mixture(weights, means, covariances, n_samples, random_state=None):

@@ -486,7 +486,7 @@ _COMMON_PARAMS_DOC = """
         are raised to it, keeping every covariance symmetric positive definite; must be > 0.
         It is in the units of the data's variance, so scale it with the data (the paper uses
         1e-2 on [0, 1]-scaled data and 1e-5 in its 2-D simulation).
-    init_params : {"random", "random_from_data", "k-means++", "kmeans"}
+    init_params : {"random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit"}
         Default ``"kmeans"`` for :class:`BigLearnGaussianMixture`, ``"random"`` (the paper's
         start, from which plain EM is the baseline) for :class:`GaussianMixture`.
         ``"random"``: the paper's initialisation in min-max-scaled units: means
@@ -500,6 +500,10 @@ _COMMON_PARAMS_DOC = """
         sample (all rows of data up to 20000 rows; on Dask input one pass chooses the rows
         by their global index and a seed, so the start does not depend on the chunking), and
         take each component's weight and covariance from the sample's rows nearest to it.
+        ``"kmeans-pursuit"``: k-means on the same sample, whitened, in its independent
+        directions that look multimodal (``FastICA``, the most platykurtic ones): the start
+        for clusters that Euclidean k-means cuts the wrong way, such as parallel cigars
+        (:func:`dask_biglearn.initialization.pursuit_params`).
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precision matrices

@@ -87,3 +87,36 @@ def test_kmeans_starts_on_a_sample_do_not_depend_on_the_chunking(client, easy, i
         lazy = _init_only(da.from_array(X, chunks=(700, -1)), init, Est=BigLearnGaussianMixture)
     np.testing.assert_allclose(lazy.means_, _init_only(X, init, Est=BigLearnGaussianMixture)
                                .means_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_features, whiten", [(2, False), (10, False), (10, True)])
+def test_the_pursuit_start_finds_parallel_cigars_where_kmeans_cuts_them(n_features, whiten):
+    """Parallel cigars (scikit-learn #34842): Euclidean k-means cuts the long axis; k-means in
+    the multimodal independent directions finds the clusters, whitened or not."""
+    import warnings
+
+    from sklearn.metrics import adjusted_rand_score
+
+    from dask_biglearn import GaussianMixture, datasets
+
+    truth = datasets.parallel_cigars(n_features, 3, whiten=whiten, random_state=0)
+    X, y = datasets.sample_mixture(*truth, 3000, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmeans = GaussianMixture(3, init_params="kmeans", n_init=3, random_state=0).fit(X)
+        pursuit = GaussianMixture(3, init_params="kmeans-pursuit", n_init=3,
+                                  random_state=0).fit(X)
+    assert adjusted_rand_score(y, pursuit.predict(X)) > 0.95
+    if not whiten:
+        assert adjusted_rand_score(y, kmeans.predict(X)) < 0.5
+    assert pursuit.lower_bound_ > kmeans.lower_bound_ - 1e-9
+
+
+def test_parallel_cigars_whitened_have_identity_covariance():
+    from dask_biglearn import datasets
+
+    w, m, c = datasets.parallel_cigars(6, 4, whiten=True, random_state=3)
+    centre = w @ m
+    total = np.einsum("k,kij->ij", w, c) + np.einsum("k,ki,kj->ij", w, m - centre, m - centre)
+    np.testing.assert_allclose(centre, 0, atol=1e-12)
+    np.testing.assert_allclose(total, np.eye(6), atol=1e-10)
