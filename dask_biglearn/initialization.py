@@ -207,29 +207,71 @@ def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=
 PLATYKURTIC = -0.2
 
 
-def pursuit_params(rng, n_components, sample, covariance_floor,
+def pursuit_directions(sample, seed: int) -> np.ndarray:
+    """The sample in its independent directions that look multimodal, standardised.
+
+    Whitens the sample, finds its independent components (scikit-learn's ``FastICA``) and
+    keeps those that are platykurtic: excess kurtosis below :data:`PLATYKURTIC` and at least
+    half the lowest (a direction that separates clusters is multimodal; the sample's noise
+    makes some Gaussian directions look a little platykurtic too, more of them the more
+    dimensions), or the single most non-Gaussian one if none is.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_samples, n_features)
+        Row sample of the data.
+    seed : int
+        Seed of ``FastICA``.
+
+    Returns
+    -------
+    sources : ndarray of shape (n_samples, n_directions) or None
+        The sample's coordinates along the kept directions (mean 0, variance 1); None when
+        the sample has no spread.
+    """
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    centred = sample - sample.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    if not s.size or not s[0] > 0:
+        return None
+    white = u[:, s > s[0] * 1e-8] * np.sqrt(len(sample))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        sources = FastICA(whiten=False, random_state=seed, max_iter=400,
+                          tol=1e-4).fit_transform(white)
+    sources = (sources - sources.mean(axis=0)) / np.maximum(sources.std(axis=0), 1e-300)
+    kurtosis = (sources**4).mean(axis=0) - 3.0
+    chosen = np.flatnonzero(kurtosis < min(PLATYKURTIC, 0.5 * kurtosis.min()))
+    if chosen.size == 0:
+        chosen = np.array([int(np.argmax(np.abs(kurtosis)))])
+    return sources[:, chosen]
+
+
+def pursuit_params(rng, n_components, sample, covariance_floor, sources=None,
                    lloyd_iterations=KMEANS_ITERATIONS) -> MixtureParams:
     """A k-means start in the directions where the data looks least like one Gaussian.
 
     Euclidean k-means fails where clusters are separated along a short axis and stretched
     along a long one (parallel cigars): it cuts the long axis. Whitening the data alone does
-    not help once there are many uninformative directions. This start whitens the sample,
-    finds its independent components (scikit-learn's ``FastICA``), keeps those that are
-    platykurtic (excess kurtosis below :data:`PLATYKURTIC` and at least half the lowest:
-    multimodal, as a direction that separates clusters is; the single most non-Gaussian one
-    if none is), runs k-means there,
-    and takes the components from the cells in the data's own space (:func:`cell_params`).
+    not help once there are many uninformative directions. This start runs k-means (seeded
+    from ``rng``) on :func:`pursuit_directions` of the sample and takes the components from
+    the cells in the data's own space (:func:`cell_params`).
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of the seeds of ``FastICA`` and k-means++.
+        Source of the k-means++ seed (and of the ``FastICA`` seed when ``sources`` is None).
     n_components : int
         Number of components ``K``.
     sample : ndarray of shape (n_samples, n_features)
         Row sample of the data.
     covariance_floor : float
         Smallest eigenvalue allowed in the covariances.
+    sources : ndarray of shape (n_samples, n_directions), optional
+        :func:`pursuit_directions` of ``sample``, computed once for all the starts of a fit;
+        computed here if None.
     lloyd_iterations : int, default=KMEANS_ITERATIONS
         Lloyd iterations after the k-means++ seeding.
 
@@ -238,31 +280,12 @@ def pursuit_params(rng, n_components, sample, covariance_floor,
     MixtureParams
         The initial parameters.
     """
-    from sklearn.decomposition import FastICA
-    from sklearn.exceptions import ConvergenceWarning
-
-    seed = int(rng.integers(2**31 - 1))
-    centred = sample - sample.mean(axis=0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    keep = s > s[0] * 1e-8 if s.size and s[0] > 0 else np.zeros(s.size, bool)
-    if not keep.any():  # no spread at all: nothing to pursue
+    if sources is None:
+        sources = pursuit_directions(sample, int(rng.integers(2**31 - 1)))
+    if sources is None:  # no spread at all: nothing to pursue
         return kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations)
-    white = u[:, keep] * np.sqrt(len(sample))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        sources = FastICA(whiten=False, random_state=seed, max_iter=400,
-                          tol=1e-4).fit_transform(white)
-    sources = (sources - sources.mean(axis=0)) / np.maximum(sources.std(axis=0), 1e-300)
-    kurtosis = (sources**4).mean(axis=0) - 3.0
-    # Multimodal directions stand out; the sample's noise makes some Gaussian ones look a
-    # little platykurtic too (more of them the more dimensions): keep those at least half as
-    # platykurtic as the most platykurtic one.
-    chosen = np.flatnonzero(kurtosis < min(PLATYKURTIC, 0.5 * kurtosis.min()))
-    if chosen.size == 0:
-        chosen = np.array([int(np.argmax(np.abs(kurtosis)))])
-    start = kmeans_params(rng, n_components, sources[:, chosen], covariance_floor,
-                          lloyd_iterations)
-    labels = _nearest(sources[:, chosen], start.means)
+    start = kmeans_params(rng, n_components, sources, covariance_floor, lloyd_iterations)
+    labels = _nearest(sources, start.means)
     counts = np.bincount(labels, minlength=n_components)
     sums = np.zeros((n_components, sample.shape[1]))
     np.add.at(sums, labels, sample)
@@ -308,7 +331,7 @@ def init_sample(init_params, rng, n_components, engine):
 
 
 def initial_params(init_params, rng, n_components, engine, covariance_floor,
-                   sample=None) -> MixtureParams:
+                   sample=None, sources=None) -> MixtureParams:
     """Draw the ``init_params`` start from ``rng`` for the data behind ``engine``.
 
     Parameters
@@ -325,6 +348,9 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
         Smallest eigenvalue allowed in the covariances.
     sample : ndarray of shape (n_sample_rows, n_features), optional
         The row sample of the k-means starts (:func:`init_sample`, taken here if not given).
+    sources : ndarray of shape (n_sample_rows, n_directions), optional
+        ``"kmeans-pursuit"``: :func:`pursuit_directions` of the sample, shared by the starts
+        of a fit (computed here if not given).
 
     Returns
     -------
@@ -341,7 +367,8 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
         "k-means++": lambda: kmeans_params(rng, n_components, sample, covariance_floor),
         "kmeans": lambda: kmeans_params(rng, n_components, sample, covariance_floor,
                                         KMEANS_ITERATIONS),
-        "kmeans-pursuit": lambda: pursuit_params(rng, n_components, sample, covariance_floor),
+        "kmeans-pursuit": lambda: pursuit_params(rng, n_components, sample, covariance_floor,
+                                                 sources),
     }
     return starts[init_params]()
 

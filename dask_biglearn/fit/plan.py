@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..initialization import apply_user_init, init_sample, initial_params
+from ..initialization import apply_user_init, init_sample, initial_params, pursuit_directions
 from ..model import FitState, MixtureParams
 from .loop import FitSettings, finish_fits, run_fits
 from .moves import MoveSettings, improve_by_moves
@@ -182,10 +182,13 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
         The rows the k-means starts worked on (None for the other starts).
     """
     sample = init_sample(plan.init_params, rng, plan.n_components, engine)
+    sources = None
+    if plan.init_params == "kmeans-pursuit":  # one FastICA for all the starts
+        sources = pursuit_directions(sample, int(rng.integers(2**31 - 1)))
 
     def initial(generator):
         params = initial_params(plan.init_params, generator, plan.n_components, engine,
-                                plan.covariance_floor, sample)
+                                plan.covariance_floor, sample, sources)
         return apply_user_init(params, weights_init=plan.weights_init,
                                means_init=plan.means_init,
                                precisions_init=plan.precisions_init,
