@@ -486,9 +486,13 @@ _COMMON_PARAMS_DOC = """
         are raised to it, keeping every covariance symmetric positive definite; must be > 0.
         It is in the units of the data's variance, so scale it with the data (the paper uses
         1e-2 on [0, 1]-scaled data and 1e-5 in its 2-D simulation).
-    init_params : {"random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit"}
-        Default ``"kmeans"`` for :class:`BigLearnGaussianMixture`, ``"random"`` (the paper's
+    init_params : {"random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit", \
+"auto"}
+        Default ``"auto"`` for :class:`BigLearnGaussianMixture`, ``"random"`` (the paper's
         start, from which plain EM is the baseline) for :class:`GaussianMixture`.
+        ``"auto"``: the ``n_init`` starts of ``"kmeans"``, and one ``"kmeans-pursuit"``
+        start more for every three of them (one start: ``"kmeans"``); the best by likelihood
+        wins.
         ``"random"``: the paper's initialisation in min-max-scaled units: means
         ``min + (max - min) * z`` with ``z ~ N(0, I)``, covariances ``diag((max - min)^2)``,
         equal weights; on data scaled to [0, 1] this is exactly the reference code's
@@ -785,7 +789,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
 
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
-                 covariance_floor=1e-6, init_params="kmeans", weights_init=None,
+                 covariance_floor=1e-6, init_params="auto", weights_init=None,
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
                  n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,

@@ -17,7 +17,8 @@ import numpy as np
 from .algebra import floor_eigenvalues, symmetrize
 from .model import MixtureParams
 
-INIT_METHODS = ("random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit")
+INIT_METHODS = ("random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit",
+                "auto")
 
 #: Rows of the sample the k-means starts work on: at least this many (all rows of smaller
 #: data), and at least :data:`INIT_SAMPLE_ROWS_PER_COMPONENT` per component.
@@ -300,7 +301,42 @@ def _nearest(rows, means):
     return sq.argmin(axis=1)
 
 
-SAMPLE_STARTS = ("k-means++", "kmeans", "kmeans-pursuit")
+SAMPLE_STARTS = ("k-means++", "kmeans", "kmeans-pursuit", "auto")
+
+
+#: ``init_params="auto"``: besides its ``n_init`` k-means starts, a fit makes one
+#: ``"kmeans-pursuit"`` start for every this many of them (at least one).
+AUTO_PURSUIT_EVERY = 3
+
+
+def start_kinds(init_params: str, n_init: int) -> list[str]:
+    """The start of each start of a fit with ``init_params`` and ``n_init``.
+
+    ``"auto"`` with several starts gives ``n_init`` ``"kmeans"`` starts (Euclidean), then
+    ``max(1, n_init // AUTO_PURSUIT_EVERY)`` more ``"kmeans-pursuit"`` starts (k-means in the
+    multimodal independent directions), so that a fit has starts for round clusters and
+    starts for clusters that Euclidean k-means cuts the wrong way; the plain EM of every
+    start then competes on the joint log-likelihood. Its first ``n_init`` starts are those of
+    ``"kmeans"`` (each start's generator is a child of the fit's, by index). With one start,
+    ``"auto"`` is ``"kmeans"``.
+
+    Parameters
+    ----------
+    init_params : str
+        One of :data:`INIT_METHODS`.
+    n_init : int
+        The estimator's ``n_init``.
+
+    Returns
+    -------
+    kinds : list of str
+        One start (other than ``"auto"``) per start of the fit.
+    """
+    if init_params != "auto":
+        return [init_params] * n_init
+    if n_init == 1:
+        return ["kmeans"]
+    return ["kmeans"] * n_init + ["kmeans-pursuit"] * max(1, n_init // AUTO_PURSUIT_EVERY)
 
 
 def init_sample(init_params, rng, n_components, engine):

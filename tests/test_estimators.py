@@ -366,22 +366,26 @@ def test_refinement_polishes_the_returned_model_with_plain_em(reproducible_data)
     assert stopped.n_iter_ == 20 and stopped.n_refine_iter_ == 0  # a stopped fit is not refined
 
 
-def test_default_fit_is_never_below_kmeans_started_em_with_the_same_starts():
+@pytest.mark.parametrize("init_params, n_starts", [("kmeans", 10), ("auto", 13)])
+def test_default_fit_is_never_below_kmeans_started_em_with_the_same_starts(init_params,
+                                                                           n_starts):
     """Every start's plain EM is a candidate: the default BigLearn-EM fit is at least the
     best of ``GaussianMixture(init_params="kmeans", n_init=10)`` with the same EM settings
-    and seed (the same ten starts), and explores only the best two."""
+    and seed (the same ten starts: ``"auto"``, the default, adds three pursuit starts to
+    them), and explores only the best two."""
     from dask_biglearn import BigLearnGaussianMixture
 
     X, _ = make_blobs(seed=4, n_samples=1500, n_features=3, n_components=8)
     seen = set()
     est = BigLearnGaussianMixture(8, max_iter=60, check_every=10, n_iter_no_change=30,
-                                  covariance_floor=1e-4, random_state=1, callbacks=[
+                                  init_params=init_params, covariance_floor=1e-4,
+                                  random_state=1, callbacks=[
                                       lambda s, e: seen.add((s.phase, s.restart))]).fit(X)
     em = GaussianMixture(8, init_params="kmeans", n_init=10, max_iter=200, tol=1e-3,
                          covariance_floor=1e-4, random_state=1).fit(X)
     assert est.lower_bound_ >= em.lower_bound_ - 1e-9
     explored = {r for phase, r in seen if phase == "explore"}
-    assert {r for phase, r in seen if phase == "warm-up"} == set(range(10))
+    assert {r for phase, r in seen if phase == "warm-up"} == set(range(n_starts))
     assert len(explored) == 2
 
 

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..initialization import apply_user_init, init_sample, initial_params, pursuit_directions
+from ..initialization import (
+    apply_user_init,
+    init_sample,
+    initial_params,
+    pursuit_directions,
+    start_kinds,
+)
 from ..model import FitState, MixtureParams
 from .loop import FitSettings, finish_fits, run_fits
 from .moves import MoveSettings, improve_by_moves
@@ -47,7 +53,8 @@ class FitPlan:
     init_params : {"random", "random_from_data", "k-means++", "kmeans"}
         How each start is drawn (:mod:`dask_biglearn.initialization`).
     n_init : int
-        Independent starts.
+        The estimator's independent starts (``init_params="auto"`` adds pursuit starts to
+        them: :func:`~dask_biglearn.initialization.start_kinds`).
     covariance_floor : float
         Eigenvalue floor of every covariance.
     explore : FitSettings
@@ -84,7 +91,8 @@ class FitPlan:
     @property
     def warms_up(self) -> bool:
         """Whether every start first runs plain EM and only the best explore."""
-        return self.n_explore is not None and self.n_explore < self.n_init
+        return self.n_explore is not None and self.n_explore < len(
+            start_kinds(self.init_params, self.n_init))
 
 
 @dataclass(frozen=True)
@@ -181,20 +189,21 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
     sample : ndarray of shape (n_rows, n_features) or None
         The rows the k-means starts worked on (None for the other starts).
     """
+    kinds = start_kinds(plan.init_params, plan.n_init)
     sample = init_sample(plan.init_params, rng, plan.n_components, engine)
     sources = None
-    if plan.init_params == "kmeans-pursuit":  # one FastICA for all the starts
+    if "kmeans-pursuit" in kinds:  # one FastICA for all the starts
         sources = pursuit_directions(sample, int(rng.integers(2**31 - 1)))
 
-    def initial(generator):
-        params = initial_params(plan.init_params, generator, plan.n_components, engine,
+    def initial(generator, index):
+        params = initial_params(kinds[index], generator, plan.n_components, engine,
                                 plan.covariance_floor, sample, sources)
         return apply_user_init(params, weights_init=plan.weights_init,
                                means_init=plan.means_init,
                                precisions_init=plan.precisions_init,
                                covariance_floor=plan.covariance_floor)
 
-    return start_states(initial, plan.n_init, rng), sample
+    return start_states(initial, len(kinds), rng), sample
 
 
 def _warm_up(engine, plan: FitPlan, starts, callbacks):

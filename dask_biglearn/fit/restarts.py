@@ -17,8 +17,8 @@ def start_states(initial_params, n_init: int, rng) -> list[FitState]:
     Parameters
     ----------
     initial_params : callable
-        ``initial_params(generator) -> MixtureParams``: a start's initial parameters, drawn
-        from its own generator.
+        ``initial_params(generator, index) -> MixtureParams``: the initial parameters of the
+        ``index``-th start, drawn from its own generator.
     n_init : int
         How many starts.
     rng : numpy.random.Generator
@@ -30,7 +30,7 @@ def start_states(initial_params, n_init: int, rng) -> list[FitState]:
         New states (``restart`` numbered from 0), each with the generator of its start.
     """
     generators = [rng] if n_init == 1 else rng.spawn(n_init)
-    return [FitState(initial_params(g), g, restart=i) for i, g in enumerate(generators)]
+    return [FitState(initial_params(g, i), g, restart=i) for i, g in enumerate(generators)]
 
 
 #: Starts whose log-likelihoods differ by less than this (relative) are equally good: the

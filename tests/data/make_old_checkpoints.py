@@ -27,9 +27,10 @@ KILL_AFTER = 25
 
 #: Each mode's estimator, as an expression (``X`` is :func:`data`).
 MODES = {
-    "biglearn-restarts": "BigLearnGaussianMixture(5, max_iter=80, n_init=4, random_state=3)",
+    "biglearn-restarts": ("BigLearnGaussianMixture(5, max_iter=80, n_init=4, "
+                          "init_params='kmeans', random_state=3)"),
     "biglearn-scalable": ("BigLearnGaussianMixture(5, max_iter=60, n_init=3, sample_size=1500,"
-                          " random_state=3)"),
+                          " init_params='kmeans', random_state=3)"),
     "em-restarts": "GaussianMixture(5, init_params='kmeans', n_init=4, tol=1e-8, "
                    "max_iter=300, random_state=3)",
 }

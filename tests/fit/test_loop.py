@@ -154,7 +154,7 @@ class CountingEngine(InProcessEngine):
 def _initial(data):
     from dask_biglearn.initialization import random_params as paper_random
 
-    return lambda rng: paper_random(rng, 4, data.min(axis=0), data.max(axis=0))
+    return lambda rng, index=0: paper_random(rng, 4, data.min(axis=0), data.max(axis=0))
 
 
 @pytest.mark.parametrize("settings", [BIGLEARN, PLAIN_EM], ids=["biglearn", "plain-em"])
