@@ -470,3 +470,20 @@ def test_a_store_with_a_missing_chunk_is_refused_unless_asked(made, tmp_path, sc
     code, _, err = _run([*_fit(partial, tmp_path / "m.dbl"), "--allow-missing-chunks", *sched],
                         capsys)
     assert code == 0, err
+
+
+def test_every_start_of_the_estimators_is_a_choice_of_fit(made, tmp_path, sched, capsys):
+    from dask_biglearn.initialization import INIT_METHODS
+
+    _, store = made
+    parser_choices = None
+    from dask_biglearn.cli import build_parser
+
+    for action in build_parser()._subparsers._group_actions[0].choices["fit"]._actions:
+        if action.dest == "init":
+            parser_choices = set(action.choices)
+    assert parser_choices == set(INIT_METHODS)
+    code, _, err = _run([*_fit(store, tmp_path / "m.dbl", "--init", "kmeans-pursuit",
+                               "--n-init", "2"), *sched], capsys)
+    assert code == 0, err
+    assert db.load(tmp_path / "m.dbl").init_params == "kmeans-pursuit"

@@ -335,7 +335,8 @@ def add_fit(sub):
     p.add_argument("--n-inner-iter", type=int, default=None)
     p.add_argument("--n-init", type=int, default=None)
     p.add_argument("--init", default=None,
-                   choices=["random", "random_from_data", "k-means++", "kmeans"])
+                   choices=["random", "random_from_data", "k-means++", "kmeans",
+                            "kmeans-pursuit", "auto"])
     p.add_argument("--sample-size", type=_sample_size, default=None,
                    help="scalable mode: rows, a fraction (0.01) or auto")
     p.add_argument("--covariance-floor", type=float, default=None)
