@@ -182,24 +182,44 @@ def kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations=
     MixtureParams
         The initial parameters.
     """
+    means, labels = kmeans_cells(rng, n_components, sample, lloyd_iterations)
+    return cell_params(sample, labels, means, covariance_floor)
+
+
+def kmeans_cells(rng, n_components, rows, lloyd_iterations=0):
+    """k-means++ seeds of ``rows`` (as scikit-learn's ``kmeans_plusplus`` draws them), then
+    ``lloyd_iterations`` of Lloyd's algorithm, and the cell of every row.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the seed of scikit-learn's draws.
+    n_components : int
+        Number of cells ``K``.
+    rows : ndarray of shape (n_rows, n_dims)
+    lloyd_iterations : int, default=0
+        Lloyd iterations after the seeding (0: the seeds are the centres).
+
+    Returns
+    -------
+    centres : ndarray of shape (n_components, n_dims)
+    labels : ndarray of shape (n_rows,)
+        The cell (nearest centre) of every row.
+    """
     from sklearn.cluster import KMeans, kmeans_plusplus
     from sklearn.exceptions import ConvergenceWarning
 
     seed = int(rng.integers(2**31 - 1))
-    means, _ = kmeans_plusplus(sample, n_components, random_state=seed)
-    if lloyd_iterations:
-        with warnings.catch_warnings():
-            # Fewer distinct rows than components: the empty cells are handled below, and a
-            # fit of data that degenerate warns once, at its end.
-            warnings.filterwarnings("ignore", "Number of distinct clusters",
-                                    ConvergenceWarning)
-            km = KMeans(n_components, init=means, n_init=1, max_iter=lloyd_iterations,
-                        random_state=seed).fit(sample)
-        means, labels = km.cluster_centers_, km.labels_
-    else:
-        sq = (sample**2).sum(axis=1)[:, None] - 2 * sample @ means.T + (means**2).sum(axis=1)
-        labels = sq.argmin(axis=1)
-    return cell_params(sample, labels, means, covariance_floor)
+    centres, _ = kmeans_plusplus(rows, n_components, random_state=seed)
+    if not lloyd_iterations:
+        return centres, _nearest(rows, centres)
+    with warnings.catch_warnings():
+        # Fewer distinct rows than components: empty cells are handled by cell_params, and
+        # a fit of data that degenerate warns once, at its end.
+        warnings.filterwarnings("ignore", "Number of distinct clusters", ConvergenceWarning)
+        km = KMeans(n_components, init=centres, n_init=1, max_iter=lloyd_iterations,
+                    random_state=seed).fit(rows)
+    return km.cluster_centers_, km.labels_
 
 
 #: Excess kurtosis below which a whitened independent component counts as multimodal (a
@@ -285,8 +305,7 @@ def pursuit_params(rng, n_components, sample, covariance_floor, sources=None,
         sources = pursuit_directions(sample, int(rng.integers(2**31 - 1)))
     if sources is None:  # no spread at all: nothing to pursue
         return kmeans_params(rng, n_components, sample, covariance_floor, lloyd_iterations)
-    start = kmeans_params(rng, n_components, sources, covariance_floor, lloyd_iterations)
-    labels = _nearest(sources, start.means)
+    _, labels = kmeans_cells(rng, n_components, sources, lloyd_iterations)
     counts = np.bincount(labels, minlength=n_components)
     sums = np.zeros((n_components, sample.shape[1]))
     np.add.at(sums, labels, sample)

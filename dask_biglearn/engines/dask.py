@@ -214,17 +214,17 @@ class DaskEngine(EngineBase):
             tasks.append((kernel, list(group), *offsets, *args))
         return tasks
 
-    def _range_tasks(self, kernel, args, ranges):
-        """``kernel([rows], *args)`` per piece of a block that the row ranges ``[start, stop)``
-        cover: a task reads only the blocks it needs."""
-        tasks = []
+    def _range_pieces(self, ranges):
+        """Tasks that read the pieces of blocks the row ranges ``[start, stop)`` cover: a
+        task reads only the block it needs."""
+        pieces = []
         for start, stop in ranges:
             for key, first, last in self._blocks:
                 lo, hi = max(start, first), min(stop, last)
                 if lo < hi:
-                    piece = (operator.getitem, key, (slice(lo - first, hi - first), slice(None)))
-                    tasks.append((kernel, [piece], *args))
-        return tasks
+                    pieces.append((operator.getitem, key,
+                                   (slice(lo - first, hi - first), slice(None))))
+        return pieces
 
     def _spec_argument(self, name, specs, n_tasks):
         """The specs as a task argument: inline while their copies take at most
@@ -256,8 +256,8 @@ class DaskEngine(EngineBase):
         leaves = self._group_tasks(pass_stats_batch, (specs_arg, self.block_rows))
         return self._reduction(name, leaves, combine_stat_lists, extra)
 
-    def _compute(self, graph, keys):
-        self.n_data_passes += 1
+    def _compute(self, graph, keys, full_pass=True):
+        self.n_data_passes += int(full_pass)
         get = get_scheduler(collections=[self.X]) or dask.threaded.get
         return get(graph, keys)
 
@@ -317,13 +317,12 @@ class DaskEngine(EngineBase):
         """
         specs = list(specs)
         name = f"{self._name}-rows-{next(self._passes)}"
-        leaves = self._range_tasks(pass_stats_batch, (specs, self.block_rows), ranges)
-        specs_arg, extra = self._spec_argument(name, specs, len(leaves))
-        leaves = [(kernel, pieces, specs_arg, *rest) for kernel, pieces, _, *rest in leaves]
+        pieces = self._range_pieces(ranges)
+        specs_arg, extra = self._spec_argument(name, specs, len(pieces))
+        leaves = [(pass_stats_batch, [piece], specs_arg, self.block_rows) for piece in pieces]
         self.rows_read += sum(stop - start for start, stop in ranges)
         graph, keys = self._reduction(name, leaves, combine_stat_lists, extra)
-        get = get_scheduler(collections=[self.X]) or dask.threaded.get
-        return combine_stat_lists(get(graph, keys))
+        return combine_stat_lists(self._compute(graph, keys, full_pass=False))
 
     def take_rows(self, indices) -> np.ndarray:
         """Rows by global index.

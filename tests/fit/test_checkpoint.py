@@ -6,20 +6,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture, datasets
 
-MODES = {
-    "biglearn-restarts": ("BigLearnGaussianMixture(5, max_iter=80, n_init=4, "
-                          "init_params='kmeans', random_state=3)"),
-    "biglearn-scalable": ("BigLearnGaussianMixture(5, max_iter=60, n_init=3, sample_size=1500,"
-                          " init_params='kmeans', random_state=3)"),
-    "em-restarts": "GaussianMixture(5, init_params='kmeans', n_init=4, tol=1e-8, "
-                   "max_iter=300, random_state=3)",
-}
+# The modes whose checkpoints were recorded (``tests/data/make_old_checkpoints.py``): the same
+# fits are killed and resumed here.
+sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+from make_old_checkpoints import MODES, RESULTS, checkpoint_path
 
 
 def same_arithmetic_env():
@@ -97,29 +94,16 @@ def test_a_checkpoint_of_another_fit_is_refused(tmp_path):
     BigLearnGaussianMixture(3, max_iter=5, checkpoint=path, random_state=0).fit(X)  # afresh
 
 
-def _recorded():
-    """The checkpoints recorded before the fit program left the estimator, and the results of
-    their fits run uninterrupted then (``tests/data/make_old_checkpoints.py``)."""
-    import sys
-    from pathlib import Path
-
-    data = Path(__file__).parents[1] / "data"
-    sys.path.insert(0, str(data))
-    from make_old_checkpoints import MODES, RESULTS, checkpoint_path
-
-    return MODES, np.load(RESULTS, allow_pickle=False), checkpoint_path
-
-
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_a_checkpoint_written_by_an_earlier_version_still_resumes(tmp_path, mode):
     import shutil
 
     from threadpoolctl import threadpool_limits
 
-    modes, results, checkpoint_path = _recorded()
+    results = np.load(RESULTS, allow_pickle=False)  # the uninterrupted fits, at 90d55af
     checkpoint = tmp_path / "old.ckpt"
     shutil.copyfile(checkpoint_path(mode), checkpoint)
-    resumed = eval(modes[mode])
+    resumed = eval(MODES[mode])
     resumed.set_params(checkpoint=checkpoint, resume=True)
     with threadpool_limits(1), pytest.warns(UserWarning, match="did not record its data"):
         resumed.fit(_data())
