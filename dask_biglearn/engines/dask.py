@@ -169,8 +169,8 @@ class DaskEngine(EngineBase):
         # Each block's key and its rows [start, stop) in the global row index (row order).
         stops = np.cumsum(block_rows).astype(int).tolist()
         starts = [0, *stops[:-1]]
-        self._blocks = list(zip(block_keys, starts, stops, strict=True))
-        self._block_offsets = dict(zip(block_keys, starts, strict=True))
+        self._blocks = {key: (start, stop)
+                        for key, start, stop in zip(block_keys, starts, stops, strict=True)}
 
     @staticmethod
     def _start_actors(client, placement):
@@ -210,7 +210,7 @@ class DaskEngine(EngineBase):
         if ``with_offsets``)."""
         tasks = []
         for group in self._groups:
-            offsets = ([self._block_offsets[k] for k in group],) if with_offsets else ()
+            offsets = ([self._blocks[k][0] for k in group],) if with_offsets else ()
             tasks.append((kernel, list(group), *offsets, *args))
         return tasks
 
@@ -219,7 +219,7 @@ class DaskEngine(EngineBase):
         task reads only the block it needs."""
         pieces = []
         for start, stop in ranges:
-            for key, first, last in self._blocks:
+            for key, (first, last) in self._blocks.items():
                 lo, hi = max(start, first), min(stop, last)
                 if lo < hi:
                     pieces.append((operator.getitem, key,
@@ -441,7 +441,7 @@ class DaskEngine(EngineBase):
             self._actors = None
         copies, persisted = self._copies, self._persisted
         self._copies, self._persisted = [], []
-        self.X, self._data_graph, self._groups, self._block_offsets = None, {}, [], {}
+        self.X, self._data_graph, self._groups, self._blocks = None, {}, [], {}
         if copies:
             self._client.cancel(copies)
         for future in persisted:
