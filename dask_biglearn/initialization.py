@@ -228,14 +228,20 @@ def kmeans_cells(rng, n_components, rows, lloyd_iterations=0):
 PLATYKURTIC = -0.2
 
 
+#: Rows the unmixing of :func:`pursuit_directions` is learnt on at most (FastICA's cost grows
+#: with them; its directions do not need more): every ``ceil(n / PURSUIT_ROWS)``-th row.
+PURSUIT_ROWS = 5000
+
+
 def pursuit_directions(sample, seed: int) -> np.ndarray:
     """The sample in its independent directions that look multimodal, standardised.
 
-    Whitens the sample, finds its independent components (scikit-learn's ``FastICA``) and
-    keeps those that are platykurtic: excess kurtosis below :data:`PLATYKURTIC` and at least
-    half the lowest (a direction that separates clusters is multimodal; the sample's noise
-    makes some Gaussian directions look a little platykurtic too, more of them the more
-    dimensions), or the single most non-Gaussian one if none is.
+    Whitens the sample, finds its independent components (scikit-learn's ``FastICA``, learnt
+    on at most :data:`PURSUIT_ROWS` evenly spaced rows of it) and keeps those that are
+    platykurtic: excess kurtosis below :data:`PLATYKURTIC` and at least half the lowest (a
+    direction that separates clusters is multimodal; the sample's noise makes some Gaussian
+    directions look a little platykurtic too, more of them the more dimensions), or the
+    single most non-Gaussian one if none is.
 
     Parameters
     ----------
@@ -258,10 +264,12 @@ def pursuit_directions(sample, seed: int) -> np.ndarray:
     if not s.size or not s[0] > 0:
         return None
     white = u[:, s > s[0] * 1e-8] * np.sqrt(len(sample))
+    step = -(-len(white) // PURSUIT_ROWS)  # the unmixing is learnt on evenly spaced rows
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        sources = FastICA(whiten=False, random_state=seed, max_iter=400,
-                          tol=1e-4).fit_transform(white)
+        ica = FastICA(whiten=False, random_state=seed, max_iter=400, tol=1e-4)
+        ica.fit(white[::step])
+    sources = white @ ica.components_.T
     sources = (sources - sources.mean(axis=0)) / np.maximum(sources.std(axis=0), 1e-300)
     kurtosis = (sources**4).mean(axis=0) - 3.0
     chosen = np.flatnonzero(kurtosis < min(PLATYKURTIC, 0.5 * kurtosis.min()))
