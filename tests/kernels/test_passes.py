@@ -7,7 +7,12 @@ from conftest import make_projection, needs_numba, random_params
 
 from dask_biglearn.algebra import estep_coefficients, project_params
 from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
-from dask_biglearn.kernels.passes import PassSpec, pass_stats, responsibilities_from_log_prob
+from dask_biglearn.kernels.passes import (
+    PassSpec,
+    pass_stats,
+    pass_stats_batch,
+    responsibilities_from_log_prob,
+)
 from dask_biglearn.kernels.stats import combine_stats
 
 
@@ -45,6 +50,21 @@ def test_what_leaves_a_block_is_small(blobs, kind, m):
              ("resp_sum", "first_moment", "second_moment", "log_lik_sum", "n_rows")]
     assert sum(sizes) == 4 * (1 + m + m * m) + 2
     assert stats.second_moment.shape == (4, m, m)
+
+
+def test_a_batch_equals_its_passes_one_by_one(blobs):
+    """Passes through the same features share their products; the mixed batch keeps order."""
+    X, _ = blobs
+    specs = [_spec(X, seed=1), _spec(X, "rotated_marginal", seed=2), _spec(X, seed=3),
+             _spec(X, seed=5, moments=False), _spec(X, seed=6), _spec(X, seed=7, moments=False)]
+    batch = pass_stats_batch([X[:200], X[200:]], specs, block_rows=64)
+    for spec, got in zip(specs, batch, strict=True):
+        alone = pass_stats([X], spec)
+        assert got.n_rows == alone.n_rows == len(X)
+        assert got.log_lik_sum == pytest.approx(alone.log_lik_sum, rel=1e-12)
+        np.testing.assert_allclose(got.resp_sum, alone.resp_sum, rtol=1e-12)
+        np.testing.assert_allclose(got.second_moment, alone.second_moment, rtol=1e-12,
+                                   atol=1e-9)
 
 
 def test_log_likelihood_only_pass(blobs):
