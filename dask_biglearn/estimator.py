@@ -516,13 +516,14 @@ _COMMON_PARAMS_DOC = """
         The scalable mode (:mod:`dask_biglearn.fit.scalable`): one pass draws this many rows
         (an int), this fraction of the rows (a float in (0, 1]) or ``"auto"`` rows (40 per
         free parameter of a component, per component, at least 20000), chosen by their
-        global index and the seed, into this process; the whole exploration (starts,
-        restarts and, for BigLearn-EM, matchings and moves) runs on them; then plain EM
-        passes over the full data refine the best explored model until ``refine_tol`` or
-        ``refine_max_iter``. A fit of big data then costs a few tens of passes over it. A
-        sample larger than the Dask setting ``biglearn.driver-sample-bytes`` (1 GiB) stays
-        on the workers, persisted (about ``sample_size`` rows, each kept when its key falls
-        below the fraction: see :mod:`dask_biglearn.kernels.sampling`).
+        global index and the seed; the whole exploration (starts, restarts and, for
+        BigLearn-EM, matchings and moves) runs on them; then plain EM passes over the full
+        data refine the best explored model until ``refine_tol`` or ``refine_max_iter``. A
+        fit of big data then costs a few tens of passes over it. On a ``distributed``
+        cluster the sample stays on the workers, persisted, and their cores run its passes;
+        on a local scheduler (or NumPy input) it is taken into this process (the Dask
+        setting ``biglearn.driver-sample-bytes`` changes both; the rows are the same either
+        way: see :mod:`dask_biglearn.kernels.sampling`).
         None: every pass reads the full data (the exact algorithm).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and (BigLearn-EM) every matching, subset and rotation. All
@@ -661,9 +662,11 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     wanders between good states), polished by plain EM (``refine_max_iter``).
 
     The defaults are those that ``benchmarks/bench_quality.py`` measured best: 10 k-means
-    starts advancing together (they share every read of the data), the paper's matchings,
-    the stopping rule and the plain-EM refinement. The paper's exact algorithm is one
-    setting away: ``BigLearnGaussianMixture(n_components, **PAPER_SETTINGS)``.
+    starts and 3 pursuit starts advancing together (they share every read of the data),
+    plain EM from each, the paper's matchings from the best two for as long as they beat
+    that EM (``n_iter_no_change``), the plain-EM refinement and split-merge moves. The
+    paper's exact algorithm is one setting away:
+    ``BigLearnGaussianMixture(n_components, **PAPER_SETTINGS)``.
 
     Parameters
     ----------
@@ -691,10 +694,18 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         The fit counts as converged (``converged_``) when the best checked joint
         log-likelihood rose by less than this over the last ``n_iter_no_change`` outer
         iterations (over the last check interval when that is None).
-    n_iter_no_change : int, default=100
+    n_iter_no_change : int, default=20
         The stopping rule, which needs no labels: stop once the best checked log-likelihood
         has risen by less than ``tol`` over this many outer iterations (judged at the checks).
-        None runs all ``max_iter`` outer iterations (the paper's algorithm).
+        After a warm-up, the warm-up's model counts as the first check: the matchings must
+        beat it. The default spends 20 outer iterations (100 passes) on a start whose
+        matchings find nothing better, and goes on for as long as they keep finding better
+        models. A larger value searches longer: 100, the default before, found no better
+        model on any problem of ``benchmarks/bench_quality.py`` at 3-6 times the cost, and
+        in 30-D (parallel cigars, 3000 rows) sometimes an overfitted one of higher training
+        likelihood. It still pays where the starts are all wrong and the matchings must do
+        the work (parallel cigars from k-means starts only). None runs all ``max_iter``
+        outer iterations (the paper's algorithm).
     refine_max_iter : int, default=200
         After the matchings, at most this many plain EM iterations (joint updates, no weight
         smoothing) from the returned model of each start, until the log-likelihood changes
@@ -791,7 +802,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, init_params="auto", weights_init=None,
                  means_init=None, precisions_init=None, check_every=20, tol=1e-3,
-                 n_iter_no_change=100, refine_max_iter=200, refine_tol=1e-3, n_init=10,
+                 n_iter_no_change=20, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
                  random_state=None, split_every=None, callbacks=None, checkpoint=None,
                  checkpoint_every=10, resume=False, verbose=0):

@@ -206,6 +206,15 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
     return start_states(initial, len(kinds), rng), sample
 
 
+def _explorer(warm: FitState) -> FitState:
+    """The exploring state of a warm-up's model: its log-likelihood is the first check, so
+    the matchings must beat the warm-up's EM to count, and the stopping rule judges them
+    from the start (``n_iter_no_change`` outer iterations without beating it end them)."""
+    return FitState(warm.best_params, warm.rng, restart=warm.restart,
+                    lower_bounds=[warm.best_lower_bound], best_params=warm.best_params,
+                    best_lower_bound=warm.best_lower_bound)
+
+
 def _warm_up(engine, plan: FitPlan, starts, callbacks):
     """Plain EM from every start; returns ``(warm states, the starts that explore)``, or
     ``(warm states, None)`` when a callback stopped the fit."""
@@ -219,8 +228,7 @@ def _warm_up(engine, plan: FitPlan, starts, callbacks):
     for _ in range(plan.n_explore):  # the best, near-ties to the first (see best_state)
         chosen.append(best_state(rest))
         rest = [s for s in rest if s is not chosen[-1]]
-    explorers = [FitState(s.best_params, s.rng, restart=s.restart)
-                 for s in sorted(chosen, key=lambda s: s.restart)]
+    explorers = [_explorer(s) for s in sorted(chosen, key=lambda s: s.restart)]
     return warm, explorers
 
 

@@ -7,7 +7,9 @@ each mode in :data:`MODES` it runs the fit in a child process that SIGKILLs itse
 ``tests/data/checkpoint-<mode>.ckpt``, and records the parameters of the same fit run to the
 end, uninterrupted, in ``tests/data/checkpoint_results.npz``. ``tests/fit/test_checkpoint.py``
 resumes each file with the code of the day and compares at 1e-10. The files were first
-written on main at 90d55af, before the fit program left the estimator (issue 14).
+written on main at 90d55af, before the fit program left the estimator (issue 14). The modes
+pin the defaults of that day that have changed since (``init_params``,
+``n_iter_no_change``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ KILL_AFTER = 25
 #: Each mode's estimator, as an expression (``X`` is :func:`data`).
 MODES = {
     "biglearn-restarts": ("BigLearnGaussianMixture(5, max_iter=80, n_init=4, "
-                          "init_params='kmeans', random_state=3)"),
+                          "init_params='kmeans', n_iter_no_change=100, "
+                          "random_state=3)"),
     "biglearn-scalable": ("BigLearnGaussianMixture(5, max_iter=60, n_init=3, sample_size=1500,"
-                          " init_params='kmeans', random_state=3)"),
+                          " init_params='kmeans', n_iter_no_change=100, "
+                          "random_state=3)"),
     "em-restarts": "GaussianMixture(5, init_params='kmeans', n_init=4, tol=1e-8, "
                    "max_iter=300, random_state=3)",
 }
