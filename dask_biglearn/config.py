@@ -9,9 +9,11 @@ variable (``DASK_BIGLEARN__COMPILED=0``, ``DASK_BIGLEARN__PERSIST=false``, ...):
     per process; the value travels to the workers inside every
     :class:`~dask_biglearn.kernels.passes.PassSpec`, so driver and workers always run the same
     code.
-``biglearn.driver-sample-bytes`` (default 1 GiB)
+``biglearn.driver-sample-bytes`` (default ``"auto"``)
     How big a row sample of the scalable mode may be and still be kept in the driver's
-    memory; a bigger one stays on the workers, persisted.
+    memory; a bigger one stays on the workers, persisted. ``"auto"``: none on a
+    ``distributed`` cluster (the workers hold the sample and explore on it with all their
+    cores), 1 GiB on a local scheduler.
 ``biglearn.persist`` (default ``"auto"``)
     On a ``distributed`` cluster, whether an engine persists the data it reads: ``"auto"``
     when it takes at most half of the cluster's memory, ``True`` always, ``False`` never
@@ -82,16 +84,26 @@ def _bytes(key: str, default: int) -> int:
     return int(parse_bytes(value) if isinstance(value, str) else value)
 
 
-def driver_sample_bytes() -> int:
+def driver_sample_bytes(on_cluster: bool) -> int:
     """The largest row sample of the scalable mode kept in the driver's memory.
 
     Read at every fit from ``biglearn.driver-sample-bytes`` (a number of bytes or a string
-    such as ``"512 MiB"``); a bigger sample stays on the workers, persisted.
+    such as ``"512 MiB"``, or ``"auto"``); a bigger sample stays on the workers, persisted.
+
+    Parameters
+    ----------
+    on_cluster : bool
+        Whether the data is on a ``distributed`` cluster, where ``"auto"`` keeps every
+        sample on the workers.
 
     Returns
     -------
     n_bytes : int
     """
+    import dask.config
+
+    if str(dask.config.get(DRIVER_SAMPLE_KEY, "auto")).strip().lower() == "auto":
+        return 0 if on_cluster else DRIVER_SAMPLE_BYTES
     return _bytes(DRIVER_SAMPLE_KEY, DRIVER_SAMPLE_BYTES)
 
 

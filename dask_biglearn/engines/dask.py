@@ -33,8 +33,9 @@ from ..kernels.sampling import (
     candidate_fraction,
     combine_samples,
     in_index_order,
-    rows_below_threshold,
+    rows_up_to_key,
     sample_blocks,
+    sample_key_threshold,
 )
 from ..kernels.stats import SuffStats, combine_stat_lists
 from ..kernels.summaries import combine_summaries, summarize_blocks
@@ -54,11 +55,11 @@ INLINE_SPEC_BYTES = 2**20
 ACTOR_START_TIMEOUT = 60
 
 
-def _rows_below(block, seed, fraction, block_info=None):
-    """:func:`~dask_biglearn.kernels.sampling.rows_below_threshold` of a chunk of a
+def _rows_up_to_key(block, seed, threshold, block_info=None):
+    """:func:`~dask_biglearn.kernels.sampling.rows_up_to_key` of a chunk of a
     ``map_blocks`` call, which knows the global index of the chunk's first row."""
     offset = int(block_info[0]["array-location"][0][0])
-    return rows_below_threshold(block, offset, seed, fraction)
+    return rows_up_to_key(block, offset, seed, threshold)
 
 
 class DaskEngine(EngineBase):
@@ -370,26 +371,29 @@ class DaskEngine(EngineBase):
             fraction = 1.0
 
     def persisted_sample(self, size: int, seed: int):
-        """About ``size`` rows chosen by their global index and ``seed``, kept on the workers.
+        """The rows of :meth:`take_sample`, kept on the workers.
 
-        Each chunk keeps its rows whose key falls below the fraction
-        (:func:`~dask_biglearn.kernels.sampling.rows_below_threshold`): one pass, nothing on
-        the driver, the same rows whatever the chunking.
+        The sample's largest key is found from the row indices alone
+        (:func:`~dask_biglearn.kernels.sampling.sample_key_threshold`, no data read); each
+        chunk then keeps its rows with keys at most that
+        (:func:`~dask_biglearn.kernels.sampling.rows_up_to_key`): one pass, nothing on the
+        driver, the same rows as :meth:`take_sample` whatever the chunking.
 
         Parameters
         ----------
         size : int
-            The expected number of rows.
+            Rows of the sample (all, if there are fewer).
         seed : int
 
         Returns
         -------
-        rows : dask.array.Array of shape (about size, n_features)
-            Persisted, float64, with known chunk sizes; the caller releases it (``del``).
+        rows : dask.array.Array of shape (min(size, n_samples), n_features)
+            Persisted, float64, in index order, with known chunk sizes; the caller releases
+            it (``del``).
         """
-        fraction = size / self.n_samples
+        threshold = sample_key_threshold(self.n_samples, int(seed), int(size))
         sample = self.X.map_blocks(
-            _rows_below, int(seed), fraction, dtype=np.float64,
+            _rows_up_to_key, int(seed), threshold, dtype=np.float64,
             chunks=((np.nan,) * self.X.numblocks[0], (self.n_features,)),
             meta=np.empty((0, self.n_features), dtype=np.float64))
         sample = sample.persist() if self._client is None else self._client.persist(sample)
@@ -401,10 +405,12 @@ class DaskEngine(EngineBase):
     def sample_engine(self, n_rows: int, seed: int):
         """An engine over a row sample, released when the context ends.
 
-        A sample of at most ``biglearn.driver-sample-bytes`` is taken into this process
-        (:meth:`take_sample`, an :class:`~dask_biglearn.engines.local.InProcessEngine`); a
-        bigger one stays on the workers (:meth:`persisted_sample`, an engine of this class
-        over it), and is released when the context ends.
+        On a ``distributed`` cluster the sample stays on the workers
+        (:meth:`persisted_sample`, an engine of this class over it, whose passes use every
+        worker's cores) and is released when the context ends; without one, or when
+        ``biglearn.driver-sample-bytes`` allows it, it is taken into this process
+        (:meth:`take_sample`, an :class:`~dask_biglearn.engines.local.InProcessEngine`).
+        Both hold the same rows.
 
         Parameters
         ----------
@@ -417,7 +423,7 @@ class DaskEngine(EngineBase):
         ------
         engine : InProcessEngine or DaskEngine
         """
-        if n_rows * self.n_features * 8 <= driver_sample_bytes():
+        if n_rows * self.n_features * 8 <= driver_sample_bytes(self._client is not None):
             with InProcessEngine(self.take_sample(n_rows, seed),
                                  compiled=self.compiled) as engine:
                 yield engine

@@ -6,9 +6,10 @@ without replacement. A block keeps its own smallest keys and samples combine by 
 smallest of their union, so any chunking, any grouping and any number of workers give the
 same rows. The driver orders the result by global index.
 
-A sample too big for the driver is taken block by block instead, without a combine: the rows
-whose key falls below ``fraction * 2**64`` (:func:`rows_below_threshold`), about ``fraction``
-of the rows, defined by index and seed alone.
+A sample kept on the workers is taken block by block instead, without a combine: the rows
+whose key is at most the ``size``-th smallest key of all rows (:func:`sample_key_threshold`,
+computed from the row indices alone, without reading the data; :func:`rows_up_to_key`): the
+same rows as the driver's sample.
 """
 
 from __future__ import annotations
@@ -193,11 +194,52 @@ def key_threshold(fraction: float) -> np.uint64:
     return np.uint64(min(2**64 - 1, int(max(0.0, fraction) * 2.0**64)))
 
 
-def rows_below_threshold(X, offset: int, seed: int, fraction: float) -> np.ndarray:
-    """The rows of block ``X`` whose key is below :func:`key_threshold`.
+#: Rows whose keys :func:`sample_key_threshold` hashes at a time (8 bytes each).
+KEY_PIECE_ROWS = 1 << 20
 
-    A sample each block takes alone, with no combine: about ``fraction`` of the rows, defined
-    by index and seed alone.
+
+def sample_key_threshold(n_rows: int, seed: int, size: int) -> np.uint64:
+    """The largest key of the sample of ``size`` of ``n_rows`` rows: its rows are those with
+    keys at most this.
+
+    Computed from the row indices alone (no data is read), a million rows at a time, keeping
+    only the candidates below :func:`candidate_fraction` (about ``size`` keys in memory).
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the data.
+    seed : int
+        Seed of the sample.
+    size : int
+        Rows of the sample, at least 1.
+
+    Returns
+    -------
+    threshold : numpy.uint64
+        The ``size``-th smallest key (the largest key when ``size >= n_rows``).
+    """
+    if size < 1:
+        raise ValueError(f"A sample holds at least one row, got size={size}.")
+    if size >= n_rows:
+        return np.uint64(2**64 - 1)
+    fraction = candidate_fraction(size, n_rows)
+    while True:
+        below = key_threshold(fraction)
+        candidates = [keys[keys < below] if fraction < 1.0 else keys
+                      for keys in (row_keys(start, min(start + KEY_PIECE_ROWS, n_rows), seed)
+                                   for start in range(0, n_rows, KEY_PIECE_ROWS))]
+        candidates = np.concatenate(candidates)
+        if len(candidates) >= size:
+            return np.partition(candidates, size - 1)[size - 1]
+        fraction = 1.0  # vanishingly rare: fewer candidates than rows asked for
+
+
+def rows_up_to_key(X, offset: int, seed: int, threshold) -> np.ndarray:
+    """The rows of block ``X`` whose key is at most ``threshold``.
+
+    A sample each block takes alone, with no combine: with
+    :func:`sample_key_threshold`'s threshold, the block's rows of the sample.
 
     Parameters
     ----------
@@ -207,8 +249,8 @@ def rows_below_threshold(X, offset: int, seed: int, fraction: float) -> np.ndarr
         Global index of the block's first row.
     seed : int
         Seed of the sample.
-    fraction : float
-        Expected fraction of rows kept.
+    threshold : numpy.uint64
+        The largest key kept.
 
     Returns
     -------
@@ -216,7 +258,7 @@ def rows_below_threshold(X, offset: int, seed: int, fraction: float) -> np.ndarr
         The kept rows, in block order, as float64.
     """
     keys = row_keys(offset, offset + X.shape[0], seed)
-    return np.asarray(X[keys < key_threshold(fraction)], dtype=np.float64)
+    return np.asarray(X[keys <= np.uint64(threshold)], dtype=np.float64)
 
 
 def in_index_order(sample: RowSample) -> np.ndarray:

@@ -64,18 +64,20 @@ def test_engines_are_context_managers(client, blobs):
 
 
 def test_a_sample_engine_releases_the_sample_it_placed_on_the_workers(client, blobs):
-    """Where the sample lives is the engine's choice (the driver up to
-    ``biglearn.driver-sample-bytes``, else the workers), and so is its release."""
+    """Where the sample lives is the engine's choice (on a cluster the workers, unless
+    ``biglearn.driver-sample-bytes`` lets the driver take it), and so is its release."""
     import dask
 
     X, _ = blobs
     with DaskEngine(da.from_array(X, chunks=(100, -1))) as engine:
         own = scheduler_keys(client)
-        with engine.sample_engine(200, seed=3) as on_sample:
-            assert isinstance(on_sample, InProcessEngine)
-        with dask.config.set({"biglearn.driver-sample-bytes": 100}), \
+        with dask.config.set({"biglearn.driver-sample-bytes": "1 MiB"}), \
                 engine.sample_engine(200, seed=3) as on_sample:
-            assert isinstance(on_sample, DaskEngine) and 100 < on_sample.n_samples < 300
+            assert isinstance(on_sample, InProcessEngine)
+            on_driver = on_sample.X.copy()
+        with engine.sample_engine(200, seed=3) as on_sample:
+            assert isinstance(on_sample, DaskEngine) and on_sample.n_samples == 200
+            np.testing.assert_array_equal(on_sample.X.compute(), on_driver)  # the same rows
             placed = scheduler_keys(client) - own  # the sample, persisted on the workers
             assert placed
         assert eventually(lambda: scheduler_keys(client) & placed, set()) == set()

@@ -66,3 +66,17 @@ def test_candidates_below_the_threshold_give_the_same_sample_from_few_rows_per_b
     limited = combine_samples(parts)
     np.testing.assert_array_equal(np.sort(limited.index), np.sort(full.index))
     assert candidate_fraction(10, 10) == 1.0
+
+
+@given(data=data_and_splits(), size=st.integers(1, 70), seed=st.integers(0, 2**63 - 1))
+def test_rows_up_to_the_threshold_are_the_sample(data, size, seed):
+    """Blocks that keep their rows up to the sample's largest key, alone and with no
+    combine, hold the sample's rows in index order."""
+    from dask_biglearn.kernels.sampling import rows_up_to_key, sample_key_threshold
+
+    X, cuts = data
+    whole = in_index_order(sample_blocks([X], [0], seed, size))
+    threshold = sample_key_threshold(len(X), seed, size)
+    bounds = [0, *cuts, len(X)]
+    kept = [rows_up_to_key(X[a:b], a, seed, threshold) for a, b in itertools.pairwise(bounds)]
+    np.testing.assert_array_equal(np.concatenate(kept), whole)
