@@ -1,11 +1,14 @@
 """One full EM pass of the in-process engine against one scikit-learn EM iteration.
 
-Same data, same parameters, single-threaded BLAS, median of ``--repeats`` runs, at
-N = 1e6, D = 16, K = 25 (full covariances), for float64 and float32 input. Also the achieved
+Same data, same parameters, single-threaded BLAS, median of ``--repeats`` runs, by default at
+N = 1e6, D = 16, K = 25 (full covariances), for float64 and float32 input; ``--n-features``
+and ``--n-components`` take several values to time a grid (issue 16's: ``--n-samples 20000
+--n-features 16 32 64 128 --n-components 20 200``). Also the achieved
 GFLOP/s of our pass, counting ``4 N K m^2`` flops (m = D for a joint pass), against the
 GEMM peak measured in the same run.
 
-Targets (issue): our pass <= 0.1 x scikit-learn's iteration; >= 50 % of the GEMM peak.
+Targets: our pass <= 0.1 x scikit-learn's iteration at D = 16, K = 25 (issue 3), <= 0.2 x at
+every D up to 128 for K = 20 and 200 (issue 16); >= 50 % of the GEMM peak.
 
 scikit-learn's iteration is timed as its E-step plus M-step (``_e_step``/``_m_step``: the
 private methods of its EM loop, called here only to time exactly one iteration).
@@ -59,45 +62,53 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--n-samples", type=int, default=1_000_000)
-    parser.add_argument("--n-features", type=int, default=16)
-    parser.add_argument("--n-components", type=int, default=25)
+    parser.add_argument("--n-features", type=int, nargs="+", default=[16],
+                        help="one or more D: every (D, K) pair is timed")
+    parser.add_argument("--n-components", type=int, nargs="+", default=[25],
+                        help="one or more K")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--output", default="results/bench_pass.json")
     args = parser.parse_args(argv)
 
-    n, d, k = args.n_samples, args.n_features, args.n_components
+    n = args.n_samples
     report = Report("pass", vars(args))
-    X64, w, m, c = make_problem(n, d, k, seed=0)
-    params = MixtureParams(w, m, c)
-    flops = 4 * n * k * d * d
     rows = []
     with threadpool_limits(1):
         peak = gemm_peak_gflops()
-        for dtype in args.dtypes:
-            X = X64.astype(dtype)
-            ours, ours_all = time_ours(X, params, args.repeats)
-            sk = sk_all = None
-            if not args.skip_sklearn:
-                sk, sk_all = time_sklearn(X, params, args.repeats)
-            gflops = flops / ours / 1e9
-            rows.append(report.add(
-                dtype=dtype, ours_s=ours, sklearn_s=sk,
-                ratio=None if sk is None else ours / sk,
-                speedup=None if sk is None else sk / ours,
-                gflops=gflops, peak_gflops=peak, peak_fraction=gflops / peak,
-                ours_times_s=ours_all, sklearn_times_s=sk_all,
-            ))
-    print(f"N={n} D={d} K={k}, single-threaded BLAS; GEMM peak {peak:.1f} GFLOP/s (float64)")
-    print_table(rows, ["dtype", "ours_s", "sklearn_s", "ratio", "speedup", "gflops",
-                       "peak_fraction"],
-                {"ours_s": ".3f", "sklearn_s": ".2f", "ratio": ".3f", "speedup": ".1f",
+        for d in args.n_features:
+            for k in args.n_components:
+                X64, w, m, c = make_problem(n, d, k, seed=0)
+                params = MixtureParams(w, m, c)
+                flops = 4 * n * k * d * d
+                for dtype in args.dtypes:
+                    X = X64.astype(dtype)
+                    ours, ours_all = time_ours(X, params, args.repeats)
+                    sk = sk_all = None
+                    if not args.skip_sklearn:
+                        sk, sk_all = time_sklearn(X, params, args.repeats)
+                    gflops = flops / ours / 1e9
+                    rows.append(report.add(
+                        n_samples=n, n_features=d, n_components=k,
+                        dtype=dtype, ours_s=ours, sklearn_s=sk,
+                        ratio=None if sk is None else ours / sk,
+                        speedup=None if sk is None else sk / ours,
+                        gflops=gflops, peak_gflops=peak, peak_fraction=gflops / peak,
+                        ours_times_s=ours_all, sklearn_times_s=sk_all,
+                    ))
+    print(f"N={n}, single-threaded BLAS; GEMM peak {peak:.1f} GFLOP/s (float64)")
+    print_table(rows, ["n_features", "n_components", "dtype", "ours_s", "sklearn_s", "ratio",
+                       "speedup", "gflops", "peak_fraction"],
+                {"ours_s": ".3f", "sklearn_s": ".3f", "ratio": ".3f", "speedup": ".1f",
                  "gflops": ".1f", "peak_fraction": ".0%"})
     ok_ratio = all(r["ratio"] is not None and r["ratio"] <= 0.1 for r in rows)
+    ok_ratio_02 = all(r["ratio"] is not None and r["ratio"] <= 0.2 for r in rows)
     ok_peak = all(r["peak_fraction"] >= 0.5 for r in rows)
-    report.summary(target_ratio_met=ok_ratio, target_peak_met=ok_peak, peak_gflops=peak)
+    report.summary(target_ratio_met=ok_ratio, target_ratio_02_met=ok_ratio_02,
+                   target_peak_met=ok_peak, peak_gflops=peak)
     print(f"targets: pass <= 0.1 x scikit-learn: {'met' if ok_ratio else 'NOT met'}; "
+          f"<= 0.2 x: {'met' if ok_ratio_02 else 'NOT met'}; "
           f">= 50% of GEMM peak: {'met' if ok_peak else 'NOT met'}")
     print(f"wrote {report.write(args.output)}  (load before/after: "
           f"{report.data['load_before']} / {report.data['load_after']})")
