@@ -19,7 +19,10 @@ Problems (``--problems``; every one is drawn anew for each seed):
 
 Methods (``--methods``), each seeded with the run's seed:
 
-* ``biglearn-default``: ``BigLearnGaussianMixture(K)`` as it ships, and ``biglearn-paper``:
+* ``biglearn-default``: ``BigLearnGaussianMixture(K)`` as it ships; ``biglearn-explore1``:
+  with ``n_explore=1`` (the matchings from the best warm-up model only);
+  ``biglearn-nochange100``: with ``n_iter_no_change=100`` (the default before issue 16's
+  probe); and ``biglearn-paper``:
   the paper's algorithm (``PAPER_SETTINGS``: random start, matching probabilities
   0.4 / 0.1 / 0.5, Beta(5, 1) subsets, weight smoothing 1/K, all ``max_iter`` outer
   iterations); the others change ``PAPER_SETTINGS`` as they say: ``biglearn-kmeans`` and
@@ -84,7 +87,8 @@ N_CIGAR_ROWS = 3000
 LABELLED = {"pendigits": 12, "vehicle": 4, "digits": 10, "wine": 3, "iris": 3,
             "breast-cancer": 2}
 PROBLEMS = ["paper-grid25", *SYNTHETIC, *CIGARS, *LABELLED]
-METHODS = ["biglearn-default", "biglearn-scalable-20", "biglearn-default-tol6", "biglearn-nomoves-tol6",
+METHODS = ["biglearn-default", "biglearn-explore1", "biglearn-nochange100",
+           "biglearn-scalable-20", "biglearn-default-tol6", "biglearn-nomoves-tol6",
            "biglearn-reseed-tol6", "biglearn-both-tol6", "biglearn-em-moves-tol6",
            "biglearn-paper", "biglearn-kmeans", "biglearn-kmeans-n4",
            "biglearn-kmeans-refine", "biglearn-kmeans-n4-stop-refine",
@@ -161,6 +165,9 @@ def make_model(method, k, seed, floor, max_iter, n_features=None):
         # parameter of a component, per component.
         "biglearn-scalable-20": lambda: BigLearnGaussianMixture(
             k, sample_size=20 * k * parameters_per_component(n_features), **bl_iter, **ours),
+        "biglearn-explore1": lambda: BigLearnGaussianMixture(k, n_explore=1, **bl_iter, **ours),
+        "biglearn-nochange100": lambda: BigLearnGaussianMixture(k, n_iter_no_change=100,
+                                                                **bl_iter, **ours),
         "biglearn-default-tol6": lambda: BigLearnGaussianMixture(k, refine_tol=1e-6,
                                                                  **bl_iter, **ours),
         "biglearn-nomoves-tol6": lambda: BigLearnGaussianMixture(

@@ -17,7 +17,8 @@ times ``--memory-limit``) is smaller than the store, and fitted out of core by:
   start, ``n_init=10``) on a uniform subsample of ``--subsample`` rows gathered to the driver.
 
 Reported per fit: test KL to the true mixture (on held-out rows), modes found, full-data
-passes, bytes read, wall time; a PNG of test KL against full-data passes. Run
+passes, bytes read, wall time, CPU seconds of the driver and of each worker (and, for the
+scalable modes, during the exploration on the sample alone); a PNG of test KL against full-data passes. Run
 ``python benchmarks/bench_scale.py --help``.
 """
 
@@ -59,7 +60,29 @@ class Curve:
             self.points.append((self.first_pass + state.iteration, self.kl_of(state.params)))
 
 
-def fit_one(method, X, truth, k, seed, args, kl_of):
+class ExplorationCpu:
+    """CPU seconds of each worker and of the driver during the exploration on the sample:
+    from the first warm-up event to the first full-data refinement event (a callback)."""
+
+    def __init__(self, client):
+        self.client, self.marks = client, {}
+
+    def __call__(self, state, event):
+        name = {"warm-up": "start", "refine-full": "stop"}.get(state.phase)
+        if name and name not in self.marks:
+            self.marks[name] = (self.client.run(time.process_time), time.process_time(),
+                                time.perf_counter())
+
+    def result(self):
+        """``{"explore_s", "explore_driver_cpu_s", "explore_worker_cpu_s": [...]}`` or {}."""
+        if len(self.marks) < 2:
+            return {}
+        (w0, d0, t0), (w1, d1, t1) = self.marks["start"], self.marks["stop"]
+        return {"explore_s": t1 - t0, "explore_driver_cpu_s": d1 - d0,
+                "explore_worker_cpu_s": [w1[w] - w0[w] for w in sorted(w0)]}
+
+
+def fit_one(method, X, truth, k, seed, args, kl_of, cpu=None):
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
     from dask_biglearn import PAPER_SETTINGS, BigLearnGaussianMixture, GaussianMixture
@@ -70,11 +93,12 @@ def fit_one(method, X, truth, k, seed, args, kl_of):
     n = X.shape[0]
     curve = Curve(kl_of, first_pass=2)  # the summary pass and the sample
     if method in ("scalable", "scalable-em"):
+        callbacks = [curve] if cpu is None else [curve, cpu]
         model = (BigLearnGaussianMixture(k, sample_size="auto", random_state=seed,
-                                         callbacks=[curve])
+                                         callbacks=callbacks)
                  if method == "scalable" else
                  GaussianMixture(k, init_params="kmeans", n_init=10, sample_size="auto",
-                                 random_state=seed, callbacks=[curve]))
+                                 random_state=seed, callbacks=callbacks))
         model.fit(X)
         return ((model.weights_, model.means_, model.covariances_), model.n_data_passes_,
                 model.bytes_read_, curve.points)
@@ -177,22 +201,36 @@ def main(argv=None):
                     f"({len(X.chunks[0])} chunks)")
                 for method in args.methods:
                     removed_before = _removed_workers(client)
+                    cpu = ExplorationCpu(client)
+                    workers_cpu, driver_cpu = client.run(time.process_time), time.process_time()
                     t0 = time.perf_counter()
                     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
                         (w, m, c), passes, nbytes, points = fit_one(method, X, truth, k, seed,
-                                                                    args, kl_of)
+                                                                    args, kl_of, cpu)
                     seconds = time.perf_counter() - t0
+                    driver_cpu = time.process_time() - driver_cpu
+                    workers_cpu = {w: t - workers_cpu.get(w, 0.0)
+                                   for w, t in client.run(time.process_time).items()}
                     found = datasets.modes_found(*truth, w, m)
                     kl = float(np.mean(log_q - datasets.mixture_log_density(X_test, w, m, c)))
                     row = report.add(seed=seed, method=method, kl=kl, modes=found,
                                      all_modes=found == k, passes=float(passes),
                                      gb_read=nbytes / 1e9, seconds=seconds,
                                      worker_restarts=_removed_workers(client) - removed_before,
-                                     curve=points)
+                                     driver_cpu_s=driver_cpu,
+                                     worker_cpu_s=[workers_cpu[w] for w in sorted(workers_cpu)],
+                                     **cpu.result(), curve=points)
                     rows.append(row)
                     curves.setdefault(method, []).append(points)
+                    explore = cpu.result()
                     log(f"  {method:18s} KL {kl:.4f}  modes {found}/{k}  passes {passes:.1f} "
-                        f" {nbytes / 1e9:.1f} GB  {seconds:.0f}s")
+                        f" {nbytes / 1e9:.1f} GB  {seconds:.0f}s  CPU s: driver "
+                        f"{driver_cpu:.0f}, workers "
+                        f"{[round(workers_cpu[w]) for w in sorted(workers_cpu)]}"
+                        + (f"; exploration {explore['explore_s']:.0f}s wall, driver "
+                           f"{explore['explore_driver_cpu_s']:.0f}, workers "
+                           f"{[round(t) for t in explore['explore_worker_cpu_s']]}"
+                           if explore else ""))
                 shutil.rmtree(path, ignore_errors=True)
     finally:
         cluster.close()
