@@ -743,7 +743,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     matchings_ : list of str
         The matching drawn at each outer iteration.
     best_iteration_ : int
-        Outer iteration whose parameters were returned.
+        Outer iteration whose parameters were returned (0 after a warm-up: the warm-up's
+        model, which no matching beat).
     n_iter_ : int
         Outer iterations run: ``max_iter``, or fewer when the stopping rule or a callback
         ended the fit.

@@ -46,3 +46,16 @@ def test_worker_side_code_reads_no_configuration():
     for path in (Path(dask_biglearn.__file__).parent / "kernels").glob("*.py"):
         text = path.read_text()
         assert "os.environ" not in text and "dask.config" not in text, path
+
+
+def test_the_driver_keeps_a_sample_only_off_a_cluster_unless_configured():
+    import dask
+
+    from dask_biglearn.config import DRIVER_SAMPLE_BYTES, driver_sample_bytes
+
+    assert driver_sample_bytes(on_cluster=True) == 0
+    assert driver_sample_bytes(on_cluster=False) == DRIVER_SAMPLE_BYTES
+    with dask.config.set({"biglearn.driver-sample-bytes": "512 MiB"}):
+        assert driver_sample_bytes(on_cluster=True) == driver_sample_bytes(False) == 2**29
+    with dask.config.set({"biglearn.driver-sample-bytes": "AUTO"}):
+        assert driver_sample_bytes(on_cluster=True) == 0

@@ -7,7 +7,9 @@ any pass) and :func:`run_plan` carries it out over an engine:
    own, the k-means starts sharing one row sample;
 2. **warm-up** (when ``n_explore < n_init``): plain EM from every start, all advancing
    together; the best ``n_explore`` go on;
-3. **exploration**: the main loop (BigLearn-EM's matchings, or plain EM) from those starts;
+3. **exploration**: the main loop (BigLearn-EM's matchings, or plain EM) from those starts
+   (after a warm-up, each explorer's first check is its warm-up model's log-likelihood: the
+   matchings must beat that EM, and the stopping rule judges them from there);
 4. **refinement** (``refine_explored``): plain EM from each explored model;
 5. **moves** (``moves``): split-merge or re-seeding from the best model so far
    (:mod:`~dask_biglearn.fit.moves`);
