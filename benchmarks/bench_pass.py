@@ -1,7 +1,8 @@
 """One full EM pass of the in-process engine against one scikit-learn EM iteration.
 
 Same data, same parameters, single-threaded BLAS, median of ``--repeats`` runs, by default at
-N = 1e6, D = 16, K = 25 (full covariances), for float64 and float32 input; ``--n-features``
+N = 1e6, D = 16, K = 25 (full covariances), for float64 and float32 input (``float32-products``: float32 input with
+``biglearn.float32-products`` on, the products in float32); ``--n-features``
 and ``--n-components`` take several values to time a grid (issue 16's: ``--n-samples 20000
 --n-features 16 32 64 128 --n-components 20 200``). Also the achieved
 GFLOP/s of our pass, counting ``4 N K m^2`` flops (m = D for a joint pass), against the
@@ -31,8 +32,11 @@ from dask_biglearn.model import MixtureParams
 from dask_biglearn.projection import Projection
 
 
-def time_ours(X, params, repeats):
-    engine = InProcessEngine(X)
+def time_ours(X, params, repeats, float32_products=False):
+    import dask
+
+    with dask.config.set({"biglearn.float32-products": float32_products}):
+        engine = InProcessEngine(X)
 
     def one_pass():
         em_update(engine, params, Projection.identity(), covariance_floor=1e-6,
@@ -67,7 +71,10 @@ def main(argv=None):
     parser.add_argument("--n-components", type=int, nargs="+", default=[25],
                         help="one or more K")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"],
+                        choices=["float64", "float32", "float32-products"],
+                        help="float32-products: float32 input with biglearn.float32-products "
+                             "on (scikit-learn gets the same float32 input)")
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--output", default="results/bench_pass.json")
     args = parser.parse_args(argv)
@@ -83,8 +90,9 @@ def main(argv=None):
                 params = MixtureParams(w, m, c)
                 flops = 4 * n * k * d * d
                 for dtype in args.dtypes:
-                    X = X64.astype(dtype)
-                    ours, ours_all = time_ours(X, params, args.repeats)
+                    X = X64.astype(dtype.removesuffix("-products"))
+                    ours, ours_all = time_ours(X, params, args.repeats,
+                                               float32_products=dtype == "float32-products")
                     sk = sk_all = None
                     if not args.skip_sklearn:
                         sk, sk_all = time_sklearn(X, params, args.repeats)

@@ -152,6 +152,9 @@ class Engine(Protocol):  # numpydoc ignore=PR01
         Whether passes run the compiled kernels (read once from
         :func:`dask_biglearn.config.compiled_kernels`, and sent to the workers in every
         spec).
+    float32_products : bool
+        Whether passes run their products in float32 (float32 data, see
+        :func:`dask_biglearn.config.float32_products`; sent to the workers in every spec).
     n_data_passes : int
         How many times the engine has read the whole data so far.
     """
@@ -160,6 +163,7 @@ class Engine(Protocol):  # numpydoc ignore=PR01
     n_features: int
     summaries: DataSummaries
     compiled: bool
+    float32_products: bool
     n_data_passes: int
 
     def run_passes(self, specs) -> list[SuffStats]:

@@ -24,6 +24,7 @@ from ..config import (
     actors_policy,
     compiled_kernels,
     driver_sample_bytes,
+    float32_products,
     persist_policy,
 )
 from ..config import split_every as resolve_split_every
@@ -127,6 +128,7 @@ class DaskEngine(EngineBase):
         self.split_every = resolve_split_every(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
+        self.float32_products = float32_products(X.dtype)
         self.inline_spec_bytes = int(inline_spec_bytes)
         # Unique per engine: concurrent fits on the same data must not share task keys.
         self._name = f"biglearn-pass-{uuid.uuid4().hex}"

@@ -6,7 +6,7 @@ import contextlib
 
 import numpy as np
 
-from ..config import compiled_kernels
+from ..config import compiled_kernels, float32_products
 from ..kernels.features import FeatureCache, default_block_rows
 from ..kernels.passes import pass_stats_batch
 from ..kernels.sampling import in_index_order, sample_blocks
@@ -43,12 +43,14 @@ class InProcessEngine(EngineBase):
         self.X = X
         self.n_samples, self.n_features = (int(s) for s in X.shape)
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
+        self.float32_products = float32_products(X.dtype)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.summaries = data_summaries(summarize_blocks([X]))
         self.n_data_passes = 1  # the summary pass
         self.rows_read = 0  # by mini-batches, beyond the full passes
         self._cache = FeatureCache(X, self.summaries.shift, self.block_rows,
-                                   feature_cache_bytes, compiled=self.compiled)
+                                   feature_cache_bytes, compiled=self.compiled,
+                                   dtype=np.float32 if self.float32_products else np.float64)
 
     @property
     def features_cached(self) -> bool:

@@ -226,7 +226,8 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
     shift_y = shift if projection is None else projection @ shift
     theta = estep_coefficients(params.weights, means_y, covs_y, shift_y,
                                compiled=engine.compiled)
-    return PassSpec(theta, shift, projection, moments, engine.compiled), shift_y
+    return PassSpec(theta, shift, projection, moments, engine.compiled,
+                    engine.float32_products), shift_y
 
 
 def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration):

@@ -114,8 +114,8 @@ def row_blocks(n_rows: int, block_rows: int):
 _scratch = threading.local()
 
 
-def scratch_buffer(name: str, size: int) -> np.ndarray:
-    """A float64 buffer of ``size`` elements, reused across calls in this thread.
+def scratch_buffer(name: str, size: int, dtype=np.float64) -> np.ndarray:
+    """A buffer of ``size`` elements, reused across calls in this thread.
 
     Passes reuse their temporaries instead of allocating them every time: large fresh
     allocations cost page faults, all the more under distributed's nanny, which sets
@@ -127,6 +127,8 @@ def scratch_buffer(name: str, size: int) -> np.ndarray:
         Which of the thread's buffers to use; each name has its own.
     size : int
         Number of elements needed; the buffer grows when it is smaller.
+    dtype : dtype, default=numpy.float64
+        Its type (each name has one buffer per type).
 
     Returns
     -------
@@ -137,14 +139,16 @@ def scratch_buffer(name: str, size: int) -> np.ndarray:
     buffers = getattr(_scratch, "buffers", None)
     if buffers is None:
         buffers = _scratch.buffers = {}
-    buf = buffers.get(name)
+    key = (name, np.dtype(dtype).char)
+    buf = buffers.get(key)
     if buf is None or buf.size < size:
-        buf = buffers[name] = np.empty(size)
+        buf = buffers[key] = np.empty(size, dtype=dtype)
     return buf[:size]
 
 
-def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndarray:
-    """Quadratic features of ``x' = x - shift``, one *column* per row of ``X``, in float64.
+def quadratic_features(X, shift, out=None, *, compiled: bool = False,
+                       dtype=np.float64) -> np.ndarray:
+    """Quadratic features of ``x' = x - shift``, one *column* per row of ``X``.
 
     Row ``0`` is ones, rows ``1..D`` are ``x'``, the remaining rows are ``x'_i x'_j`` for
     ``i <= j`` (row-major upper triangle).
@@ -156,10 +160,13 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
     shift : ndarray of shape (n_features,)
         Centre subtracted from every row.
     out : ndarray of shape (n_quadratic_features(n_features), n_samples), optional
-        Scratch buffer to write into (float64, C-contiguous).
+        Scratch buffer to write into (of type ``dtype``, C-contiguous).
     compiled : bool, default=False
         Use the numba twin of :mod:`dask_biglearn.kernels._compiled` (the same values, bit
         for bit); ``False`` runs this NumPy code, the reference.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Type of the features (of ``out`` when given): ``x'`` is formed in float64 and
+        rounded, the products are of the rounded values.
 
     Returns
     -------
@@ -167,7 +174,7 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
         The features, one column per row of ``X`` (``out`` when given).
     """
     n, d = X.shape
-    F_t = np.empty((n_quadratic_features(d), n)) if out is None else out
+    F_t = np.empty((n_quadratic_features(d), n), dtype=dtype) if out is None else out
     if compiled:
         return quadratic_features_into(X, np.asarray(shift, dtype=np.float64), F_t)
     F_t[0] = 1.0
@@ -182,8 +189,9 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False) -> np.ndar
     return F_t
 
 
-def projected_features(X, shift, projection, out=None, *, compiled: bool = False) -> np.ndarray:
-    """Quadratic features of ``y' = P (x - shift)``, one column per row of ``X``, in float64.
+def projected_features(X, shift, projection, out=None, *, compiled: bool = False,
+                       dtype=np.float64) -> np.ndarray:
+    """Quadratic features of ``y' = P (x - shift)``, one column per row of ``X``.
 
     The features of ``x - shift`` when ``projection`` is None (see
     :func:`quadratic_features`).
@@ -197,10 +205,12 @@ def projected_features(X, shift, projection, out=None, *, compiled: bool = False
     projection : ndarray of shape (n_dims, n_features) or None
         Rows of ``P``; None means the identity.
     out : ndarray of shape (n_quadratic_features(n_dims), n_samples), optional
-        Scratch buffer to write into (float64, C-contiguous).
+        Scratch buffer to write into (of type ``dtype``, C-contiguous).
     compiled : bool, default=False
         Use the numba twin (the same values, bit for bit); ``False`` runs the NumPy
         reference.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Type of the features (``y'`` is formed in float64).
 
     Returns
     -------
@@ -209,12 +219,14 @@ def projected_features(X, shift, projection, out=None, *, compiled: bool = False
         projection).
     """
     if projection is None:
-        return quadratic_features(X, shift, out=out, compiled=compiled)
+        return quadratic_features(X, shift, out=out, compiled=compiled, dtype=dtype)
     Y = np.subtract(X, shift, dtype=np.float64) @ projection.T
-    return quadratic_features(Y, np.zeros(projection.shape[0]), out=out, compiled=compiled)
+    return quadratic_features(Y, np.zeros(projection.shape[0]), out=out, compiled=compiled,
+                              dtype=dtype)
 
 
-def block_features(X, shift, projection, block_rows: int, *, compiled: bool = False):
+def block_features(X, shift, projection, block_rows: int, *, compiled: bool = False,
+                   dtype=np.float64):
     """Yield the features of ``X`` sub-block by sub-block, in a reused buffer.
 
     Each sub-block's features are written into this thread's scratch buffer (see
@@ -233,6 +245,8 @@ def block_features(X, shift, projection, block_rows: int, *, compiled: bool = Fa
     compiled : bool, default=False
         Use the numba twin (the same values, bit for bit); ``False`` runs the NumPy
         reference.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Type of the features.
 
     Yields
     ------
@@ -242,8 +256,10 @@ def block_features(X, shift, projection, block_rows: int, *, compiled: bool = Fa
     """
     width = n_quadratic_features(X.shape[1] if projection is None else projection.shape[0])
     for start, stop in row_blocks(X.shape[0], block_rows):
-        buf = scratch_buffer("features", (stop - start) * width).reshape(width, stop - start)
-        yield projected_features(X[start:stop], shift, projection, out=buf, compiled=compiled)
+        buf = scratch_buffer("features", (stop - start) * width, dtype)
+        yield projected_features(X[start:stop], shift, projection,
+                                 out=buf.reshape(width, stop - start), compiled=compiled,
+                                 dtype=dtype)
 
 
 def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
@@ -298,6 +314,8 @@ class FeatureCache:
     max_projections : int, default=8
         Most projections whose features are kept at once (least recently used dropped
         first).
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Type of the kept features (the products of the passes that use them).
 
     Attributes
     ----------
@@ -313,34 +331,38 @@ class FeatureCache:
         Most projections kept.
     compiled : bool
         Whether the numba twin computes the features.
+    dtype : numpy.dtype
+        Type of the kept features.
     """
 
     def __init__(self, X, shift, block_rows: int, max_bytes: int, *, compiled: bool = False,
-                 max_projections: int = 8):
+                 max_projections: int = 8, dtype=np.float64):
         self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.block_rows = int(block_rows)
         self.max_bytes = int(max_bytes)
         self.max_projections = int(max_projections)
         self.compiled = bool(compiled)
+        self.dtype = np.dtype(dtype)
         self._features = None
         if self._bytes(X.shape[1]) <= self.max_bytes:
             self._features = self._build(None)
         self._projected = []  # (copy of P, its block features, their buffer), oldest first
 
     def _bytes(self, n_dims: int) -> int:
-        return 8 * self.X.shape[0] * n_quadratic_features(n_dims)
+        return self.dtype.itemsize * self.X.shape[0] * n_quadratic_features(n_dims)
 
     def _build(self, projection, buffer=None):
-        """Features of each sub-block, written into ``buffer`` (flat float64) if given."""
+        """Features of each sub-block, written into ``buffer`` (flat, of the cache's type) if
+        given."""
         n_rows, n_features = self.X.shape
         width = n_quadratic_features(n_features if projection is None else projection.shape[0])
         if buffer is None:
-            buffer = np.empty(width * n_rows)
+            buffer = np.empty(width * n_rows, dtype=self.dtype)
         return [
             projected_features(self.X[start:stop], self.shift, projection,
                                out=buffer[width * start : width * stop].reshape(width, -1),
-                               compiled=self.compiled)
+                               compiled=self.compiled, dtype=self.dtype)
             for start, stop in row_blocks(n_rows, self.block_rows)
         ]
 
@@ -352,7 +374,7 @@ class FeatureCache:
         cached += len(self._projected) * self._bytes(n_features)
         if (len(self._projected) < self.max_projections
                 and cached + self._bytes(n_features) <= self.max_bytes):
-            return np.empty(self._bytes(n_features) // 8)
+            return np.empty(self._bytes(n_features) // self.dtype.itemsize, dtype=self.dtype)
         if self._projected:
             return self._projected.pop(0)[2]
         return None

@@ -50,6 +50,22 @@ def test_distributed_update_matches_reference(client, blobs, kind, chunks, split
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_float32_products_on_a_cluster_match_the_reference(client, blobs, kind):
+    """``biglearn.float32-products`` reaches the workers in every spec: float32 chunks are
+    passed in float32 there too, to 1e-5 of the float64 reference on the same values."""
+    X, _ = blobs
+    X32 = X.astype(np.float32)
+    params = random_params(7, X, 4)
+    P = make_projection(kind, X.shape[1], seed=11)
+    with dask.config.set({"biglearn.float32-products": True}):
+        got, shift = dask_update(X32, 97, params, P)
+    assert_matches_reference(X32.astype(np.float64), params, P, got, shift, tol=1e-5)
+    exact, shift = dask_update(X32, 97, params, P)  # off: float64, exact
+    assert_matches_reference(X32.astype(np.float64), params, P, exact, shift)
+    assert np.abs(got[0].covariances - exact[0].covariances).max() > 0  # it did differ
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_threaded_update_matches_in_process(blobs, kind):
     X, _ = blobs
     params = random_params(8, X, 4)
