@@ -110,3 +110,17 @@ def test_an_interrupted_predict_leaves_nothing(stores, tmp_path, sig):
         assert (code, sig) in [(130, signal.SIGINT), (143, signal.SIGTERM)], (code, err)
         assert "interrupted" in err or "terminated" in err, err
         assert list(tmp_path.iterdir()) == []
+
+
+def test_the_embedded_cluster_leaves_no_python_code_in_this_process_collections():
+    """A signal that lands in a gc callback is swallowed ("Exception ignored"): the embedded
+    scheduler's GC diagnosis is turned off, so Ctrl-C and SIGTERM always reach the command."""
+    import gc
+
+    from dask_biglearn.cli.cluster import _local_cluster
+
+    args = argparse.Namespace(n_workers=1, memory_limit="400MB", dashboard_address=None,
+                              verbose=False)
+    with _local_cluster(args) as cluster:
+        assert len(cluster.workers) == 1
+        assert not any("GCDiagnosis" in getattr(cb, "__qualname__", "") for cb in gc.callbacks)

@@ -154,18 +154,24 @@ def _local_cluster(args):
     ignored (a disposition they inherit; a Ctrl-C while they start is lost) and log nothing
     below CRITICAL (ERROR with ``--verbose``)."""
     from distributed import LocalCluster
+    from distributed.gc import disable_gc_diagnosis
 
     quiet = logging.ERROR if getattr(args, "verbose", False) else logging.CRITICAL
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        return LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
-                            memory_limit=args.memory_limit,
-                            dashboard_address=args.dashboard_address,
-                            worker_dashboard_address=None, silence_logs=quiet)
+        cluster = LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
+                               memory_limit=args.memory_limit,
+                               dashboard_address=args.dashboard_address,
+                               worker_dashboard_address=None, silence_logs=quiet)
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+    # The scheduler runs in this process, and its GC diagnosis (a log of long collections)
+    # runs Python code in every collection: a Ctrl-C or SIGTERM that lands there is
+    # swallowed ("Exception ignored in ... _gc_callback") and the command runs on.
+    disable_gc_diagnosis(force=True)
+    return cluster
 
 
 @contextlib.contextmanager
