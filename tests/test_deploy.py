@@ -196,8 +196,10 @@ def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp
     assert main(["make-data", str(store), "--n-samples", "20000", "--n-features", "2",
                  "--n-components", "6", "--chunk-rows", "5000", "--separation", "1.5",
                  "--quiet", *sched]) == 0
+    # 20 passes an outer iteration: long enough to be killed some loops in (the default's
+    # matchings stop after 20 outer iterations that do not beat the warm-up).
     fit = ["fit", str(store), "--n-components", "6", "--max-iter", "60", "--n-init", "3",
-           "--quiet", *sched]
+           "--n-inner-iter", "20", "--quiet", *sched]
     assert main([*fit, "--model", str(tmp_path / "whole.dbl")]) == 0
     checkpoint = tmp_path / "fit.ckpt"
     argv = [sys.executable, "-m", "dask_biglearn.cli", *fit, "--model",
