@@ -13,6 +13,7 @@ kernels of :mod:`dask_biglearn.kernels.scoring`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -48,6 +49,7 @@ from .validation import (
     check_generator,
     check_n_samples,
     check_subset,
+    check_warm_start,
     is_dask_array,
     is_data_array,
 )
@@ -123,6 +125,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
+        "warm_start": ["boolean"],
         "sample_size": [None, StrOptions({"auto"}), _positive(1),
                         Interval(RealNotInt, 0, 1, closed="right")],
         "refine_max_iter": [_positive(0)],
@@ -145,9 +148,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     }
 
     def __init__(self, n_components, *, max_iter, tol, n_init, covariance_floor, init_params,
-                 weights_init, means_init, precisions_init, sample_size, refine_max_iter,
-                 refine_tol, random_state, split_every, callbacks, checkpoint,
-                 checkpoint_every, resume, verbose):
+                 weights_init, means_init, precisions_init, warm_start, sample_size,
+                 refine_max_iter, refine_tol, random_state, split_every, callbacks,
+                 checkpoint, checkpoint_every, resume, verbose):
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -157,6 +160,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.warm_start = warm_start
         self.sample_size = sample_size
         self.refine_max_iter = refine_max_iter
         self.refine_tol = refine_tol
@@ -206,12 +210,16 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        start = self._warm_start_parameters()
         X, _ = check_array(self, X, reset=True)
         n_samples, n_features = (int(s) for s in X.shape)
         check_n_samples(n_samples, self.n_components)
         plan = self._fit_plan(n_samples, n_features)
+        if start is not None:
+            check_warm_start(start, self.n_components, n_features)
+            plan = dataclasses.replace(plan, init_params="random", n_init=1, **start)
         with verbosity(self.verbose), make_engine(
-                X, split_every=self.split_every) as engine, self._journal(X, engine):
+                X, split_every=self.split_every) as engine, self._journal(X, engine, start):
             result = run_plan(engine, plan, check_generator(self.random_state),
                               self.callbacks or ())
             passes = int(engine.n_data_passes)
@@ -250,14 +258,27 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             if name in values:
                 setattr(self, name, kind(values[name]))
 
-    def _journal(self, X, engine):
+    def _warm_start_parameters(self) -> dict | None:
+        """With ``warm_start`` on a fitted estimator: the fitted model as the ``*_init``
+        arrays of the next fit's one start; else None."""
+        if not (self.warm_start and hasattr(self, "means_")):
+            return None
+        return {"weights_init": self.weights_, "means_init": self.means_,
+                "precisions_init": self.precisions_}
+
+    def _journal(self, X, engine, start=None):
         """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
         bound to the fit's settings and to its data: the shape, the dtype and the summary
-        pass's fingerprint (rows, mean, variance, min, max: the same whatever the chunking)."""
+        pass's fingerprint (rows, mean, variance, min, max: the same whatever the chunking),
+        and, for a warm start, to the model it starts from."""
         if self.checkpoint is None:
             return contextlib.nullcontext()
-        params, _ = jsonable_parameters(self._saved_parameters(identity=True),
-                                        hash_arrays=True)
+        saved = self._saved_parameters(identity=True)
+        saved.pop("warm_start")  # what it changes is the start, named below when used
+        if start is not None:
+            saved.update(n_init=1, init_params="random",
+                         **{f"warm_start/{name}": value for name, value in start.items()})
+        params, _ = jsonable_parameters(saved, hash_arrays=True)
         summaries = engine.summaries
         fingerprint = {"n_samples": int(summaries.n_samples),
                        **{name: [float(v) for v in getattr(summaries, name)]
@@ -512,6 +533,11 @@ _COMMON_PARAMS_DOC = """
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precision matrices
         ``(n_components, n_features, n_features)``; each replaces its part of ``init_params``.
+    warm_start : bool, default=False
+        When the estimator is fitted, the next ``fit`` starts from the fitted parameters
+        (one start: ``n_init``, ``init_params`` and the ``*_init`` arrays are then ignored),
+        as scikit-learn's ``warm_start`` does. The data must have the fitted number of
+        features. ``fit --init-model`` of the command line starts from a saved model.
     sample_size : None, "auto", int or float, default=None
         The scalable mode (:mod:`dask_biglearn.fit.scalable`): one pass draws this many rows
         (an int), this fraction of the rows (a float in (0, 1]) or ``"auto"`` rows (40 per
@@ -619,7 +645,7 @@ class GaussianMixture(_BaseGaussianMixture):
 
     def __init__(self, n_components=1, *, max_iter=100, tol=1e-3, n_init=1,
                  covariance_floor=1e-6, init_params="random", weights_init=None,
-                 means_init=None, precisions_init=None, sample_size=None,
+                 means_init=None, precisions_init=None, warm_start=False, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
                  verbose=0):
@@ -627,7 +653,7 @@ class GaussianMixture(_BaseGaussianMixture):
             n_components, max_iter=max_iter, tol=tol, n_init=n_init,
             covariance_floor=covariance_floor, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
-            sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             verbose=verbose)
@@ -802,7 +828,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, init_params="auto", weights_init=None,
-                 means_init=None, precisions_init=None, check_every=20, tol=1e-3,
+                 means_init=None, precisions_init=None, warm_start=False, check_every=20,
+                 tol=1e-3,
                  n_iter_no_change=20, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
                  random_state=None, split_every=None, callbacks=None, checkpoint=None,
@@ -811,7 +838,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             n_components, max_iter=max_iter, tol=tol, n_init=n_init,
             covariance_floor=covariance_floor, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
-            sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             verbose=verbose)

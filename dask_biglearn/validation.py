@@ -223,6 +223,32 @@ def check_n_samples(n_samples, n_components):
         )
 
 
+def check_warm_start(start, n_components, n_features):
+    """Refuse a warm start from a model that does not fit the next fit's shape.
+
+    Parameters
+    ----------
+    start : dict
+        The fitted model as ``weights_init``, ``means_init`` and ``precisions_init``.
+    n_components : int
+        Components the next fit asks for.
+    n_features : int
+        Features of its data.
+
+    Raises
+    ------
+    ValueError
+        If the fitted model has another number of components or features.
+    """
+    k, d = np.shape(start["means_init"])
+    if (k, d) != (n_components, n_features):
+        raise ValueError(
+            f"warm_start=True starts from the fitted model, of {k} components in {d} "
+            f"features, but this fit asks for {n_components} components and its data has "
+            f"{n_features} features: set warm_start=False (or refit a new estimator)."
+        )
+
+
 def check_generator(random_state) -> np.random.Generator:
     """A ``numpy.random.Generator`` from scikit-learn's ``random_state`` conventions.
 

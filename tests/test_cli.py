@@ -1,5 +1,6 @@
 """The command line, end to end on its own LocalCluster."""
 
+import numpy as np
 import pytest
 
 from dask_biglearn.cli import build_parser, main
@@ -168,3 +169,30 @@ def test_bad_arguments_stores_and_files_exit_non_zero_with_one_line(made, local_
     lines = [line for line in err.splitlines() if "error" in line]
     assert len(lines) == 1
     assert sorted(p.name for p in root.iterdir()) == before  # nothing written
+
+
+def test_fit_starts_from_a_saved_model(made, local_cluster, capsys):
+    """``fit --init-model``: the saved model is the fit's one start (plain EM with no
+    iteration returns it), and a start that does not fit the fit is refused first."""
+    from dask_biglearn import load
+
+    root, store = made
+    sched = ["--scheduler", local_cluster.scheduler_address]
+    first, again = root / "first.dbl", root / "again.dbl"
+    assert _run(["fit", str(store), "--n-components", "4", "--method", "em", "--init",
+                 "kmeans", "--max-iter", "5", "--model", str(first), "--quiet", *sched],
+                capsys)[0] == 0
+    assert _run(["fit", str(store), "--n-components", "4", "--method", "em", "--max-iter",
+                 "0", "--init-model", str(first), "--model", str(again), "--quiet", *sched],
+                capsys)[0] == 0
+    a, b = load(first), load(again)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.covariances_, a.covariances_, rtol=0, atol=1e-12)
+    for argv, code, words in [
+        (["--n-components", "3"], 2, "has 4 components"),
+        (["--n-components", "4", "--n-init", "2"], 2, "leave out --n-init"),
+    ]:
+        got, _, err = _run(["fit", str(store), *argv, "--init-model", str(first),
+                            "--model", str(root / "refused.dbl"), *sched], capsys)
+        assert got == code and words in err, err
+        assert not (root / "refused.dbl").exists()

@@ -434,3 +434,32 @@ def test_model_files_keep_no_run_time_settings(tmp_path, blobs):
     assert "fit.ckpt" not in meta and '"resume"' not in meta and '"callbacks"' not in meta
     loaded = load(path)
     assert loaded.checkpoint is None and loaded.resume is False and loaded.callbacks is None
+
+
+def test_warm_start_continues_from_the_fitted_model():
+    """scikit-learn's ``warm_start``: plain EM of 3 iterations five times over is plain EM of
+    15 iterations; a start that does not fit the data is refused with one line."""
+    from dask_biglearn import GaussianMixture, datasets
+
+    truth = datasets.random_mixture(3, 4, separation=3.0, random_state=1)
+    X, _ = datasets.sample_mixture(*truth, 3000, random_state=2)
+    warm = GaussianMixture(4, init_params="kmeans", max_iter=3, tol=0.0, warm_start=True,
+                           random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(5):
+            warm.fit(X)
+        whole = GaussianMixture(4, init_params="kmeans", max_iter=15, tol=0.0,
+                                random_state=0).fit(X)
+    np.testing.assert_allclose(warm.means_, whole.means_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(warm.covariances_, whole.covariances_, rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match="warm_start=True starts from the fitted model"):
+        warm.fit(X[:, :2])
+    cold = GaussianMixture(4, init_params="kmeans", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cold.fit(X).fit(X)  # without warm_start every fit starts afresh
+    first = GaussianMixture(4, init_params="kmeans", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        np.testing.assert_array_equal(first.fit(X).means_, cold.means_)

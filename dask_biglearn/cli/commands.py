@@ -339,6 +339,9 @@ def add_fit(sub):
                             "kmeans-pursuit", "auto"])
     p.add_argument("--sample-size", type=_sample_size, default=None,
                    help="scalable mode: rows, a fraction (0.01) or auto")
+    p.add_argument("--init-model", default=None, metavar="MODEL",
+                   help="start from this saved model (one start: its weights, means and "
+                        "precisions), as scikit-learn's warm_start")
     p.add_argument("--covariance-floor", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", required=True, metavar="OUT",
@@ -380,11 +383,27 @@ def _estimator(args, progress):
             raise ValueError("--n-inner-iter applies to --method biglearn only.")
         cls = GaussianMixture
     params = {k: v for k, v in given.items() if v is not None}
+    if getattr(args, "init_model", None):
+        params.update(_init_model_parameters(args))
     model = cls(args.n_components, random_state=args.seed, callbacks=progress,
                 checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                 resume=args.resume, **params)
     model._validate_params()  # a bad hyper-parameter is refused before any work starts
     return model
+
+
+def _init_model_parameters(args) -> dict:
+    """``--init-model``: the saved model's parameters as the one start of the fit."""
+    from .. import load as load_model
+
+    if args.n_init is not None or args.init is not None:
+        raise UsageError("--init-model is the fit's one start: leave out --n-init and --init.")
+    start = load_model(args.init_model)
+    if start.n_components != args.n_components:
+        raise UsageError(f"--init-model {args.init_model} has {start.n_components} "
+                         f"components, --n-components asks for {args.n_components}.")
+    return {"n_init": 1, "init_params": "random", "weights_init": start.weights_,
+            "means_init": start.means_, "precisions_init": start.precisions_}
 
 
 def _check_fit_outputs(args):
@@ -470,6 +489,9 @@ def fit(args) -> int:
     show = not (args.quiet or args.json) and sys.stderr.isatty()
     bar = ProgressBar(disable=not show, n_inner_iter=args.n_inner_iter or 5)
     model = _estimator(args, [bar])
+    if model.means_init is not None and np.shape(model.means_init)[1] != X.shape[1]:
+        raise ValueError(f"--init-model {args.init_model} has {np.shape(model.means_init)[1]} "
+                         f"features, the store's array {X.shape[1]}.")
     say(f"Fitting {type(model).__name__}(n_components={args.n_components}) to {args.store} "
         f"{X.shape} {X.dtype} in {len(X.chunks[0])} chunks")
     started = time.perf_counter()
