@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from dask_biglearn import GaussianMixture
+from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
 from dask_biglearn.engines.base import order_free
 from dask_biglearn.projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from dask_biglearn.testing import reference_biglearn_em
@@ -463,3 +463,29 @@ def test_warm_start_continues_from_the_fitted_model():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         np.testing.assert_array_equal(first.fit(X).means_, cold.means_)
+
+
+@pytest.mark.parametrize("case", ["duplicated rows", "constant column", "K near distinct rows"])
+@pytest.mark.parametrize("make", [
+    lambda k: GaussianMixture(k, init_params="random", max_iter=200, random_state=0),
+    lambda k: GaussianMixture(k, init_params="kmeans", n_init=3, random_state=0),
+    lambda k: BigLearnGaussianMixture(k, random_state=1),
+], ids=["em-random", "em-kmeans", "biglearn"])
+def test_data_that_collapses_components_never_gives_nan(case, make):
+    """Duplicated rows, a constant column, as many components as distinct rows: the
+    covariance floor and the divisor floor keep every fit finite and positive definite
+    (the reports of NaN fits in pycave #56, gmm-torch #25/#31, pomegranate #454)."""
+    rng = np.random.default_rng(0)
+    X, k = {
+        "duplicated rows": (np.repeat(rng.normal(size=(20, 3)), 50, axis=0), 5),
+        "constant column": (np.c_[rng.normal(size=(1000, 2)), np.full(1000, 3.0)], 5),
+        "K near distinct rows": (np.repeat(rng.normal(size=(6, 2)), 30, axis=0), 6),
+    }[case]
+    model = make(k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    for values in (model.weights_, model.means_, model.covariances_, model.precisions_):
+        assert np.all(np.isfinite(values))
+    assert np.all(np.linalg.eigvalsh(model.covariances_) > 0)
+    assert np.isfinite(model.lower_bound_) and np.all(np.isfinite(model.score_samples(X)))
