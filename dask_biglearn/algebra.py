@@ -226,13 +226,15 @@ def estep_coefficients(weights, means, covariances, shift, *,
 # ---- M-step, map back, weights ----------------------------------------------------------------
 
 
-def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float):
+def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
+                     reg_covar: float = 0.0):
     """Closed-form M-step in the projected space from shifted sufficient statistics.
 
     With ``N = stats.n_rows`` and ``f_k = max(1e-5, N_k / N)`` (the divisor floor of the
     reference): ``mu~_k = s_k / (N f_k)`` and
     ``S~_k = sum_n r_nk (y_n - mu~_k)(y_n - mu~_k)^T / (N f_k)``, obtained from the shifted
-    moments by an exact rank-one correction; then the eigenvalue floor.
+    moments by an exact rank-one correction; then ``reg_covar`` is added to the diagonal
+    (scikit-learn's regularisation) and the eigenvalue floor applied.
 
     Parameters
     ----------
@@ -242,6 +244,8 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float):
         Centre the moments were taken about, in the projected space.
     covariance_floor : float
         Smallest eigenvalue allowed in the new covariances.
+    reg_covar : float, default=0.0
+        Added to the diagonal of the new covariances before the floor.
 
     Returns
     -------
@@ -262,7 +266,10 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float):
         - np.swapaxes(outer_as, 1, 2)
         + nk[:, None, None] * mean_shifted[:, :, None] * mean_shifted[:, None, :]
     )
-    covariances = floor_eigenvalues(scatter / divisor[:, None, None], covariance_floor)
+    covariances = scatter / divisor[:, None, None]
+    if reg_covar:
+        covariances += reg_covar * np.eye(covariances.shape[-1])
+    covariances = floor_eigenvalues(covariances, covariance_floor)
     return mean_shifted + shift_y, covariances
 
 

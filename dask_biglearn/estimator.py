@@ -121,6 +121,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "tol": [_non_negative_real()],
         "n_init": [_positive(1)],
         "covariance_floor": [Interval(Real, 0, None, closed="neither")],
+        "reg_covar": [_non_negative_real()],
         "init_params": [StrOptions(set(INIT_METHODS))],
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
@@ -147,7 +148,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "n_sample_passes_": int,
     }
 
-    def __init__(self, n_components, *, max_iter, tol, n_init, covariance_floor, init_params,
+    def __init__(self, n_components, *, max_iter, tol, n_init, covariance_floor, reg_covar,
+                 init_params,
                  weights_init, means_init, precisions_init, warm_start, sample_size,
                  refine_max_iter, refine_tol, random_state, split_every, callbacks,
                  checkpoint, checkpoint_every, resume, verbose):
@@ -156,6 +158,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self.tol = tol
         self.n_init = n_init
         self.covariance_floor = covariance_floor
+        self.reg_covar = reg_covar
         self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
@@ -177,7 +180,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def _em_settings(self) -> FitSettings:
         """Plain EM of the refinements (and, for BigLearn-EM, the warm-up and the moves)."""
         return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
-                                    covariance_floor=self.covariance_floor)
+                                    covariance_floor=self.covariance_floor,
+                                    reg_covar=self.reg_covar)
 
     def _plan_common(self, n_samples: int, n_features: int) -> dict:
         """The parts of the plan both estimators share."""
@@ -275,6 +279,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             return contextlib.nullcontext()
         saved = self._saved_parameters(identity=True)
         saved.pop("warm_start")  # what it changes is the start, named below when used
+        if not saved["reg_covar"]:  # 0: what every fit did before it existed
+            saved.pop("reg_covar")
         if start is not None:
             saved.update(n_init=1, init_params="random",
                          **{f"warm_start/{name}": value for name, value in start.items()})
@@ -507,6 +513,11 @@ _COMMON_PARAMS_DOC = """
         are raised to it, keeping every covariance symmetric positive definite; must be > 0.
         It is in the units of the data's variance, so scale it with the data (the paper uses
         1e-2 on [0, 1]-scaled data and 1e-5 in its 2-D simulation).
+    reg_covar : float, default=0.0
+        Added to the diagonal of every updated covariance before the floor, as
+        scikit-learn's ``reg_covar`` is (its default is 1e-6; here ``covariance_floor``
+        already keeps every covariance positive definite). For a matching, it is added in
+        the matching's projected space.
     init_params : {"random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit", \
 "auto"}
         Default ``"auto"`` for :class:`BigLearnGaussianMixture`, ``"random"`` (the paper's
@@ -604,7 +615,7 @@ class GaussianMixture(_BaseGaussianMixture):
 
     The baseline of BigLearn-EM and an estimator of its own: the same engine as
     :class:`BigLearnGaussianMixture` with every update joint and no weight smoothing. Its
-    updates are scikit-learn's with an eigenvalue floor in place of ``reg_covar``.
+    updates are scikit-learn's, with an eigenvalue floor beside ``reg_covar``.
 
     Parameters
     ----------
@@ -644,14 +655,14 @@ class GaussianMixture(_BaseGaussianMixture):
     """
 
     def __init__(self, n_components=1, *, max_iter=100, tol=1e-3, n_init=1,
-                 covariance_floor=1e-6, init_params="random", weights_init=None,
+                 covariance_floor=1e-6, reg_covar=0.0, init_params="random", weights_init=None,
                  means_init=None, precisions_init=None, warm_start=False, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
                  verbose=0):
         super().__init__(
             n_components, max_iter=max_iter, tol=tol, n_init=n_init,
-            covariance_floor=covariance_floor, init_params=init_params,
+            covariance_floor=covariance_floor, reg_covar=reg_covar, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
             warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
@@ -661,7 +672,8 @@ class GaussianMixture(_BaseGaussianMixture):
     def _fit_plan(self, n_samples: int, n_features: int) -> FitPlan:
         """Plain EM from every start; in the scalable mode, refined on the full data."""
         explore = FitSettings.plain_em(max_iter=self.max_iter, tol=self.tol,
-                                       covariance_floor=self.covariance_floor)
+                                       covariance_floor=self.covariance_floor,
+                                       reg_covar=self.reg_covar)
         return FitPlan(explore=explore, **self._plan_common(n_samples, n_features))
 
     def _warn_if_not_converged(self, state):
@@ -827,7 +839,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
 
     def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
-                 covariance_floor=1e-6, init_params="auto", weights_init=None,
+                 covariance_floor=1e-6, reg_covar=0.0, init_params="auto", weights_init=None,
                  means_init=None, precisions_init=None, warm_start=False, check_every=20,
                  tol=1e-3,
                  n_iter_no_change=20, refine_max_iter=200, refine_tol=1e-3, n_init=10,
@@ -836,7 +848,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  checkpoint_every=10, resume=False, verbose=0):
         super().__init__(
             n_components, max_iter=max_iter, tol=tol, n_init=n_init,
-            covariance_floor=covariance_floor, init_params=init_params,
+            covariance_floor=covariance_floor, reg_covar=reg_covar, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
             warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
@@ -862,6 +874,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             max_iter=self.max_iter, n_inner_iter=self.n_inner_iter,
             check_every=self.check_every, covariance_floor=self.covariance_floor,
             weight_concentration=alpha, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+            reg_covar=self.reg_covar,
         )
         moves = None
         if self.moves and self.max_move_rounds > 0:

@@ -49,6 +49,23 @@ def test_plain_em_matches_scikit_learn(blobs, dask_input):
     assert ours.aic(X) == pytest.approx(sk.aic(X), rel=1e-10)
 
 
+@pytest.mark.parametrize("reg_covar", [1e-3, 0.05])
+def test_reg_covar_is_scikit_learns(blobs, reg_covar):
+    """``reg_covar`` is added to the diagonal as scikit-learn adds it: same start, same
+    parameters after 10 plain EM steps (the floor negligible)."""
+    X, _ = blobs
+    w, m, c = random_params(3, X, 4)
+    common = dict(weights_init=w, means_init=m, precisions_init=np.linalg.inv(c),
+                  max_iter=10, tol=0.0, reg_covar=reg_covar)
+    sk = _fit_quietly(SkGaussianMixture(4, covariance_type="full", **common), X)
+    ours = _fit_quietly(GaussianMixture(4, covariance_floor=1e-12, **common), X)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=0, atol=1e-8)
+    plain = _fit_quietly(GaussianMixture(4, covariance_floor=1e-12,
+                                         **{**common, "reg_covar": 0.0}), X)
+    assert np.abs(plain.covariances_ - ours.covariances_).max() > reg_covar / 2
+
+
 def test_joint_updates_never_decrease_log_likelihood():
     X, _ = make_blobs(seed=5, n_samples=800, n_features=4, n_components=6)
     est = GaussianMixture(8, max_iter=60, tol=0.0, covariance_floor=1e-9, random_state=1)

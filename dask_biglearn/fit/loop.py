@@ -81,6 +81,9 @@ class FitSettings:
     n_iter_no_change : int or None, default=None
         BigLearn-EM stops once converged over this many outer iterations (judged at the
         checks); None runs all ``max_iter`` outer iterations.
+    reg_covar : float, default=0.0
+        Added to the diagonal of every updated covariance (in the update's projected
+        space) before the floor: scikit-learn's ``reg_covar``.
     """
 
     max_iter: int
@@ -91,9 +94,10 @@ class FitSettings:
     check_every: int = 1
     weight_concentration: float = 0.0
     n_iter_no_change: int | None = None
+    reg_covar: float = 0.0
 
     @classmethod
-    def plain_em(cls, *, max_iter, tol, covariance_floor) -> FitSettings:
+    def plain_em(cls, *, max_iter, tol, covariance_floor, reg_covar=0.0) -> FitSettings:
         """Settings of plain EM.
 
         Joint updates, no weight smoothing, stop on ``tol``, return the last parameters.
@@ -107,17 +111,21 @@ class FitSettings:
             (scikit-learn's rule).
         covariance_floor : float
             Eigenvalue floor of the covariances.
+        reg_covar : float, default=0.0
+            Added to the diagonal of every updated covariance.
 
         Returns
         -------
         settings : FitSettings
             Settings with no schedule, one check per iteration and no weight smoothing.
         """
-        return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol)
+        return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
+                   reg_covar=reg_covar)
 
     @classmethod
     def biglearn(cls, *, schedule, max_iter, n_inner_iter, check_every, covariance_floor,
-                 weight_concentration, tol, n_iter_no_change=None) -> FitSettings:
+                 weight_concentration, tol, n_iter_no_change=None,
+                 reg_covar=0.0) -> FitSettings:
         """Settings of BigLearn-EM.
 
         Up to ``max_iter`` outer iterations whose projections are drawn from ``schedule``;
@@ -143,6 +151,8 @@ class FitSettings:
             is None).
         n_iter_no_change : int or None, default=None
             Stop once converged over this many outer iterations; None runs all ``max_iter``.
+        reg_covar : float, default=0.0
+            Added to the diagonal of every updated covariance, in its projected space.
 
         Returns
         -------
@@ -151,7 +161,7 @@ class FitSettings:
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
                    schedule=schedule, n_inner_iter=n_inner_iter, check_every=check_every,
                    weight_concentration=weight_concentration,
-                   n_iter_no_change=n_iter_no_change)
+                   n_iter_no_change=n_iter_no_change, reg_covar=reg_covar)
 
     @property
     def is_plain_em(self) -> bool:
@@ -230,7 +240,8 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
                     engine.float32_products), shift_y
 
 
-def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration):
+def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
+           reg_covar=0.0):
     """The M-step of one pass's statistics, in the projected space, mapped back.
 
     Parameters
@@ -247,6 +258,8 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
         Eigenvalue floor of the covariances.
     weight_concentration : float
         Weight smoothing ``alpha`` (0: none).
+    reg_covar : float, default=0.0
+        Added to the diagonal of the projected covariances before the floor.
 
     Returns
     -------
@@ -257,7 +270,7 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
     """
     _check_finite(stats.log_lik_sum, stats.resp_sum)
     P = projection.matrix
-    new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor)
+    new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor, reg_covar)
     weights = smoothed_weights(stats.resp_sum, stats.n_rows, weight_concentration)
     means, covariances = map_back(
         params.means, params.covariances, new_means_y, new_covs_y, P, covariance_floor
@@ -265,7 +278,8 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
     return MixtureParams(weights, means, covariances), stats.log_lik_sum / stats.n_rows
 
 
-def em_updates(engine, params_list, projections, *, covariance_floor, weight_concentration):
+def em_updates(engine, params_list, projections, *, covariance_floor, weight_concentration,
+               reg_covar=0.0):
     """One EM update of each of several models, each in its own projected space.
 
     All the updates come from one read of the data (the restarts of a fit advance
@@ -283,6 +297,8 @@ def em_updates(engine, params_list, projections, *, covariance_floor, weight_con
         Eigenvalue floor of the covariances.
     weight_concentration : float
         Weight smoothing ``alpha`` (0: none).
+    reg_covar : float, default=0.0
+        Added to the diagonal of every updated covariance before the floor.
 
     Returns
     -------
@@ -292,7 +308,8 @@ def em_updates(engine, params_list, projections, *, covariance_floor, weight_con
     specs = [pass_spec(engine, params, projection.matrix, moments=True)
              for params, projection in zip(params_list, projections, strict=True)]
     stats_list = engine.run_passes([spec for spec, _ in specs])
-    return [m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration)
+    return [m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
+                   reg_covar)
             for params, projection, stats, (_, shift_y)
             in zip(params_list, projections, stats_list, specs, strict=True)]
 
@@ -527,7 +544,8 @@ def run_fits(engine, states, settings: FitSettings,
         for _ in range(settings.n_inner_iter):
             updates = em_updates(engine, params, projections,
                                  covariance_floor=settings.covariance_floor,
-                                 weight_concentration=settings.weight_concentration)
+                                 weight_concentration=settings.weight_concentration,
+                                 reg_covar=settings.reg_covar)
             params = [p for p, _ in updates]
         for state, new, projection in zip(active, params, projections, strict=True):
             state.params = new

@@ -415,7 +415,7 @@ def improve_by_moves(engine, state: FitState, sample, moves: MoveSettings,
         The number of moves kept.
     """
     trial = FitSettings.plain_em(max_iter=moves.trial_iter, tol=em.tol,
-                                 covariance_floor=em.covariance_floor)
+                                 covariance_floor=em.covariance_floor, reg_covar=em.reg_covar)
     current, kept = state, 0
     for _ in range(moves.max_rounds):
         proposals = candidates(current.best_params, sample, moves, em.covariance_floor)
