@@ -179,3 +179,17 @@ def make_problem(n_samples, n_features, n_components, seed=0, dtype=np.float64):
     covariances = np.broadcast_to(1.2 * np.eye(n_features),
                                   (n_components, n_features, n_features)).copy()
     return X, weights, means, covariances
+
+
+def run_jobs(run_one, jobs, n_jobs, report):
+    """Run ``run_one(*job)`` for every job in ``n_jobs`` processes; yield each result's row
+    (added to ``report``) as it completes, with its rank (1-based) among the completed.
+
+    The caller logs its progress; a job that raises stops the run with its error.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(n_jobs) as pool:
+        futures = [pool.submit(run_one, *job) for job in jobs]
+        for i, future in enumerate(as_completed(futures), 1):
+            yield i, report.add(**future.result())

@@ -57,11 +57,10 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-from _common import Report, log, print_table
+from _common import Report, log, print_table, run_jobs
 
 #: name -> (n_features, n_components, separation, anisotropy, weight_ratio, n_train)
 SYNTHETIC = {
@@ -330,13 +329,10 @@ def main(argv=None):
     log(f"{len(jobs)} fits in {args.n_jobs} processes")
     rows = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.n_jobs) as pool:
-        futures = [pool.submit(run_one, *job) for job in jobs]
-        for i, future in enumerate(as_completed(futures), 1):
-            row = report.add(**future.result())
-            rows.append(row)
-            if i % max(1, len(jobs) // 20) == 0:
-                log(f"  {i}/{len(jobs)} fits done ({time.perf_counter() - t0:.0f}s)")
+    for i, row in run_jobs(run_one, jobs, args.n_jobs, report):
+        rows.append(row)
+        if i % max(1, len(jobs) // 20) == 0:
+            log(f"  {i}/{len(jobs)} fits done ({time.perf_counter() - t0:.0f}s)")
     summary = summarise(rows)
     report.summary(table=summary, wall_s=time.perf_counter() - t0)
     columns = ["problem", "method", "seeds", "all_modes", "median_kl", "mean_modes",

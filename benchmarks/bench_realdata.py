@@ -83,10 +83,9 @@ import argparse
 import functools
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
-from _common import Report, log, positive_count, print_table
+from _common import Report, log, positive_count, print_table, run_jobs
 
 PROBLEMS = ["patches", "pendigits", "digits"]
 METHODS = ["biglearn-default", "biglearn-sample", "em-kmeans-1", "em-kmeans-10", "sklearn-1",
@@ -305,13 +304,10 @@ def main(argv=None):
     log(f"{len(jobs)} fits in {args.n_jobs} processes")
     rows = []
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.n_jobs) as pool:
-        futures = [pool.submit(run_one, *job) for job in jobs]
-        for i, future in enumerate(as_completed(futures), 1):
-            row = report.add(**future.result())
-            rows.append(row)
-            log(f"  {i}/{len(jobs)}: {row['problem']} {row['method']} seed {row['seed']}: "
-                f"{row['seconds']:.1f}s, test ll {row['test_ll']:.3f}")
+    for i, row in run_jobs(run_one, jobs, args.n_jobs, report):
+        rows.append(row)
+        log(f"  {i}/{len(jobs)}: {row['problem']} {row['method']} seed {row['seed']}: "
+            f"{row['seconds']:.1f}s, test ll {row['test_ll']:.3f}")
     summary = summarise(rows)
     report.summary(table=summary, wall_s=time.perf_counter() - t0)
     columns = ["problem", "method", "seeds", "median_test_ll", "median_train_ll", "median_nmi",
