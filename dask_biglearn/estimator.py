@@ -36,7 +36,7 @@ from .fit.loop import FitSettings
 from .fit.moves import MOVE_KINDS, MoveSettings
 from .fit.plan import FitPlan, FitResult, degeneracy, run_plan
 from .fit.scalable import sample_rows
-from .initialization import INIT_METHODS
+from .initialization import INIT_METHODS, one_given_start
 from .io.files import ModelFileError, require
 from .io.models import ModelDocument, jsonable_parameters, read_model, write_model
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
@@ -221,7 +221,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         plan = self._fit_plan(n_samples, n_features)
         if start is not None:
             check_warm_start(start, self.n_components, n_features)
-            plan = dataclasses.replace(plan, init_params="random", n_init=1, **start)
+            plan = dataclasses.replace(plan, **start)
         with verbosity(self.verbose), make_engine(
                 X, split_every=self.split_every) as engine, self._journal(X, engine, start):
             result = run_plan(engine, plan, check_generator(self.random_state),
@@ -263,12 +263,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
                 setattr(self, name, kind(values[name]))
 
     def _warm_start_parameters(self) -> dict | None:
-        """With ``warm_start`` on a fitted estimator: the fitted model as the ``*_init``
-        arrays of the next fit's one start; else None."""
+        """With ``warm_start`` on a fitted estimator: the plan's parameters that make the
+        fitted model the next fit's one start (:func:`~dask_biglearn.initialization.
+        one_given_start`); else None."""
         if not (self.warm_start and hasattr(self, "means_")):
             return None
-        return {"weights_init": self.weights_, "means_init": self.means_,
-                "precisions_init": self.precisions_}
+        return one_given_start(self.weights_, self.means_, self.precisions_)
 
     def _journal(self, X, engine, start=None):
         """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
@@ -281,9 +281,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         saved.pop("warm_start")  # what it changes is the start, named below when used
         if not saved["reg_covar"]:  # 0: what every fit did before it existed
             saved.pop("reg_covar")
-        if start is not None:
-            saved.update(n_init=1, init_params="random",
-                         **{f"warm_start/{name}": value for name, value in start.items()})
+        saved.update(start or {})
         params, _ = jsonable_parameters(saved, hash_arrays=True)
         summaries = engine.summaries
         fingerprint = {"n_samples": int(summaries.n_samples),

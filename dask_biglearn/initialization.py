@@ -331,6 +331,28 @@ def _nearest(rows, means):
 SAMPLE_STARTS = ("k-means++", "kmeans", "kmeans-pursuit", "auto")
 
 
+def one_given_start(weights, means, precisions) -> dict:
+    """The hyper-parameters of a fit whose one start is a given model (a warm start).
+
+    ``init_params="random"`` (drawn from the data's summary, with no pass) wholly replaced by
+    the given weights, means and precisions (:func:`apply_user_init`).
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    precisions : ndarray of shape (n_components, n_features, n_features)
+
+    Returns
+    -------
+    params : dict
+        ``init_params``, ``n_init`` and the three ``*_init`` arrays, by name (the names of
+        the estimators' hyper-parameters and of the fit plan's fields alike).
+    """
+    return {"init_params": "random", "n_init": 1, "weights_init": weights,
+            "means_init": means, "precisions_init": precisions}
+
+
 #: ``init_params="auto"``: besides its ``n_init`` k-means starts, a fit makes one
 #: ``"kmeans-pursuit"`` start for every this many of them (at least one).
 AUTO_PURSUIT_EVERY = 3

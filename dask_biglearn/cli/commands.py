@@ -395,6 +395,7 @@ def _estimator(args, progress):
 def _init_model_parameters(args) -> dict:
     """``--init-model``: the saved model's parameters as the one start of the fit."""
     from .. import load as load_model
+    from ..initialization import one_given_start
 
     if args.n_init is not None or args.init is not None:
         raise UsageError("--init-model is the fit's one start: leave out --n-init and --init.")
@@ -402,8 +403,7 @@ def _init_model_parameters(args) -> dict:
     if start.n_components != args.n_components:
         raise UsageError(f"--init-model {args.init_model} has {start.n_components} "
                          f"components, --n-components asks for {args.n_components}.")
-    return {"n_init": 1, "init_params": "random", "weights_init": start.weights_,
-            "means_init": start.means_, "precisions_init": start.precisions_}
+    return one_given_start(start.weights_, start.means_, start.precisions_)
 
 
 def _check_fit_outputs(args):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture, datasets
 
@@ -134,3 +135,27 @@ def test_the_fingerprint_does_not_depend_on_the_chunking(tmp_path):
         da.from_array(X, chunks=(700, -1)))
     GaussianMixture(3, max_iter=5, checkpoint=path, resume=True, random_state=0).fit(
         da.from_array(X, chunks=(1500, -1)))
+
+
+def test_a_warm_start_checkpoint_names_its_start(tmp_path):
+    """A warm-started fit is bound to the model it started from: resuming its checkpoint
+    from another fitted model is refused, from the same one it is accepted."""
+    import warnings
+
+    X = _data()
+    path = tmp_path / "warm.ckpt"
+
+    def fit(model):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(X)
+
+    def warm(max_iter):
+        return fit(GaussianMixture(5, init_params="kmeans", max_iter=max_iter,
+                                   warm_start=True, random_state=0))
+
+    first = fit(warm(3).set_params(checkpoint=path))
+    with pytest.raises(ValueError, match="another fit \\(.*init"):
+        fit(warm(4).set_params(checkpoint=path, resume=True))
+    same = fit(warm(3).set_params(checkpoint=path, resume=True))
+    np.testing.assert_array_equal(same.means_, first.means_)
