@@ -1,4 +1,4 @@
-"""Driver math of projected EM for full-covariance Gaussian mixtures.
+"""Driver math of projected EM for Gaussian mixtures of every covariance type.
 
 Everything here is a small function from arrays to arrays, of size ``K x D x D`` at most:
 the E-step coefficients a pass is sent, the closed-form M-step from its statistics, the
@@ -11,6 +11,28 @@ by ``|mu_k|^2 / lambda_min``. Data far from the origin with a small spread is ex
 accurate as centred data. The M-step (:func:`projected_m_step`) centres the scatter on the
 new mean in closed form. Covariances are floored in their eigenvalues and kept symmetric;
 log-densities come from Cholesky factors.
+
+Covariance types (scikit-learn's): ``"full"``, ``"tied"`` (one covariance shared by all
+components), ``"diag"`` and ``"spherical"`` (``sigma_k^2 I``). The driver keeps every type
+as a stack of ``K`` full ``D x D`` matrices that satisfy the type's constraint; the passes
+and the M-step use the type's structure:
+
+* **diag, spherical**: a pass through the identity or a coordinate subset sees diagonal
+  projected covariances, so it runs on the diagonal features (``O(N K m)``,
+  :func:`diagonal_estep_coefficients`) and returns only the diagonals of the second moments;
+  the M-step is then per coordinate (:func:`projected_m_step`).
+* **tied**: the projected M-step pools the components' scatter (``sum_k scatter_k / N``),
+  so the update stays shared through any projection.
+* **every type, every matching**: the projected update is mapped back
+  (``Sigma + P^T (S~ - P Sigma P^T) P``) and then projected onto the type's constraint
+  (:func:`constrain_covariances`, the nearest matrix of the type in the Frobenius norm, for
+  ``tied`` the weighted mean). For the identity and for coordinate subsets this changes
+  nothing but the spherical average: a marginal update of a diagonal (or tied) model is
+  exact. A rotated-marginal update of a diagonal model keeps the new diagonal of the
+  mapped-back full matrix (``diag(Sigma + P^T (S~ - P Sigma P^T) P)``), of a spherical one
+  its mean eigenvalue (``trace / D``); it is the exact projected M-step followed by that
+  projection, which need not raise the projected likelihood as far as an unconstrained
+  update would.
 """
 
 from __future__ import annotations
@@ -32,6 +54,146 @@ NK_FLOOR_FRACTION = 1e-5
 #: The compiled E-step coefficients (unblocked loops) beat LAPACK's batched calls up to about
 #: this many projected dimensions; above it the NumPy code runs.
 COMPILED_ESTEP_MAX_DIMS = 48
+
+#: scikit-learn's covariance types.
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def is_diagonal_type(covariance_type: str) -> bool:
+    """Whether the type's covariances are diagonal.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    bool
+        True for ``"diag"`` and ``"spherical"``.
+    """
+    return covariance_type in ("diag", "spherical")
+
+
+def selects_coordinates(projection) -> bool:
+    """Whether a projection keeps a diagonal covariance diagonal.
+
+    Parameters
+    ----------
+    projection : ndarray of shape (n_dims, n_features) or None
+        ``P``; None is the identity.
+
+    Returns
+    -------
+    bool
+        True for the identity and for rows of it (a coordinate subset).
+    """
+    if projection is None:
+        return True
+    P = np.asarray(projection)
+    return bool(np.count_nonzero(P) == P.shape[0] and np.all(P.max(axis=1) == 1.0))
+
+
+def selected_coordinates(projection) -> np.ndarray:
+    """The coordinates a coordinate-subset projection keeps.
+
+    Parameters
+    ----------
+    projection : ndarray of shape (n_dims, n_features)
+        Rows of the identity (:func:`selects_coordinates`).
+
+    Returns
+    -------
+    ndarray of shape (n_dims,)
+        The index of each row's one, in the rows' order.
+    """
+    return np.argmax(projection, axis=1)
+
+
+# ---- Covariance types -----------------------------------------------------------------------
+
+
+def constrain_covariances(covariances: np.ndarray, covariance_type: str, floor: float,
+                          weights=None) -> np.ndarray:
+    """Project full covariances onto a type's constraint, floored.
+
+    ``"full"``: the eigenvalue floor only. ``"diag"``: the diagonals (off-diagonal entries
+    dropped), each at least ``floor``. ``"spherical"``: ``trace / D`` times the identity, at
+    least ``floor``. ``"tied"``: the ``weights``-weighted mean of the matrices (the first
+    matrix unchanged when they are all equal), floored in its eigenvalues, for every
+    component. Each is the nearest matrix of its type in the Frobenius norm (``tied``: the
+    weighted one).
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Symmetric matrices.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    floor : float
+        Smallest eigenvalue allowed.
+    weights : ndarray of shape (n_components,), optional
+        Component weights of the ``tied`` mean (equal when None).
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_features, n_features)
+        Covariances of the type, symmetric, eigenvalues at least ``floor``.
+    """
+    if covariance_type == "full":
+        return floor_eigenvalues(covariances, floor)
+    k, d, _ = covariances.shape
+    if covariance_type == "tied":
+        if np.all(covariances == covariances[:1]):
+            shared = covariances[0]
+        else:
+            w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights) / np.sum(weights)
+            shared = np.einsum("k,kij->ij", w, covariances)
+        shared = floor_eigenvalues(shared, floor)
+        return np.broadcast_to(shared, (k, d, d)).copy()
+    variances = np.diagonal(covariances, axis1=1, axis2=2)
+    if covariance_type == "spherical":
+        variances = np.repeat(variances.mean(axis=1, keepdims=True), d, axis=1)
+    return diagonal_matrices(np.maximum(variances, floor))
+
+
+def diagonal_matrices(variances: np.ndarray) -> np.ndarray:
+    """Diagonal matrices from their diagonals.
+
+    Parameters
+    ----------
+    variances : ndarray of shape (n_matrices, n_dims)
+
+    Returns
+    -------
+    ndarray of shape (n_matrices, n_dims, n_dims)
+    """
+    k, m = variances.shape
+    out = np.zeros((k, m, m))
+    out[:, np.arange(m), np.arange(m)] = variances
+    return out
+
+
+def constrain_params(params, covariance_type: str, floor: float):
+    """Mixture parameters with covariances of a type.
+
+    Parameters
+    ----------
+    params : MixtureParams
+        Weights, means and full covariances (a start, or a move's candidate).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    floor : float
+        Smallest eigenvalue allowed.
+
+    Returns
+    -------
+    MixtureParams
+        ``params`` itself for ``"full"``, else with :func:`constrain_covariances` of its
+        covariances (``"tied"``: their mean weighted by the mixture's weights).
+    """
+    if covariance_type == "full":
+        return params
+    return type(params)(params.weights, params.means,
+                        constrain_covariances(params.covariances, covariance_type, floor,
+                                              params.weights))
 
 
 # ---- Covariance repair and factors ----------------------------------------------------------
@@ -144,6 +306,144 @@ def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
 
+# ---- scikit-learn's shapes per covariance type ----------------------------------------------
+
+
+def typed_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """scikit-learn's shape of the covariances (and precisions) of a type.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+
+    Returns
+    -------
+    tuple of int
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+    """
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+            "spherical": (k,)}[covariance_type]
+
+
+def typed_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """The driver's ``K`` full matrices in scikit-learn's shape for the type.
+
+    Parameters
+    ----------
+    covariances : ndarray of shape (n_components, n_features, n_features)
+        Covariances that satisfy the type's constraint.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    ndarray
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+    """
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return covariances[0].copy()
+    variances = np.diagonal(covariances, axis1=1, axis2=2)
+    return variances.copy() if covariance_type == "diag" else variances.mean(axis=1)
+
+
+def full_covariances(covariances, covariance_type: str, n_components: int,
+                     n_features: int) -> np.ndarray:
+    """scikit-learn's covariances of a type as ``K`` full matrices (the inverse of
+    :func:`typed_covariances`).
+
+    Parameters
+    ----------
+    covariances : ndarray
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+        ``K`` and ``D`` (which a tied or spherical covariance does not show).
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_features, n_features)
+    """
+    covariances = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return np.broadcast_to(covariances, (n_components, *covariances.shape)).copy()
+    if covariance_type == "spherical":
+        return covariances[:, None, None] * np.eye(n_features)[None]
+    return diagonal_matrices(covariances)
+
+
+def typed_precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
+    """scikit-learn's ``precisions_cholesky_`` from its ``covariances_`` of a type.
+
+    Parameters
+    ----------
+    covariances : ndarray
+        In scikit-learn's shape for the type (:func:`typed_covariances`).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    ndarray
+        Of the same shape: ``inv(L)^T`` of each full (or the tied) covariance, ``1 /
+        sqrt(variance)`` of each diagonal or spherical one.
+
+    Raises
+    ------
+    CholeskyError
+        If a covariance is not positive definite.
+    """
+    if covariance_type == "full":
+        return precision_cholesky(covariances)
+    if covariance_type == "tied":
+        return precision_cholesky(covariances[None])[0]
+    if not np.all(covariances > 0):
+        raise CholeskyError(_NOT_POSITIVE_DEFINITE)
+    return 1.0 / np.sqrt(covariances)
+
+
+def typed_precisions(precisions_cholesky, covariance_type: str) -> np.ndarray:
+    """scikit-learn's ``precisions_`` from its ``precisions_cholesky_`` of a type.
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        In scikit-learn's shape for the type (:func:`typed_precisions_cholesky`).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    ndarray
+        Of the same shape: ``U U^T`` (full, tied), ``U^2`` (diag, spherical).
+    """
+    if covariance_type == "full":
+        return precisions_cholesky @ np.swapaxes(precisions_cholesky, -1, -2)
+    if covariance_type == "tied":
+        return precisions_cholesky @ precisions_cholesky.T
+    return precisions_cholesky**2
+
+
+def n_covariance_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters of the covariances of a type (scikit-learn's count).
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+
+    Returns
+    -------
+    int
+        ``K D (D + 1) / 2`` full, ``D (D + 1) / 2`` tied, ``K D`` diag, ``K`` spherical.
+    """
+    k, d = n_components, n_features
+    return {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d,
+            "spherical": k}[covariance_type]
+
+
 # ---- E-step coefficients --------------------------------------------------------------------
 
 
@@ -223,11 +523,60 @@ def estep_coefficients(weights, means, covariances, shift, *,
     return theta
 
 
+def diagonal_estep_coefficients(weights, means, variances, shift) -> np.ndarray:
+    """:func:`estep_coefficients` of diagonal covariances, for the diagonal features.
+
+    ``log pi_k + log N(y | mu_k, diag(v_k))`` is linear in ``[1, y', y'^2]`` (``y' = y -
+    shift``) with coefficients ``c_k``, ``(mu_k - shift) / v_k`` and ``-1 / (2 v_k)``.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+        Mixture weights (floored at the smallest positive float).
+    means : ndarray of shape (n_components, n_dims)
+        Component means (projected on a coordinate subset, for a marginal pass).
+    variances : ndarray of shape (n_components, n_dims)
+        The diagonals of the covariances, positive.
+    shift : ndarray of shape (n_dims,)
+        Centre of the features.
+
+    Returns
+    -------
+    theta : ndarray of shape (1 + 2 n_dims, n_components)
+        Row 0 the constants, rows ``1..n_dims`` the linear terms, then the squares' terms.
+
+    Raises
+    ------
+    CholeskyError
+        If a (finite) variance is not positive.
+    """
+    k, m = means.shape
+    variances = np.asarray(variances, dtype=np.float64)
+    if np.any(variances <= 0) and np.all(np.isfinite(variances)):
+        raise CholeskyError(_NOT_POSITIVE_DEFINITE)
+    precisions = 1.0 / variances
+    nu = means - shift
+    log_weights = np.log(np.maximum(weights, TINY))
+    theta = np.empty((1 + 2 * m, k))
+    theta[0] = (log_weights - 0.5 * m * LOG_2PI - 0.5 * np.log(variances).sum(axis=1)
+                - 0.5 * np.einsum("ki,ki->k", nu * precisions, nu))
+    theta[1 : 1 + m] = (nu * precisions).T
+    theta[1 + m :] = -0.5 * precisions.T
+    return theta
+
+
 # ---- M-step, map back, weights ----------------------------------------------------------------
 
 
+def _pooled(covariances: np.ndarray, nk: np.ndarray) -> np.ndarray:
+    """The tied M-step's shared covariance from per-component ones: ``sum_k scatter_k /
+    sum_k N_k`` (``scatter_k = covariances_k * N_k``), for every component."""
+    shared = np.einsum("k,kij->ij", nk, covariances) / max(float(nk.sum()), TINY)
+    return np.broadcast_to(shared, covariances.shape).copy()
+
+
 def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
-                     reg_covar: float = 0.0):
+                     reg_covar: float = 0.0, covariance_type: str = "full"):
     """Closed-form M-step in the projected space from shifted sufficient statistics.
 
     With ``N = stats.n_rows`` and ``f_k = max(1e-5, N_k / N)`` (the divisor floor of the
@@ -235,6 +584,11 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
     ``S~_k = sum_n r_nk (y_n - mu~_k)(y_n - mu~_k)^T / (N f_k)``, obtained from the shifted
     moments by an exact rank-one correction; then ``reg_covar`` is added to the diagonal
     (scikit-learn's regularisation) and the eigenvalue floor applied.
+
+    ``covariance_type="tied"`` pools the scatter instead: ``S~ = sum_k scatter_k / sum_k N_k``
+    for every component. The statistics of a diagonal pass (second moments of shape
+    ``(K, m)``) give diagonal covariances, per coordinate: the M-step of ``"diag"``, and of
+    ``"spherical"`` before :func:`constrain_covariances` averages them.
 
     Parameters
     ----------
@@ -246,6 +600,8 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
         Smallest eigenvalue allowed in the new covariances.
     reg_covar : float, default=0.0
         Added to the diagonal of the new covariances before the floor.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        ``"tied"`` pools the scatter; the others are the per-component M-step.
 
     Returns
     -------
@@ -258,6 +614,11 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
     divisor = np.maximum(nk, NK_FLOOR_FRACTION * stats.n_rows)  # N f_k
     # Raw sum of y' = y - shift_y is first_moment; mean of y' with the floored divisor.
     mean_shifted = stats.first_moment / divisor[:, None]
+    if stats.second_moment.ndim == 2:  # a diagonal pass: per coordinate
+        scatter = (stats.second_moment - 2 * mean_shifted * stats.first_moment
+                   + nk[:, None] * mean_shifted**2)
+        variances = np.maximum(scatter / divisor[:, None] + reg_covar, covariance_floor)
+        return mean_shifted + shift_y, diagonal_matrices(variances)
     # sum r (y' - a)(y' - a)^T = M - a s^T - s a^T + N_k a a^T, with a = mean_shifted.
     outer_as = mean_shifted[:, :, None] * stats.first_moment[:, None, :]
     scatter = (
@@ -267,6 +628,8 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
         + nk[:, None, None] * mean_shifted[:, :, None] * mean_shifted[:, None, :]
     )
     covariances = scatter / divisor[:, None, None]
+    if covariance_type == "tied":
+        covariances = _pooled(covariances, divisor)
     if reg_covar:
         covariances += reg_covar * np.eye(covariances.shape[-1])
     covariances = floor_eigenvalues(covariances, covariance_floor)
@@ -296,13 +659,16 @@ def smoothed_weights(resp_sum: np.ndarray, n_rows: int, concentration: float) ->
     return w / w.sum()
 
 
-def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance_floor):
+def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance_floor,
+             covariance_type: str = "full", weights=None):
     """Write a projected update back into the full space.
 
     ``mu <- mu + P^T (mu~ - P mu)`` and
     ``Sigma <- floor(Sigma + P^T (S~ - P Sigma P^T) P)``: the block of the (rotated)
     parameters seen through ``P`` is replaced, the rest is kept. ``projection=None`` is the
-    joint update, where the new parameters simply replace the old.
+    joint update, where the new parameters simply replace the old. A constrained
+    ``covariance_type`` is then projected onto its constraint
+    (:func:`constrain_covariances`).
 
     Parameters
     ----------
@@ -318,6 +684,10 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
         ``P``, orthonormal rows; None is the identity.
     covariance_floor : float
         Smallest eigenvalue allowed in the new covariances.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The constraint the new covariances are projected onto.
+    weights : ndarray of shape (n_components,), optional
+        The new weights (``"tied"``: the weights of its mean, when the matrices differ).
 
     Returns
     -------
@@ -327,12 +697,24 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
         New full-space covariances.
     """
     if projection is None:
-        return new_means_y, new_covs_y
+        if covariance_type in ("full", "diag"):  # the M-step's are already of the type
+            return new_means_y, new_covs_y
+        return new_means_y, constrain_covariances(new_covs_y, covariance_type,
+                                                  covariance_floor, weights)
     P = projection
     means = means + (new_means_y - means @ P.T) @ P
     delta = new_covs_y - P @ covariances @ P.T
-    covariances = floor_eigenvalues(covariances + P.T @ delta @ P, covariance_floor)
-    return means, covariances
+    if covariance_type == "full":
+        return means, floor_eigenvalues(covariances + P.T @ delta @ P, covariance_floor)
+    if is_diagonal_type(covariance_type) and selects_coordinates(P):
+        # Only the selected diagonal entries change: no D x D products.
+        index = selected_coordinates(P)
+        variances = np.diagonal(covariances, axis1=1, axis2=2).copy()
+        variances[:, index] = np.diagonal(new_covs_y, axis1=1, axis2=2)
+        return means, constrain_covariances(diagonal_matrices(variances), covariance_type,
+                                            covariance_floor, weights)
+    return means, constrain_covariances(symmetrize(covariances + P.T @ delta @ P),
+                                        covariance_type, covariance_floor, weights)
 
 
 def project_params(means, covariances, projection):

@@ -28,7 +28,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .algebra import CholeskyError, precision_cholesky
+from .algebra import (
+    COVARIANCE_TYPES,
+    CholeskyError,
+    full_covariances,
+    n_covariance_parameters,
+    typed_covariances,
+    typed_precisions,
+    typed_precisions_cholesky,
+    typed_shape,
+)
 from .engines import make_engine
 from .exceptions import DegenerateFitWarning
 from .fit.journal import DATA_KEY, Journal
@@ -117,6 +126,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [_positive(1)],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "max_iter": [_positive(0)],
         "tol": [_non_negative_real()],
         "n_init": [_positive(1)],
@@ -148,12 +158,13 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "n_sample_passes_": int,
     }
 
-    def __init__(self, n_components, *, max_iter, tol, n_init, covariance_floor, reg_covar,
-                 init_params,
+    def __init__(self, n_components, *, covariance_type, max_iter, tol, n_init,
+                 covariance_floor, reg_covar, init_params,
                  weights_init, means_init, precisions_init, warm_start, sample_size,
                  refine_max_iter, refine_tol, random_state, split_every, callbacks,
                  checkpoint, checkpoint_every, resume, verbose):
         self.n_components = n_components
+        self.covariance_type = covariance_type
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
@@ -181,7 +192,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         """Plain EM of the refinements (and, for BigLearn-EM, the warm-up and the moves)."""
         return FitSettings.plain_em(max_iter=self.refine_max_iter, tol=self.refine_tol,
                                     covariance_floor=self.covariance_floor,
-                                    reg_covar=self.reg_covar)
+                                    reg_covar=self.reg_covar,
+                                    covariance_type=self.covariance_type)
 
     def _plan_common(self, n_samples: int, n_features: int) -> dict:
         """The parts of the plan both estimators share."""
@@ -190,7 +202,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             "n_init": self.n_init, "covariance_floor": self.covariance_floor,
             "em": self._em_settings(),
             "sample_rows": sample_rows(self.sample_size, n_samples, self.n_components,
-                                       n_features),
+                                       n_features, self.covariance_type),
             **{name: getattr(self, name) for name in ARRAY_PARAMS},
         }
 
@@ -252,11 +264,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         Raises :class:`~dask_biglearn.algebra.CholeskyError` for a covariance that is not
         positive definite, before any attribute is set.
         """
-        chol = precision_cholesky(params.covariances)
+        covariances = typed_covariances(params.covariances, self.covariance_type)
+        chol = typed_precisions_cholesky(covariances, self.covariance_type)
         self.weights_, self.means_, self.covariances_ = (
-            params.weights, params.means, params.covariances)
+            params.weights, params.means, covariances)
         self.precisions_cholesky_ = chol
-        self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
+        self.precisions_ = typed_precisions(chol, self.covariance_type)
         self.n_features_in_ = int(params.means.shape[1])
         for name, kind in self._fitted_types.items():
             if name in values:
@@ -281,6 +294,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         saved.pop("warm_start")  # what it changes is the start, named below when used
         if not saved["reg_covar"]:  # 0: what every fit did before it existed
             saved.pop("reg_covar")
+        if saved["covariance_type"] == "full":  # likewise
+            saved.pop("covariance_type")
         saved.update(start or {})
         params, _ = jsonable_parameters(saved, hash_arrays=True)
         summaries = engine.summaries
@@ -359,7 +374,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         given = X
         X, lazy = check_array(self, X, reset=False)
-        args = (self.weights_, self.means_, self.precisions_cholesky_)
+        args = (self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
         if not lazy:
             result = block_fn(X, *args)
         else:
@@ -433,7 +448,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     def _n_parameters(self):
         k, d = self.means_.shape
-        return int(k * d * (d + 1) / 2 + k * d + k - 1)
+        return int(n_covariance_parameters(self.covariance_type, k, d) + k * d + k - 1)
 
     def bic(self, X):
         """Bayesian information criterion of the fitted model on ``X`` (lower is better).
@@ -482,10 +497,19 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
                else check_random_state(self.random_state))
         counts = rng.multinomial(n_samples, self.weights_)
-        X = np.vstack([
-            rng.multivariate_normal(mean, cov, int(c))
-            for mean, cov, c in zip(self.means_, self.covariances_, counts, strict=True)
-        ])
+        if self.covariance_type in ("full", "tied"):  # scikit-learn's draws, per type
+            covariances = (self.covariances_ if self.covariance_type == "full"
+                           else [self.covariances_] * len(counts))
+            X = np.vstack([
+                rng.multivariate_normal(mean, cov, int(c))
+                for mean, cov, c in zip(self.means_, covariances, counts, strict=True)
+            ])
+        else:
+            d = self.means_.shape[1]
+            X = np.vstack([
+                mean + rng.standard_normal(size=(int(c), d)) * np.sqrt(cov)
+                for mean, cov, c in zip(self.means_, self.covariances_, counts, strict=True)
+            ])
         y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
         return X, y
 
@@ -506,6 +530,13 @@ def _on_rows_of(data_array, result):
 # ---------------------------------------------------------------------------------------------
 
 _COMMON_PARAMS_DOC = """
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        scikit-learn's covariance types: each component its own full covariance, one full
+        covariance shared by all, diagonal ones, or one variance per component. The fitted
+        attributes take scikit-learn's shapes for the type. The passes of ``"diag"`` and
+        ``"spherical"`` cost ``O(N K D)`` (``O(N K D^2)`` for the others); a matching on a
+        coordinate subset updates every type exactly, a rotated one is projected back onto
+        the type (:mod:`dask_biglearn.algebra`).
     covariance_floor : float, default=1e-6
         Eigenvalue floor ``eps`` applied after every covariance update: eigenvalues below it
         are raised to it, keeping every covariance symmetric positive definite; must be > 0.
@@ -540,8 +571,10 @@ _COMMON_PARAMS_DOC = """
         (:func:`dask_biglearn.initialization.pursuit_params`).
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
-        ``(n_components, n_features)`` and precision matrices
-        ``(n_components, n_features, n_features)``; each replaces its part of ``init_params``.
+        ``(n_components, n_features)`` and precisions of scikit-learn's shape for the
+        covariance type (``(n_components, n_features, n_features)`` full, ``(n_features,
+        n_features)`` tied, ``(n_components, n_features)`` diag, ``(n_components,)``
+        spherical); each replaces its part of ``init_params``.
     warm_start : bool, default=False
         When the estimator is fitted, the next ``fit`` starts from the fitted parameters
         (one start: ``n_init``, ``init_params`` and the ``*_init`` arrays are then ignored),
@@ -591,10 +624,15 @@ _COMMON_PARAMS_DOC = """
 _COMMON_ATTRS_DOC = """
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
-    covariances_ : ndarray of shape (n_components, n_features, n_features)
-    precisions_ : ndarray of shape (n_components, n_features, n_features)
-    precisions_cholesky_ : ndarray of shape (n_components, n_features, n_features)
-        Upper-triangular ``U_k`` with ``U_k U_k^T = covariances_[k]^{-1}``.
+    covariances_ : ndarray
+        scikit-learn's shape for the covariance type: ``(n_components, n_features,
+        n_features)`` full, ``(n_features, n_features)`` tied, ``(n_components,
+        n_features)`` diag, ``(n_components,)`` spherical.
+    precisions_ : ndarray
+        The inverses of the covariances, of the same shape.
+    precisions_cholesky_ : ndarray
+        Of the same shape: upper-triangular ``U_k`` with ``U_k U_k^T = covariances_[k]^{-1}``
+        (full, tied), ``1 / sqrt(covariances_)`` (diag, spherical).
     n_features_in_ : int
     lower_bound_ : float
         Mean joint log-likelihood per training sample of the returned model.
@@ -652,17 +690,19 @@ class GaussianMixture(_BaseGaussianMixture):
        AAAI Conference on Artificial Intelligence 38 (2024). arXiv:2312.11926.
     """
 
-    def __init__(self, n_components=1, *, max_iter=100, tol=1e-3, n_init=1,
-                 covariance_floor=1e-6, reg_covar=0.0, init_params="random", weights_init=None,
+    def __init__(self, n_components=1, *, covariance_type="full", max_iter=100, tol=1e-3,
+                 n_init=1, covariance_floor=1e-6, reg_covar=0.0, init_params="random", weights_init=None,
                  means_init=None, precisions_init=None, warm_start=False, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
                  verbose=0):
         super().__init__(
-            n_components, max_iter=max_iter, tol=tol, n_init=n_init,
+            n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
+            n_init=n_init,
             covariance_floor=covariance_floor, reg_covar=reg_covar, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
-            warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            warm_start=warm_start, sample_size=sample_size,
+            refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             verbose=verbose)
@@ -671,7 +711,8 @@ class GaussianMixture(_BaseGaussianMixture):
         """Plain EM from every start; in the scalable mode, refined on the full data."""
         explore = FitSettings.plain_em(max_iter=self.max_iter, tol=self.tol,
                                        covariance_floor=self.covariance_floor,
-                                       reg_covar=self.reg_covar)
+                                       reg_covar=self.reg_covar,
+                                       covariance_type=self.covariance_type)
         return FitPlan(explore=explore, **self._plan_common(n_samples, n_features))
 
     def _warn_if_not_converged(self, state):
@@ -835,7 +876,8 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         "n_refine_iter_": int, "n_moves_": int,
     }
 
-    def __init__(self, n_components=1, *, max_iter=1000, n_inner_iter=5, matching_probs=None,
+    def __init__(self, n_components=1, *, covariance_type="full", max_iter=1000,
+                 n_inner_iter=5, matching_probs=None,
                  marginal_size_beta=(5.0, 1.0), weight_concentration=None,
                  covariance_floor=1e-6, reg_covar=0.0, init_params="auto", weights_init=None,
                  means_init=None, precisions_init=None, warm_start=False, check_every=20,
@@ -845,10 +887,12 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  random_state=None, split_every=None, callbacks=None, checkpoint=None,
                  checkpoint_every=10, resume=False, verbose=0):
         super().__init__(
-            n_components, max_iter=max_iter, tol=tol, n_init=n_init,
+            n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
+            n_init=n_init,
             covariance_floor=covariance_floor, reg_covar=reg_covar, init_params=init_params,
             weights_init=weights_init, means_init=means_init, precisions_init=precisions_init,
-            warm_start=warm_start, sample_size=sample_size, refine_max_iter=refine_max_iter, refine_tol=refine_tol,
+            warm_start=warm_start, sample_size=sample_size,
+            refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             verbose=verbose)
@@ -872,7 +916,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             max_iter=self.max_iter, n_inner_iter=self.n_inner_iter,
             check_every=self.check_every, covariance_floor=self.covariance_floor,
             weight_concentration=alpha, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
-            reg_covar=self.reg_covar,
+            reg_covar=self.reg_covar, covariance_type=self.covariance_type,
         )
         moves = None
         if self.moves and self.max_move_rounds > 0:
@@ -946,14 +990,21 @@ def load_model(path):
         raise ModelFileError(f"{where}: n_features_in_ does not match the means.")
     values = {**document.fitted, "lower_bounds_": document.lower_bounds,
               "matchings_": document.matchings}
-    params = MixtureParams(document.weights, document.means, document.covariances)
+    covariance_type = estimator.covariance_type
+    k, d = document.means.shape
+    shape = typed_shape(covariance_type, k, d)
+    if document.covariances.shape != shape:
+        raise ModelFileError(f"{where}: covariances of shape {document.covariances.shape}, "
+                             f"but covariance_type {covariance_type!r} has {shape}.")
+    params = MixtureParams(document.weights, document.means,
+                           full_covariances(document.covariances, covariance_type, k, d))
     try:
         estimator._set_fitted(params, values)
     except (CholeskyError, np.linalg.LinAlgError):
         raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
     with np.errstate(all="ignore"):  # the model must score its own means
         probe = score_block(params.means, params.weights, params.means,
-                            estimator.precisions_cholesky_)
+                            estimator.precisions_cholesky_, covariance_type)
     if not (np.all(np.isfinite(estimator.precisions_cholesky_)) and np.all(np.isfinite(probe))):
         raise ModelFileError(f"{where}: the parameters are out of range (the model's "
                              "log-densities are not finite).")

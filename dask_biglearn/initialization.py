@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from .algebra import floor_eigenvalues, symmetrize
+from .algebra import floor_eigenvalues, symmetrize, typed_shape
 from .model import MixtureParams
 
 INIT_METHODS = ("random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit",
@@ -341,7 +341,8 @@ def one_given_start(weights, means, precisions) -> dict:
     ----------
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
-    precisions : ndarray of shape (n_components, n_features, n_features)
+    precisions : ndarray
+        Of scikit-learn's shape for the fit's covariance type.
 
     Returns
     -------
@@ -488,8 +489,45 @@ def check_user_init(name, value, shape):
     return arr
 
 
+def full_precisions(value, covariance_type: str, n_components: int,
+                    n_features: int) -> np.ndarray:
+    """``precisions_init`` of a covariance type, checked, as ``K`` full matrices.
+
+    Parameters
+    ----------
+    value : array-like
+        scikit-learn's shape for the type: ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)``
+        diag, ``(K,)`` spherical.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+
+    Returns
+    -------
+    ndarray of shape (n_components, n_features, n_features)
+
+    Raises
+    ------
+    ValueError
+        If the shape is wrong, a value is NaN or infinite, or a diagonal one is not
+        positive.
+    """
+    k, d = n_components, n_features
+    prec = check_user_init(f"precisions_init (covariance_type={covariance_type!r})", value,
+                           typed_shape(covariance_type, k, d))
+    if covariance_type == "tied":
+        return np.broadcast_to(prec, (k, d, d)).copy()
+    if covariance_type in ("diag", "spherical"):
+        if np.any(prec <= 0):
+            raise ValueError("precisions_init must be positive.")
+        diagonal = prec if prec.ndim == 2 else np.repeat(prec[:, None], d, axis=1)
+        out = np.zeros((k, d, d))
+        out[:, np.arange(d), np.arange(d)] = diagonal
+        return out
+    return prec
+
+
 def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisions_init,
-                    covariance_floor) -> MixtureParams:
+                    covariance_floor, covariance_type="full") -> MixtureParams:
     """Replace parts of ``params`` by user-supplied initial values (scikit-learn semantics).
 
     Parameters
@@ -500,15 +538,19 @@ def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisio
         Initial weights: non-negative, summing to 1.
     means_init : array-like of shape (n_components, n_features) or None
         Initial means.
-    precisions_init : array-like of shape (n_components, n_features, n_features) or None
-        Initial precisions (inverse covariances): symmetric positive definite.
+    precisions_init : array-like or None
+        Initial precisions (inverse covariances): symmetric positive definite, of
+        scikit-learn's shape for ``covariance_type`` (:func:`full_precisions`).
     covariance_floor : float
         Smallest eigenvalue allowed in the covariances.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The shape of ``precisions_init``.
 
     Returns
     -------
     MixtureParams
-        The start with the given parts replaced, covariances floored.
+        The start with the given parts replaced, covariances floored (as full matrices:
+        the fit projects them onto the type).
 
     Raises
     ------
@@ -525,7 +567,7 @@ def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisio
     if means_init is not None:
         means = check_user_init("means_init", means_init, (k, d))
     if precisions_init is not None:
-        prec = check_user_init("precisions_init", precisions_init, (k, d, d))
+        prec = full_precisions(precisions_init, covariance_type, k, d)
         if not np.allclose(prec, np.swapaxes(prec, 1, 2), rtol=1e-8, atol=1e-12):
             raise ValueError("precisions_init must be symmetric.")
         try:

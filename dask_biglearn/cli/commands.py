@@ -342,6 +342,10 @@ def add_fit(sub):
     p.add_argument("--init-model", default=None, metavar="MODEL",
                    help="start from this saved model (one start: its weights, means and "
                         "precisions), as scikit-learn's warm_start")
+    p.add_argument("--covariance-type", default=None,
+                   choices=["full", "tied", "diag", "spherical"],
+                   help="scikit-learn's covariance types (default full; with --init-model, "
+                        "the model's)")
     p.add_argument("--covariance-floor", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", required=True, metavar="OUT",
@@ -374,7 +378,8 @@ def _estimator(args, progress):
     from .. import BigLearnGaussianMixture, GaussianMixture
 
     given = {"max_iter": args.max_iter, "n_init": args.n_init, "init_params": args.init,
-             "sample_size": args.sample_size, "covariance_floor": args.covariance_floor}
+             "sample_size": args.sample_size, "covariance_floor": args.covariance_floor,
+             "covariance_type": getattr(args, "covariance_type", None)}
     if args.method == "biglearn":
         given["n_inner_iter"] = args.n_inner_iter
         cls = BigLearnGaussianMixture
@@ -403,7 +408,12 @@ def _init_model_parameters(args) -> dict:
     if start.n_components != args.n_components:
         raise UsageError(f"--init-model {args.init_model} has {start.n_components} "
                          f"components, --n-components asks for {args.n_components}.")
-    return one_given_start(start.weights_, start.means_, start.precisions_)
+    if getattr(args, "covariance_type", None) not in (None, start.covariance_type):
+        raise UsageError(f"--init-model {args.init_model} has covariance_type "
+                         f"{start.covariance_type!r}, --covariance-type asks for "
+                         f"{args.covariance_type!r}.")
+    return {**one_given_start(start.weights_, start.means_, start.precisions_),
+            "covariance_type": start.covariance_type}
 
 
 def _check_fit_outputs(args):

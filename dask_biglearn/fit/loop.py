@@ -32,10 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..algebra import (
+    diagonal_estep_coefficients,
     estep_coefficients,
+    is_diagonal_type,
     map_back,
     project_params,
     projected_m_step,
+    selected_coordinates,
+    selects_coordinates,
     smoothed_weights,
 )
 from ..kernels.passes import PassSpec
@@ -84,6 +88,9 @@ class FitSettings:
     reg_covar : float, default=0.0
         Added to the diagonal of every updated covariance (in the update's projected
         space) before the floor: scikit-learn's ``reg_covar``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The covariances' constraint (:mod:`dask_biglearn.algebra`): which kernel a pass runs
+        and how an update is projected back onto the type.
     """
 
     max_iter: int
@@ -95,9 +102,11 @@ class FitSettings:
     weight_concentration: float = 0.0
     n_iter_no_change: int | None = None
     reg_covar: float = 0.0
+    covariance_type: str = "full"
 
     @classmethod
-    def plain_em(cls, *, max_iter, tol, covariance_floor, reg_covar=0.0) -> FitSettings:
+    def plain_em(cls, *, max_iter, tol, covariance_floor, reg_covar=0.0,
+                 covariance_type="full") -> FitSettings:
         """Settings of plain EM.
 
         Joint updates, no weight smoothing, stop on ``tol``, return the last parameters.
@@ -113,6 +122,7 @@ class FitSettings:
             Eigenvalue floor of the covariances.
         reg_covar : float, default=0.0
             Added to the diagonal of every updated covariance.
+        covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
 
         Returns
         -------
@@ -120,12 +130,12 @@ class FitSettings:
             Settings with no schedule, one check per iteration and no weight smoothing.
         """
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
-                   reg_covar=reg_covar)
+                   reg_covar=reg_covar, covariance_type=covariance_type)
 
     @classmethod
     def biglearn(cls, *, schedule, max_iter, n_inner_iter, check_every, covariance_floor,
                  weight_concentration, tol, n_iter_no_change=None,
-                 reg_covar=0.0) -> FitSettings:
+                 reg_covar=0.0, covariance_type="full") -> FitSettings:
         """Settings of BigLearn-EM.
 
         Up to ``max_iter`` outer iterations whose projections are drawn from ``schedule``;
@@ -153,6 +163,7 @@ class FitSettings:
             Stop once converged over this many outer iterations; None runs all ``max_iter``.
         reg_covar : float, default=0.0
             Added to the diagonal of every updated covariance, in its projected space.
+        covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
 
         Returns
         -------
@@ -161,7 +172,8 @@ class FitSettings:
         return cls(max_iter=max_iter, covariance_floor=covariance_floor, tol=tol,
                    schedule=schedule, n_inner_iter=n_inner_iter, check_every=check_every,
                    weight_concentration=weight_concentration,
-                   n_iter_no_change=n_iter_no_change, reg_covar=reg_covar)
+                   n_iter_no_change=n_iter_no_change, reg_covar=reg_covar,
+                   covariance_type=covariance_type)
 
     @property
     def is_plain_em(self) -> bool:
@@ -208,8 +220,13 @@ def _check_finite(*values):
         )
 
 
-def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, moments: bool):
+def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, moments: bool,
+              covariance_type: str = "full"):
     """The pass description for ``params`` seen through ``projection``.
+
+    A diagonal or spherical model seen through the identity or a coordinate subset gets a
+    diagonal pass (its projected covariances are diagonal: ``O(N K m)``); every other pass
+    is the quadratic one.
 
     Parameters
     ----------
@@ -222,6 +239,8 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
     moments : bool
         Whether the pass returns first and second moments (an EM update) or only the
         log-likelihood (an evaluation).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The model's covariance type.
 
     Returns
     -------
@@ -232,8 +251,16 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
         The projected centre of the pass's moments.
     """
     shift = engine.summaries.shift
-    means_y, covs_y = project_params(params.means, params.covariances, projection)
     shift_y = shift if projection is None else projection @ shift
+    if is_diagonal_type(covariance_type) and selects_coordinates(projection):
+        means_y, variances = params.means, np.diagonal(params.covariances, axis1=1, axis2=2)
+        if projection is not None:
+            index = selected_coordinates(projection)
+            means_y, variances = means_y[:, index], variances[:, index]
+        theta = diagonal_estep_coefficients(params.weights, means_y, variances, shift_y)
+        return PassSpec(theta, shift, projection, moments, engine.compiled,
+                        engine.float32_products, diagonal=True), shift_y
+    means_y, covs_y = project_params(params.means, params.covariances, projection)
     theta = estep_coefficients(params.weights, means_y, covs_y, shift_y,
                                compiled=engine.compiled)
     return PassSpec(theta, shift, projection, moments, engine.compiled,
@@ -241,7 +268,7 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
 
 
 def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
-           reg_covar=0.0):
+           reg_covar=0.0, covariance_type="full"):
     """The M-step of one pass's statistics, in the projected space, mapped back.
 
     Parameters
@@ -260,6 +287,8 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
         Weight smoothing ``alpha`` (0: none).
     reg_covar : float, default=0.0
         Added to the diagonal of the projected covariances before the floor.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The projected M-step's type, and the constraint the update is projected onto.
 
     Returns
     -------
@@ -270,16 +299,17 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
     """
     _check_finite(stats.log_lik_sum, stats.resp_sum)
     P = projection.matrix
-    new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor, reg_covar)
+    new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor, reg_covar,
+                                               covariance_type)
     weights = smoothed_weights(stats.resp_sum, stats.n_rows, weight_concentration)
     means, covariances = map_back(
-        params.means, params.covariances, new_means_y, new_covs_y, P, covariance_floor
-    )
+        params.means, params.covariances, new_means_y, new_covs_y, P, covariance_floor,
+        covariance_type, weights)
     return MixtureParams(weights, means, covariances), stats.log_lik_sum / stats.n_rows
 
 
 def em_updates(engine, params_list, projections, *, covariance_floor, weight_concentration,
-               reg_covar=0.0):
+               reg_covar=0.0, covariance_type="full"):
     """One EM update of each of several models, each in its own projected space.
 
     All the updates come from one read of the data (the restarts of a fit advance
@@ -299,23 +329,26 @@ def em_updates(engine, params_list, projections, *, covariance_floor, weight_con
         Weight smoothing ``alpha`` (0: none).
     reg_covar : float, default=0.0
         Added to the diagonal of every updated covariance before the floor.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The models' covariance type.
 
     Returns
     -------
     updates : list of (MixtureParams, float)
         One ``(new_params, mean_log_likelihood)`` per model, as :func:`em_update` returns.
     """
-    specs = [pass_spec(engine, params, projection.matrix, moments=True)
+    specs = [pass_spec(engine, params, projection.matrix, moments=True,
+                       covariance_type=covariance_type)
              for params, projection in zip(params_list, projections, strict=True)]
     stats_list = engine.run_passes([spec for spec, _ in specs])
     return [m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
-                   reg_covar)
+                   reg_covar, covariance_type)
             for params, projection, stats, (_, shift_y)
             in zip(params_list, projections, stats_list, specs, strict=True)]
 
 
 def em_update(engine, params: MixtureParams, projection: Projection, *, covariance_floor,
-              weight_concentration):
+              weight_concentration, covariance_type="full"):
     """One EM update in the space ``y = P x``, mapped back to the full space.
 
     Parameters
@@ -330,6 +363,8 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
         Eigenvalue floor of the covariances.
     weight_concentration : float
         Weight smoothing ``alpha`` (0: none).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The model's covariance type.
 
     Returns
     -------
@@ -340,10 +375,11 @@ def em_update(engine, params: MixtureParams, projection: Projection, *, covarian
         is the identity), per row the pass covered.
     """
     return em_updates(engine, [params], [projection], covariance_floor=covariance_floor,
-                      weight_concentration=weight_concentration)[0]
+                      weight_concentration=weight_concentration,
+                      covariance_type=covariance_type)[0]
 
 
-def mean_log_likelihoods(engine, params_list) -> list[float]:
+def mean_log_likelihoods(engine, params_list, covariance_type="full") -> list[float]:
     """Mean joint log-likelihood per row of each model: one E-step-only read of the data.
 
     Parameters
@@ -352,20 +388,23 @@ def mean_log_likelihoods(engine, params_list) -> list[float]:
         Where the rows live.
     params_list : list of MixtureParams
         The models to evaluate.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Their covariance type (diagonal types evaluate with the diagonal kernel).
 
     Returns
     -------
     mean_log_likelihoods : list of float
         One per model, in order.
     """
-    stats_list = engine.run_passes([pass_spec(engine, params, None, moments=False)[0]
+    stats_list = engine.run_passes([pass_spec(engine, params, None, moments=False,
+                                              covariance_type=covariance_type)[0]
                                     for params in params_list])
     for stats in stats_list:
         _check_finite(stats.log_lik_sum)
     return [stats.log_lik_sum / stats.n_rows for stats in stats_list]
 
 
-def mean_log_likelihood(engine, params: MixtureParams) -> float:
+def mean_log_likelihood(engine, params: MixtureParams, covariance_type="full") -> float:
     """Mean joint log-likelihood per row: one E-step-only pass.
 
     Parameters
@@ -374,12 +413,13 @@ def mean_log_likelihood(engine, params: MixtureParams) -> float:
         Where the rows live.
     params : MixtureParams
         The model to evaluate.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
 
     Returns
     -------
     mean_log_likelihood : float
     """
-    return mean_log_likelihoods(engine, [params])[0]
+    return mean_log_likelihoods(engine, [params], covariance_type)[0]
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -410,8 +450,8 @@ def _check(engine, states, settings: FitSettings, update_lls, started: float):
             state.converged = abs(ll - previous) < settings.tol
             logger.debug("EM iteration %d: mean log-likelihood %.6f", state.iteration, ll)
         return
-    for state, ll in zip(states, mean_log_likelihoods(engine, [s.params for s in states]),
-                         strict=True):
+    lls = mean_log_likelihoods(engine, [s.params for s in states], settings.covariance_type)
+    for state, ll in zip(states, lls, strict=True):
         it = state.iteration
         state.lower_bounds.append(ll)
         if ll > state.best_lower_bound:
@@ -452,8 +492,8 @@ def finish_fits(engine, states, settings: FitSettings, started: float | None = N
     """
     last = [s for s in states if settings.is_plain_em or s.best_params is None]
     if last:
-        for state, ll in zip(last, mean_log_likelihoods(engine, [s.params for s in last]),
-                             strict=True):
+        lls = mean_log_likelihoods(engine, [s.params for s in last], settings.covariance_type)
+        for state, ll in zip(last, lls, strict=True):
             state.best_params, state.best_lower_bound = state.params, ll
             state.best_iteration = state.iteration
     elapsed = 0.0 if started is None else time.perf_counter() - started
@@ -545,7 +585,8 @@ def run_fits(engine, states, settings: FitSettings,
             updates = em_updates(engine, params, projections,
                                  covariance_floor=settings.covariance_floor,
                                  weight_concentration=settings.weight_concentration,
-                                 reg_covar=settings.reg_covar)
+                                 reg_covar=settings.reg_covar,
+                                 covariance_type=settings.covariance_type)
             params = [p for p, _ in updates]
         for state, new, projection in zip(active, params, projections, strict=True):
             state.params = new

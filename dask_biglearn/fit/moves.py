@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from ..algebra import floor_eigenvalues, precision_cholesky
+from ..algebra import constrain_params, floor_eigenvalues, precision_cholesky
 from ..kernels.scoring import weighted_log_prob
 from ..model import FitState, MixtureParams
 from .loop import FitSettings, finish_fits, run_fits
@@ -415,10 +415,13 @@ def improve_by_moves(engine, state: FitState, sample, moves: MoveSettings,
         The number of moves kept.
     """
     trial = FitSettings.plain_em(max_iter=moves.trial_iter, tol=em.tol,
-                                 covariance_floor=em.covariance_floor, reg_covar=em.reg_covar)
+                                 covariance_floor=em.covariance_floor, reg_covar=em.reg_covar,
+                                 covariance_type=em.covariance_type)
     current, kept = state, 0
     for _ in range(moves.max_rounds):
-        proposals = candidates(current.best_params, sample, moves, em.covariance_floor)
+        proposals = [constrain_params(p, em.covariance_type, em.covariance_floor)
+                     for p in candidates(current.best_params, sample, moves,
+                                         em.covariance_floor)]
         if not proposals:
             break
         tried = [FitState(p, current.rng, restart=current.restart, phase="move")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..algebra import constrain_params
 from ..initialization import (
     apply_user_init,
     init_sample,
@@ -89,6 +90,11 @@ class FitPlan:
     weights_init: np.ndarray | None = None
     means_init: np.ndarray | None = None
     precisions_init: np.ndarray | None = None
+
+    @property
+    def covariance_type(self) -> str:
+        """The covariance type of every fit of the plan (its settings')."""
+        return self.em.covariance_type
 
     @property
     def warms_up(self) -> bool:
@@ -200,10 +206,12 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
     def initial(generator, index):
         params = initial_params(kinds[index], generator, plan.n_components, engine,
                                 plan.covariance_floor, sample, sources)
-        return apply_user_init(params, weights_init=plan.weights_init,
-                               means_init=plan.means_init,
-                               precisions_init=plan.precisions_init,
-                               covariance_floor=plan.covariance_floor)
+        params = apply_user_init(params, weights_init=plan.weights_init,
+                                 means_init=plan.means_init,
+                                 precisions_init=plan.precisions_init,
+                                 covariance_floor=plan.covariance_floor,
+                                 covariance_type=plan.covariance_type)
+        return constrain_params(params, plan.covariance_type, plan.covariance_floor)
 
     return start_states(initial, len(kinds), rng), sample
 

@@ -22,23 +22,30 @@ AUTO_ROWS_PER_PARAMETER = 40
 MIN_AUTO_SAMPLE_ROWS = 20_000
 
 
-def parameters_per_component(n_features: int) -> int:
-    """Count a full-covariance component's free parameters: weight, mean, covariance.
+def parameters_per_component(n_features: int, covariance_type: str = "full") -> int:
+    """Count a component's free parameters: weight, mean, covariance.
 
     Parameters
     ----------
     n_features : int
         The data's dimension.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        A tied covariance counts as a full one (each component's rows estimate it too).
 
     Returns
     -------
     n_parameters : int
-        ``1 + n_features + n_features * (n_features + 1) / 2``.
+        ``1 + D + D (D + 1) / 2`` (full, tied), ``1 + 2 D`` (diag), ``2 + D``
+        (spherical).
     """
-    return 1 + n_features + n_features * (n_features + 1) // 2
+    d = n_features
+    covariance = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d,
+                  "spherical": 1}[covariance_type]
+    return 1 + d + covariance
 
 
-def auto_sample_rows(n_components: int, n_features: int) -> int:
+def auto_sample_rows(n_components: int, n_features: int,
+                     covariance_type: str = "full") -> int:
     """Return the rows of ``sample_size="auto"``.
 
     ``AUTO_ROWS_PER_PARAMETER`` per parameter of a component, per component (so a component
@@ -51,17 +58,20 @@ def auto_sample_rows(n_components: int, n_features: int) -> int:
         Components of the mixture.
     n_features : int
         The data's dimension.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Counts the parameters (:func:`parameters_per_component`).
 
     Returns
     -------
     n_rows : int
         The sample's rows (before capping at the data's rows).
     """
-    return max(MIN_AUTO_SAMPLE_ROWS,
-               AUTO_ROWS_PER_PARAMETER * n_components * parameters_per_component(n_features))
+    return max(MIN_AUTO_SAMPLE_ROWS, AUTO_ROWS_PER_PARAMETER * n_components
+               * parameters_per_component(n_features, covariance_type))
 
 
-def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int):
+def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int,
+                covariance_type: str = "full"):
     """Return how many rows the sample of ``sample_size`` holds, or None for the full-data fit.
 
     Parameters
@@ -75,6 +85,8 @@ def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int)
         Components of the mixture.
     n_features : int
         The data's dimension.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The mixture's covariance type (``"auto"`` counts its parameters).
 
     Returns
     -------
@@ -96,7 +108,7 @@ def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int)
         if sample_size != "auto":
             raise ValueError(f"sample_size must be None, 'auto', a number of rows or a "
                              f"fraction in (0, 1], got {sample_size!r}.")
-        rows = auto_sample_rows(n_components, n_features)
+        rows = auto_sample_rows(n_components, n_features, covariance_type)
     elif isinstance(sample_size, Integral) and not isinstance(sample_size, bool):
         if sample_size < 1:
             raise ValueError(f"sample_size must be at least 1 row, got {sample_size}.")

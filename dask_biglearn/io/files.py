@@ -38,8 +38,10 @@ from numpy.lib import format as npy_format
 
 from .._version import __version__
 
-#: 2 declares the arrays' shapes in the JSON (``"arrays"``); 1 (before 0.2) did not.
-FORMAT_VERSION = 2
+#: 2 declares the arrays' shapes in the JSON (``"arrays"``); 1 (before 0.2) did not; 3 adds
+#: covariance types (a model's covariances of scikit-learn's shape for its
+#: ``covariance_type``; files of 1 and 2 hold full covariances and no type).
+FORMAT_VERSION = 3
 FORMAT_MARKER = "dask-biglearn"
 META_NAME = "dask-biglearn.json"
 ARRAYS_NAME = "arrays.npz"

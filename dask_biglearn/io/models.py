@@ -3,7 +3,9 @@
 A model file (:mod:`.files`: JSON and ``.npz`` in one ZIP) holds the estimator's class name
 and hyper-parameters, the fitted parameters (weights, means, covariances: precisions are
 recomputed on load), the history (``lower_bounds``, ``matchings``) and the fitted scalars
-(``n_iter_``, ``n_data_passes_``, ...). This module knows the format only: which estimator a
+(``n_iter_``, ``n_data_passes_``, ...). The covariances (and a given ``precisions_init``)
+have scikit-learn's shape for the hyper-parameter ``covariance_type`` (since format 3; a file
+without it is of full covariances, as every earlier one). This module knows the format only: which estimator a
 file names, and what its attributes mean, is the estimators' business
 (:func:`dask_biglearn.estimator.load_model` builds the estimator from a
 :class:`ModelDocument`).
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..algebra import COVARIANCE_TYPES, typed_shape
 from .files import ModelFileError, read_archive, require, write_document
 
 __all__ = ["MODEL_KIND", "ModelDocument", "jsonable_parameters", "read_model", "write_model"]
@@ -42,7 +45,8 @@ class ModelDocument:
         Fitted scalars by attribute name (``"n_iter_"``, ...): ints, floats and bools.
     weights : ndarray of shape (n_components,)
     means : ndarray of shape (n_components, n_features)
-    covariances : ndarray of shape (n_components, n_features, n_features)
+    covariances : ndarray
+        scikit-learn's shape for ``hyper_parameters["covariance_type"]`` (full when absent).
     lower_bounds : ndarray of shape (n_checks,)
     matchings : list of str
         The matching of each outer iteration (empty for plain EM).
@@ -138,9 +142,9 @@ def _expected_shapes(where: str):
 
     ``K = hyper_parameters["n_components"]``, ``D = fitted["n_features_in_"]`` (or the
     means' second dimension in a file without it): ``weights (K,)``, ``means (K, D)``,
-    ``covariances (K, D, D)``, ``lower_bounds (n,)`` and the optional initial arrays
-    ``init/weights_init (K,)``, ``init/means_init (K, D)``, ``init/precisions_init
-    (K, D, D)``; no other array.
+    ``covariances`` of the covariance type's shape (``(K, D, D)`` full), ``lower_bounds
+    (n,)`` and the optional initial arrays ``init/weights_init (K,)``, ``init/means_init
+    (K, D)``, ``init/precisions_init`` (the type's shape); no other array.
     """
 
     def check(meta, shapes):
@@ -162,14 +166,17 @@ def _expected_shapes(where: str):
         else:
             raise ModelFileError(f"{where}: the means have shape {shapes['means']}, not "
                                  f"(n_components, n_features).")
-        expected = {"weights": (k,), "means": (k, d), "covariances": (k, d, d),
+        covariance_type = _covariance_type(params, where)
+        typed = typed_shape(covariance_type, k, d)
+        expected = {"weights": (k,), "means": (k, d), "covariances": typed,
                     f"{ARRAY_PREFIX}weights_init": (k,), f"{ARRAY_PREFIX}means_init": (k, d),
-                    f"{ARRAY_PREFIX}precisions_init": (k, d, d)}
+                    f"{ARRAY_PREFIX}precisions_init": typed}
         for name, shape in shapes.items():
             if name in expected and shape != expected[name]:
                 raise ModelFileError(
-                    f"{where}: the array {name!r} has shape {shape}, but n_components={k} "
-                    f"and n_features={d} make it {expected[name]}.")
+                    f"{where}: the array {name!r} has shape {shape}, but n_components={k}, "
+                    f"n_features={d} and covariance_type={covariance_type!r} make it "
+                    f"{expected[name]}.")
         if len(shapes["lower_bounds"]) != 1:
             raise ModelFileError(f"{where}: lower_bounds has shape {shapes['lower_bounds']}, "
                                  f"not (n_checks,).")
@@ -180,6 +187,15 @@ def _expected_shapes(where: str):
                 raise ModelFileError(f"{where}: an unexpected array {name[:60]!r}.")
 
     return check
+
+
+def _covariance_type(params: dict, where: str) -> str:
+    """The file's covariance type: ``"full"`` when it names none (files before format 3)."""
+    covariance_type = params.get("covariance_type", "full")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ModelFileError(f"{where}: unknown covariance_type {str(covariance_type)[:40]!r}; "
+                             f"expected one of {COVARIANCE_TYPES}.")
+    return covariance_type
 
 
 def _check_fitted(where: str, fitted: dict) -> None:
@@ -194,25 +210,30 @@ def _check_fitted(where: str, fitted: dict) -> None:
                                      f"(a count: {low} to 2**63 - 1).")
 
 
-def _check_parameters(where, weights, means, covariances, lower_bounds):
+def _check_parameters(where, weights, means, covariances, lower_bounds,
+                      covariance_type="full"):
     """The format's checks of the parameters: consistent shapes, a probability vector,
     symmetric covariances of a sane scale (positive definiteness is checked where the
     precisions are computed)."""
-    if (weights.ndim != 1 or means.ndim != 2 or covariances.ndim != 3
-            or means.shape[0] != weights.shape[0] or covariances.shape
-            != (weights.shape[0], means.shape[1], means.shape[1]) or weights.shape[0] < 1
-            or means.shape[1] < 1 or lower_bounds.ndim != 1):
+    if (weights.ndim != 1 or means.ndim != 2 or means.shape[0] != weights.shape[0]
+            or covariances.shape != typed_shape(covariance_type, *means.shape)
+            or weights.shape[0] < 1 or means.shape[1] < 1 or lower_bounds.ndim != 1):
         raise ModelFileError(f"{where}: the parameters have inconsistent shapes "
                              f"{weights.shape}, {means.shape}, {covariances.shape}.")
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
         raise ModelFileError(f"{where}: the weights are not a probability vector.")
-    diagonals = np.diagonal(covariances, axis1=1, axis2=2)
+    if covariance_type in ("diag", "spherical"):  # the variances themselves
+        matrices, diagonals = None, covariances
+    else:
+        matrices = covariances if covariance_type == "full" else covariances[None]
+        diagonals = np.diagonal(matrices, axis1=1, axis2=2)
     if (np.max(np.abs(means)) > MAX_ABS_MEAN
             or np.max(np.abs(covariances)) > MAX_ABS_COVARIANCE or np.any(diagonals <= 0)):
         raise ModelFileError(f"{where}: the parameters are out of range (means within "
                              f"+-{MAX_ABS_MEAN:.0e}, covariance entries within "
                              f"+-{MAX_ABS_COVARIANCE:.0e}, variances > 0).")
-    if not np.allclose(covariances, np.swapaxes(covariances, 1, 2), rtol=1e-10, atol=0):
+    if matrices is not None and not np.allclose(matrices, np.swapaxes(matrices, 1, 2),
+                                                rtol=1e-10, atol=0):
         raise ModelFileError(f"{where}: a covariance is not symmetric.")
 
 
@@ -250,7 +271,8 @@ def read_model(path) -> ModelDocument:
     fitted = require(meta, "fitted", dict, where)
     _check_fitted(where, fitted)
     weights, means, covariances = (arrays[name] for name in PARAMETER_ARRAYS)
-    _check_parameters(where, weights, means, covariances, arrays["lower_bounds"])
+    _check_parameters(where, weights, means, covariances, arrays["lower_bounds"],
+                      _covariance_type(params, where))
     matchings = meta.get("matchings", [])
     if not isinstance(matchings, list) or not all(isinstance(m, str) for m in matchings):
         raise ModelFileError(f"{where}: bad matchings.")

@@ -1,4 +1,4 @@
-"""Quadratic features of the (projected, centred) data, in sub-blocks and reused buffers.
+"""Features of the (projected, centred) data, in sub-blocks and reused buffers.
 
 The Gaussian log-density ``log N(y | mu~, S~)`` is linear in the *quadratic features*
 ``F(y) = [1, y', y'_i y'_j (i <= j)]`` of ``y' = P (x - shift)``, with ``shift`` a fixed centre
@@ -6,6 +6,11 @@ of the data (its mean). So the E-step of a pass is one matrix product with coeff
 on the driver, and all its statistics are a second one (:mod:`dask_biglearn.kernels.passes`).
 The features are stored transposed (one *column* per row of data) so that both products are
 contiguous row operations.
+
+A Gaussian with a *diagonal* covariance needs only the *diagonal features*
+``[1, y', y'^2]`` (:func:`diagonal_features`, width ``1 + 2m`` instead of
+``1 + m + m (m + 1) / 2``): the passes of diagonal and spherical mixtures cost ``O(N K D)``,
+not ``O(N K D^2)``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,39 @@ def n_quadratic_features(n_features: int) -> int:
         ``1 + D + D (D + 1) / 2``.
     """
     return 1 + n_features + n_features * (n_features + 1) // 2
+
+
+def n_diagonal_features(n_features: int) -> int:
+    """Width of the diagonal features ``F(x) = [1, x, x^2]``.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension ``D`` of ``x``.
+
+    Returns
+    -------
+    width : int
+        ``1 + 2 D``.
+    """
+    return 1 + 2 * n_features
+
+
+def feature_width(n_features: int, diagonal: bool = False) -> int:
+    """Width of the quadratic (or, with ``diagonal``, the diagonal) features.
+
+    Parameters
+    ----------
+    n_features : int
+        Dimension ``D`` of ``x``.
+    diagonal : bool, default=False
+        The diagonal features ``[1, x, x^2]``.
+
+    Returns
+    -------
+    width : int
+    """
+    return n_diagonal_features(n_features) if diagonal else n_quadratic_features(n_features)
 
 
 def default_block_rows(n_features: int) -> int:
@@ -189,12 +227,41 @@ def quadratic_features(X, shift, out=None, *, compiled: bool = False,
     return F_t
 
 
+def diagonal_features(X, shift, out=None, *, dtype=np.float64) -> np.ndarray:
+    """Diagonal features ``[1, x', x'^2]`` of ``x' = x - shift``, one *column* per row of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Rows of data, any real dtype (promoted to float64).
+    shift : ndarray of shape (n_features,)
+        Centre subtracted from every row.
+    out : ndarray of shape (n_diagonal_features(n_features), n_samples), optional
+        Scratch buffer to write into (of type ``dtype``, C-contiguous).
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Type of the features: ``x'`` is formed in float64 and rounded, the squares are of the
+        rounded values (as :func:`quadratic_features`).
+
+    Returns
+    -------
+    F_t : ndarray of shape (n_diagonal_features(n_features), n_samples)
+        Row ``0`` ones, rows ``1..D`` ``x'``, rows ``D+1..2D`` ``x'^2``.
+    """
+    n, d = X.shape
+    F_t = np.empty((n_diagonal_features(d), n), dtype=dtype) if out is None else out
+    F_t[0] = 1.0
+    Xc = F_t[1 : 1 + d]
+    np.subtract(X.T, np.asarray(shift, dtype=np.float64)[:, None], out=Xc, dtype=np.float64)
+    np.multiply(Xc, Xc, out=F_t[1 + d :])
+    return F_t
+
+
 def projected_features(X, shift, projection, out=None, *, compiled: bool = False,
-                       dtype=np.float64) -> np.ndarray:
-    """Quadratic features of ``y' = P (x - shift)``, one column per row of ``X``.
+                       dtype=np.float64, diagonal: bool = False) -> np.ndarray:
+    """Quadratic (or diagonal) features of ``y' = P (x - shift)``, one column per row of ``X``.
 
     The features of ``x - shift`` when ``projection`` is None (see
-    :func:`quadratic_features`).
+    :func:`quadratic_features` and :func:`diagonal_features`).
 
     Parameters
     ----------
@@ -211,22 +278,25 @@ def projected_features(X, shift, projection, out=None, *, compiled: bool = False
         reference.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
         Type of the features (``y'`` is formed in float64).
+    diagonal : bool, default=False
+        The diagonal features ``[1, y', y'^2]`` (:func:`diagonal_features`).
 
     Returns
     -------
-    F_t : ndarray of shape (n_quadratic_features(n_dims), n_samples)
+    F_t : ndarray of shape (feature_width(n_dims, diagonal), n_samples)
         The features, one column per row of ``X`` (``n_dims = n_features`` without a
         projection).
     """
-    if projection is None:
-        return quadratic_features(X, shift, out=out, compiled=compiled, dtype=dtype)
-    Y = np.subtract(X, shift, dtype=np.float64) @ projection.T
-    return quadratic_features(Y, np.zeros(projection.shape[0]), out=out, compiled=compiled,
-                              dtype=dtype)
+    if projection is not None:
+        X = np.subtract(X, shift, dtype=np.float64) @ projection.T
+        shift = np.zeros(projection.shape[0])
+    if diagonal:
+        return diagonal_features(X, shift, out=out, dtype=dtype)
+    return quadratic_features(X, shift, out=out, compiled=compiled, dtype=dtype)
 
 
 def block_features(X, shift, projection, block_rows: int, *, compiled: bool = False,
-                   dtype=np.float64):
+                   dtype=np.float64, diagonal: bool = False):
     """Yield the features of ``X`` sub-block by sub-block, in a reused buffer.
 
     Each sub-block's features are written into this thread's scratch buffer (see
@@ -247,19 +317,21 @@ def block_features(X, shift, projection, block_rows: int, *, compiled: bool = Fa
         reference.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
         Type of the features.
+    diagonal : bool, default=False
+        The diagonal features ``[1, y', y'^2]``.
 
     Yields
     ------
-    F_t : ndarray of shape (n_quadratic_features(n_dims), n_block_rows)
+    F_t : ndarray of shape (feature_width(n_dims, diagonal), n_block_rows)
         The features of one sub-block, one column per row (see
         :func:`projected_features`).
     """
-    width = n_quadratic_features(X.shape[1] if projection is None else projection.shape[0])
+    width = feature_width(X.shape[1] if projection is None else projection.shape[0], diagonal)
     for start, stop in row_blocks(X.shape[0], block_rows):
         buf = scratch_buffer("features", (stop - start) * width, dtype)
         yield projected_features(X[start:stop], shift, projection,
                                  out=buf.reshape(width, stop - start), compiled=compiled,
-                                 dtype=dtype)
+                                 dtype=dtype, diagonal=diagonal)
 
 
 def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
@@ -287,14 +359,15 @@ def unpack_second_moments(upper: np.ndarray, n_features: int) -> np.ndarray:
 class FeatureCache:
     """The features of one in-memory array, kept between passes (the in-process route).
 
-    Small fits make tens of thousands of passes, and the quadratic features of the data do
-    not depend on the parameters. Within ``max_bytes`` this keeps
+    Small fits make tens of thousands of passes, and the features of the data do not depend
+    on the parameters. Within ``max_bytes`` this keeps
 
-    * the features of the data, computed once and reused by every joint pass;
+    * the features of the data (quadratic, and diagonal for diagonal mixtures), computed on
+      first use and reused by every joint pass;
     * the features of ``P x`` for the last ``max_projections`` projections ``P``, reused
       while the next passes use the same ``P`` (the ``n_inner_iter`` local updates of one
       BigLearn-EM outer iteration, for each of the restarts that advance together), each in
-      a buffer as large as the data's own features, reused for the next projection.
+      a buffer as large as the data's own quadratic features, reused for the next projection.
 
     :meth:`features_of` returns None for what does not fit: the pass then computes features
     sub-block by sub-block.
@@ -344,46 +417,60 @@ class FeatureCache:
         self.max_projections = int(max_projections)
         self.compiled = bool(compiled)
         self.dtype = np.dtype(dtype)
-        self._features = None
-        if self._bytes(X.shape[1]) <= self.max_bytes:
-            self._features = self._build(None)
-        self._projected = []  # (copy of P, its block features, their buffer), oldest first
+        self._own = {}  # diagonal -> the data's own block features (None: do not fit)
+        self._projected = []  # (copy of P, diagonal, block features, buffer), oldest first
 
-    def _bytes(self, n_dims: int) -> int:
-        return self.dtype.itemsize * self.X.shape[0] * n_quadratic_features(n_dims)
+    def _bytes(self, n_dims: int, diagonal: bool = False) -> int:
+        return self.dtype.itemsize * self.X.shape[0] * feature_width(n_dims, diagonal)
 
-    def _build(self, projection, buffer=None):
+    def _build(self, projection, diagonal, buffer=None):
         """Features of each sub-block, written into ``buffer`` (flat, of the cache's type) if
         given."""
         n_rows, n_features = self.X.shape
-        width = n_quadratic_features(n_features if projection is None else projection.shape[0])
+        width = feature_width(n_features if projection is None else projection.shape[0],
+                              diagonal)
         if buffer is None:
             buffer = np.empty(width * n_rows, dtype=self.dtype)
         return [
             projected_features(self.X[start:stop], self.shift, projection,
                                out=buffer[width * start : width * stop].reshape(width, -1),
-                               compiled=self.compiled, dtype=self.dtype)
+                               compiled=self.compiled, dtype=self.dtype, diagonal=diagonal)
             for start, stop in row_blocks(n_rows, self.block_rows)
         ]
+
+    def _cached_bytes(self) -> int:
+        n_features = self.X.shape[1]
+        own = sum(self._bytes(n_features, diagonal)
+                  for diagonal, features in self._own.items() if features is not None)
+        return own + len(self._projected) * self._bytes(n_features)
+
+    def _own_features(self, diagonal: bool):
+        """The data's own features, built on first use when they fit the budget (projected
+        ones are dropped first to make room)."""
+        if diagonal not in self._own:
+            needed = self._bytes(self.X.shape[1], diagonal)
+            while self._projected and self._cached_bytes() + needed > self.max_bytes:
+                self._projected.pop(0)
+            fits = self._cached_bytes() + needed <= self.max_bytes
+            self._own[diagonal] = self._build(None, diagonal) if fits else None
+        return self._own[diagonal]
 
     def _free_buffer(self):
         """A buffer for another projection: a new one while the budget allows, else the
         oldest projection's (dropped first, so it is never paired with a stale P)."""
-        n_features = self.X.shape[1]
-        cached = 0 if self._features is None else self._bytes(n_features)
-        cached += len(self._projected) * self._bytes(n_features)
+        size = self._bytes(self.X.shape[1])
         if (len(self._projected) < self.max_projections
-                and cached + self._bytes(n_features) <= self.max_bytes):
-            return np.empty(self._bytes(n_features) // self.dtype.itemsize, dtype=self.dtype)
+                and self._cached_bytes() + size <= self.max_bytes):
+            return np.empty(size // self.dtype.itemsize, dtype=self.dtype)
         if self._projected:
-            return self._projected.pop(0)[2]
+            return self._projected.pop(0)[3]
         return None
 
-    def features_of(self, shift, projection):
+    def features_of(self, shift, projection, diagonal: bool = False):
         """Cached block features for ``shift`` and ``projection``, or None.
 
-        The features of a new projection are computed here (in a free buffer, or the least
-        recently used projection's) when they fit the budget.
+        The features asked for are computed here (the data's own, or a new projection's in
+        a free buffer or the least recently used projection's) when they fit the budget.
 
         Parameters
         ----------
@@ -391,19 +478,22 @@ class FeatureCache:
             Centre of the features asked for.
         projection : ndarray of shape (n_dims, n_features) or None
             Rows of ``P``; None asks for the data's own features.
+        diagonal : bool, default=False
+            The diagonal features ``[1, y', y'^2]`` rather than the quadratic ones.
 
         Returns
         -------
-        features : list of ndarray of shape (n_quadratic_features(n_dims), n_block_rows) or None
+        features : list of ndarray of shape (feature_width(n_dims, diagonal), n_block_rows) \
+or None
             The features sub-block by sub-block, or None when they are not the cache's
             (another centre) or do not fit it.
         """
         if not np.array_equal(shift, self.shift):
             return None
         if projection is None:
-            return self._features
-        for i, (P, features, _) in enumerate(self._projected):
-            if np.array_equal(P, projection):
+            return self._own_features(diagonal)
+        for i, (P, diag, features, _) in enumerate(self._projected):
+            if diag == diagonal and np.array_equal(P, projection):
                 self._projected.append(self._projected.pop(i))  # most recently used last
                 return features
         # Projections have m <= D rows: their features fit a buffer of the data's width.
@@ -412,11 +502,11 @@ class FeatureCache:
         buffer = self._free_buffer()
         if buffer is None:
             return None
-        features = self._build(projection, buffer)
-        self._projected.append((np.array(projection), features, buffer))
+        features = self._build(projection, diagonal, buffer)
+        self._projected.append((np.array(projection), diagonal, features, buffer))
         return features
 
     def clear(self):
         """Drop every cached array."""
-        self._features = None
+        self._own = {}
         self._projected = []

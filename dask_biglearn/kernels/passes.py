@@ -12,6 +12,11 @@ With the quadratic features ``F`` of :mod:`dask_biglearn.kernels.features`
 
 A marginal pass on ``m < D`` dimensions therefore costs ``(m^2 + 3m + 2) / (D^2 + 3D + 2)`` of
 a joint pass in its matrix products, and only the ``m``-dimensional statistics leave a block.
+
+A *diagonal* pass (``PassSpec.diagonal``: a diagonal or spherical mixture seen through the
+identity or a coordinate subset) uses the diagonal features ``[1, y', y'^2]`` instead: the
+same two products over ``1 + 2m`` features, ``O(N K m)``, and its statistics carry only the
+diagonals of the second moments.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class PassSpec:
 
     Parameters
     ----------
-    theta : ndarray of shape (n_quadratic_features(n_dims), n_components)
+    theta : ndarray of shape (feature_width(n_dims, diagonal), n_components)
         E-step coefficients of the projected parameters about ``P @ shift``.
     shift : ndarray of shape (n_features,)
         Centre the moments are taken about (the engine's, from its summary pass).
@@ -54,6 +59,9 @@ class PassSpec:
     float32 : bool
         Form the features and run both matrix products in float32 (float32 data: see
         :func:`stacked_feature_pass`); the statistics are still summed in float64.
+    diagonal : bool
+        The projected covariances are diagonal: the pass runs on the diagonal features
+        ``[1, y', y'^2]`` and its second moments are diagonals, ``(n_components, n_dims)``.
     """
 
     theta: np.ndarray
@@ -62,6 +70,12 @@ class PassSpec:
     moments: bool = True
     compiled: bool = False
     float32: bool = False
+    diagonal: bool = False
+
+    @property
+    def n_dims(self) -> int:
+        """Dimension ``m`` of the projected space (from the width of ``theta``)."""
+        return _n_dims(self.theta.shape[0], self.diagonal)
 
     @property
     def n_components(self) -> int:
@@ -194,27 +208,32 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
     return (narrow @ F_t.T).astype(np.float64), log_lik_sums
 
 
-def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int) -> SuffStats:
+def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int,
+                 diagonal: bool = False) -> SuffStats:
     """Turn packed statistics ``G = resp.T @ F`` into sufficient statistics.
 
     Parameters
     ----------
-    G : ndarray of shape (n_components, n_quadratic_features(n_dims))
+    G : ndarray of shape (n_components, feature_width(n_dims, diagonal))
         Packed statistics: column 0 the counts, then the ``n_dims`` sums, then the packed
-        upper triangles of the second moments.
+        upper triangles of the second moments (their diagonals, for a diagonal pass).
     log_lik_sum : float
         Sum of the log-likelihood of the rows.
     n_rows : int
         How many rows the statistics cover.
+    diagonal : bool, default=False
+        ``G`` is a diagonal pass's: the second moments stay diagonals.
 
     Returns
     -------
     SuffStats
         The unpacked statistics (:class:`~dask_biglearn.kernels.stats.SuffStats`).
     """
-    m = _n_dims(G.shape[1])
-    return SuffStats(G[:, 0].copy(), np.ascontiguousarray(G[:, 1 : 1 + m]),
-                     unpack_second_moments(G[:, 1 + m :], m), log_lik_sum, n_rows)
+    m = _n_dims(G.shape[1], diagonal)
+    second = (np.ascontiguousarray(G[:, 1 + m :]) if diagonal
+              else unpack_second_moments(G[:, 1 + m :], m))
+    return SuffStats(G[:, 0].copy(), np.ascontiguousarray(G[:, 1 : 1 + m]), second,
+                     log_lik_sum, n_rows)
 
 
 def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
@@ -237,7 +256,8 @@ def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
     -------
     SuffStats
         Of ``y = P x``, shifted by ``P @ shift``; ``K (1 + m + m^2) + 2`` numbers whatever the
-        number of rows, summed over the blocks before they are unpacked.
+        number of rows (``K (1 + 2m) + 2`` for a diagonal pass), summed over the blocks
+        before they are unpacked.
     """
     return _shared_feature_stats(blocks, [spec], block_rows, cache)[0]
 
@@ -249,13 +269,15 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
     first = specs[0]
     sizes = [spec.n_components for spec in specs]
     theta_t = np.ascontiguousarray(np.concatenate([spec.theta.T for spec in specs]))
-    features = None if cache is None else cache.features_of(first.shift, first.projection)
+    features = None if cache is None else cache.features_of(first.shift, first.projection,
+                                                            first.diagonal)
     if features is None:
         dtype = np.float32 if first.float32 else np.float64
         features = (F_t for X in blocks
                     for F_t in block_features(X, first.shift, first.projection,
                                               block_rows or default_block_rows(X.shape[1]),
-                                              compiled=first.compiled, dtype=dtype))
+                                              compiled=first.compiled, dtype=dtype,
+                                              diagonal=first.diagonal))
     G_total, ll_totals, n_rows = None, np.zeros(len(specs)), 0
     for F_t in features:
         if theta_t.dtype != F_t.dtype:  # the features decide (the cache keeps its own type)
@@ -268,17 +290,21 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
             G_total = G if G_total is None else G_total + G
     if G_total is not None:
         bounds = np.cumsum([0, *sizes])
-        return [unpack_stats(G_total[a:b], float(ll), n_rows)
+        return [unpack_stats(G_total[a:b], float(ll), n_rows, first.diagonal)
                 for a, b, ll in zip(bounds[:-1], bounds[1:], ll_totals, strict=True)]
     # No moments asked for, or no rows: zero moments (of width 0 for a log-likelihood pass).
-    return [SuffStats(np.zeros(k), np.zeros((k, m)), np.zeros((k, m, m)), float(ll), n_rows)
-            for k, ll, m in ((spec.n_components, ll,
-                              _n_dims(spec.theta.shape[0]) if spec.moments else 0)
-                             for spec, ll in zip(specs, ll_totals, strict=True))]
+    return [SuffStats(np.zeros(k), np.zeros((k, m)),
+                      np.zeros((k, m) if spec.diagonal else (k, m, m)), float(ll), n_rows)
+            for spec, k, ll, m in ((spec, spec.n_components, ll,
+                                    spec.n_dims if spec.moments else 0)
+                                   for spec, ll in zip(specs, ll_totals, strict=True))]
 
 
-def _n_dims(width: int) -> int:
-    """``m`` from the width ``1 + m + m (m + 1) / 2`` of the quadratic features."""
+def _n_dims(width: int, diagonal: bool = False) -> int:
+    """``m`` from the width ``1 + m + m (m + 1) / 2`` of the quadratic features (``1 + 2m``
+    of the diagonal ones)."""
+    if diagonal:
+        return (width - 1) // 2
     return round(float(np.sqrt(8 * width + 1) - 3) / 2)
 
 
@@ -325,7 +351,8 @@ def pass_stats_batch(blocks, specs, block_rows: int | None = None,
 
 def _same_features(a: PassSpec, b: PassSpec) -> bool:
     """Whether two passes read the rows through the same features and compute the same."""
-    if (a.moments, a.compiled, a.float32) != (b.moments, b.compiled, b.float32):
+    if ((a.moments, a.compiled, a.float32, a.diagonal)
+            != (b.moments, b.compiled, b.float32, b.diagonal)):
         return False
     if (a.projection is None) != (b.projection is None):
         return False

@@ -20,8 +20,9 @@ class SuffStats:
         ``sum_n r_nk``.
     first_moment : ndarray of shape (n_components, n_dims)
         ``sum_n r_nk (y_n - shift_y)``.
-    second_moment : ndarray of shape (n_components, n_dims, n_dims)
-        ``sum_n r_nk (y_n - shift_y)(y_n - shift_y)^T``.
+    second_moment : ndarray of shape (n_components, n_dims, n_dims) or (n_components, n_dims)
+        ``sum_n r_nk (y_n - shift_y)(y_n - shift_y)^T``; only its diagonal for a diagonal
+        pass (:class:`~dask_biglearn.kernels.passes.PassSpec` ``diagonal``).
     log_lik_sum : float
         ``sum_n log sum_k pi_k N(y_n | mu~_k, S~_k)``.
     n_rows : int

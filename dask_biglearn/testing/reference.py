@@ -3,6 +3,17 @@
 It forms the full ``(n_samples, n_components)`` responsibilities, computes log-densities with
 ``scipy.stats.multivariate_normal`` and covariances two-pass, exactly as ALGORITHM.md states the
 update. The engine and the distributed path are tested against it.
+
+Covariance types are kept, as the library keeps them, as ``K`` full matrices that satisfy the
+type; an update is the projected M-step of the type, mapped back, then projected onto the
+type (:func:`reference_constrain`):
+
+* ``"full"``: the per-component M-step;
+* ``"tied"``: the pooled scatter ``sum_k scatter_k / sum_k N_k`` shared by all components;
+* ``"diag"``, ``"spherical"``: through the identity or a coordinate subset the projected model
+  is diagonal and its M-step keeps only the variances; through a rotation it is the full
+  M-step; mapped back, the new covariance keeps its diagonal (``"diag"``) or the mean of its
+  diagonal times the identity (``"spherical"``).
 """
 
 from __future__ import annotations
@@ -35,8 +46,37 @@ def reference_floor(covariance, floor):
     return 0.5 * (out + out.T)
 
 
+def _selects_coordinates(P) -> bool:
+    """Whether every row of ``P`` is a row of the identity."""
+    return bool(np.all(np.sort(P, axis=1)[:, -1] == 1.0)
+                and np.all(np.count_nonzero(P, axis=1) == 1))
+
+
+def reference_constrain(covariance, covariance_type, floor):
+    """One mapped-back covariance projected onto a type's constraint, floored.
+
+    Parameters
+    ----------
+    covariance : ndarray of shape (n_features, n_features)
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        ``"full"`` and ``"tied"`` keep the matrix (a tied update is shared already).
+    floor : float
+
+    Returns
+    -------
+    ndarray of shape (n_features, n_features)
+    """
+    if covariance_type in ("full", "tied"):
+        return reference_floor(covariance, floor)
+    variances = np.diag(covariance).copy()
+    if covariance_type == "spherical":
+        variances[:] = variances.mean()
+    return np.diag(np.maximum(variances, floor))
+
+
 def reference_em_update(X, weights, means, covariances, projection=None, *,
-                        covariance_floor, weight_concentration, shrink_center=None):
+                        covariance_floor, weight_concentration, shrink_center=None,
+                        covariance_type="full"):
     """One EM update in the space ``y = P x`` (``projection=None``: the identity).
 
     When a component's mass ``N_k`` is below ``1e-5 N`` its divisor is floored at ``1e-5 N``;
@@ -62,6 +102,9 @@ def reference_em_update(X, weights, means, covariances, projection=None, *,
         ``alpha`` of the weight smoothing (0: plain EM).
     shrink_center : ndarray of shape (n_features,), optional
         Where the missing mass of a floored divisor sits; None is the origin.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The type of the covariances (given as full matrices of the type) and of the update
+        (see the module docstring).
 
     Returns
     -------
@@ -95,17 +138,23 @@ def reference_em_update(X, weights, means, covariances, projection=None, *,
     new_weights /= new_weights.sum()
     new_means = np.empty_like(means)
     new_covs = np.empty_like(covariances)
+    diagonal = covariance_type in ("diag", "spherical") and _selects_coordinates(P)
+    covs_y = []
     for j in range(k):
         mu_y = (resp[:, j] @ Y + (divisor[j] - nk[j]) * center_y) / divisor[j]
         diff = Y - mu_y
-        cov_y = reference_floor((resp[:, j, None] * diff).T @ diff / divisor[j], covariance_floor)
-        if projection is None:
-            new_means[j], new_covs[j] = mu_y, cov_y
-        else:
-            new_means[j] = means[j] + P.T @ (mu_y - P @ means[j])
-            new_covs[j] = reference_floor(
-                covariances[j] + P.T @ (cov_y - P @ covariances[j] @ P.T) @ P, covariance_floor
-            )
+        scatter = (resp[:, j, None] * diff).T @ diff
+        new_means[j] = mu_y if projection is None else means[j] + P.T @ (mu_y - P @ means[j])
+        covs_y.append(scatter / divisor[j])
+    if covariance_type == "tied":
+        pooled = sum(c * n for c, n in zip(covs_y, divisor, strict=True)) / divisor.sum()
+        covs_y = [pooled] * k
+    for j in range(k):
+        cov_y = (np.diag(np.maximum(np.diag(covs_y[j]), covariance_floor)) if diagonal
+                 else reference_floor(covs_y[j], covariance_floor))
+        if projection is not None:
+            cov_y = covariances[j] + P.T @ (cov_y - P @ covariances[j] @ P.T) @ P
+        new_covs[j] = reference_constrain(cov_y, covariance_type, covariance_floor)
     return new_weights, new_means, new_covs, float(log_norm.mean())
 
 
@@ -138,7 +187,7 @@ def reference_log_likelihood(X, weights, means, covariances):
 
 def reference_biglearn_em(X, weights, means, covariances, *, schedule, rng, max_iter,
                           n_inner_iter, check_every, covariance_floor, weight_concentration,
-                          shrink_center=None):
+                          shrink_center=None, covariance_type="full"):
     """The whole BigLearn-EM loop on the reference update; returns the best checked params.
 
     Draws its projections from ``schedule`` and ``rng`` exactly as the library does, so a
@@ -171,6 +220,8 @@ def reference_biglearn_em(X, weights, means, covariances, *, schedule, rng, max_
         ``alpha`` of the weight smoothing (0: plain EM).
     shrink_center : ndarray of shape (n_features,), optional
         Where the missing mass of a floored divisor sits (see :func:`reference_em_update`).
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        The covariances' type (see :func:`reference_em_update`).
 
     Returns
     -------
@@ -190,7 +241,7 @@ def reference_biglearn_em(X, weights, means, covariances, *, schedule, rng, max_
             weights, means, covariances, _ = reference_em_update(
                 X, weights, means, covariances, projection.matrix,
                 covariance_floor=covariance_floor, weight_concentration=weight_concentration,
-                shrink_center=shrink_center,
+                shrink_center=shrink_center, covariance_type=covariance_type,
             )
         if it % check_every == 0 or it == max_iter:
             ll = reference_log_likelihood(X, weights, means, covariances)

@@ -8,6 +8,7 @@ import pytest
 from cluster_checks import eventually, joint_spec, n_pass_tasks, pass_tasks, scheduler_keys
 from conftest import KINDS, make_projection, paper_biglearn, random_params
 
+from dask_biglearn.algebra import constrain_covariances
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import em_update
 from dask_biglearn.kernels.stats import combine_stat_lists
@@ -18,15 +19,17 @@ from dask_biglearn.testing import reference_em_update
 CHUNKINGS = [600, 250, 97, (300, 1, 299)]
 
 
-def engine_update(engine, params, P, floor=1e-3, alpha=0.1):
+def engine_update(engine, params, P, floor=1e-3, alpha=0.1, covariance_type="full"):
     return em_update(engine, MixtureParams(*params), Projection("x", P),
-                     covariance_floor=floor, weight_concentration=alpha)
+                     covariance_floor=floor, weight_concentration=alpha,
+                     covariance_type=covariance_type)
 
 
-def assert_matches_reference(X, params, P, got, shift, tol=1e-10):
+def assert_matches_reference(X, params, P, got, shift, tol=1e-10, covariance_type="full"):
     new, ll = got
     rw, rm, rc, rll = reference_em_update(X, *params, P, covariance_floor=1e-3,
-                                          weight_concentration=0.1, shrink_center=shift)
+                                          weight_concentration=0.1, shrink_center=shift,
+                                          covariance_type=covariance_type)
     np.testing.assert_allclose(new.weights, rw, rtol=0, atol=tol)
     np.testing.assert_allclose(new.means, rm, rtol=0, atol=tol * np.abs(X).max())
     np.testing.assert_allclose(new.covariances, rc, rtol=0, atol=tol * np.abs(rc).max())
@@ -47,6 +50,20 @@ def test_distributed_update_matches_reference(client, blobs, kind, chunks, split
     P = make_projection(kind, X.shape[1], seed=11)
     got, shift = dask_update(X, chunks, params, P, split_every=split_every)
     assert_matches_reference(X, params, P, got, shift)
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_distributed_update_of_each_covariance_type_matches_reference(client, blobs, kind,
+                                                                      covariance_type):
+    X, _ = blobs
+    w, m, c = random_params(7, X, 4)
+    params = (w, m, constrain_covariances(c, covariance_type, 1e-3, w))
+    P = make_projection(kind, X.shape[1], seed=11)
+    with DaskEngine(da.from_array(X, chunks=(97, -1))) as engine:
+        got = engine_update(engine, params, P, covariance_type=covariance_type)
+        shift = engine.summaries.shift
+    assert_matches_reference(X, params, P, got, shift, covariance_type=covariance_type)
 
 
 @pytest.mark.parametrize("kind", KINDS)

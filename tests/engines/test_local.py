@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import KINDS, make_blobs, make_projection, random_params
 
+from dask_biglearn.algebra import constrain_covariances
 from dask_biglearn.engines import InProcessEngine
 from dask_biglearn.engines.base import order_free
 from dask_biglearn.fit import em_update
@@ -14,14 +15,16 @@ from dask_biglearn.testing import reference_em_update
 
 
 def assert_update_matches_reference(X, params, P, floor=1e-3, alpha=0.1, tol=1e-10,
-                                    compiled=None):
+                                    compiled=None, covariance_type="full"):
     w, m, c = params
     with InProcessEngine(X, compiled=compiled) as engine:
         new, ll = em_update(engine, MixtureParams(w, m, c), Projection("x", P),
-                            covariance_floor=floor, weight_concentration=alpha)
+                            covariance_floor=floor, weight_concentration=alpha,
+                            covariance_type=covariance_type)
         shift = engine.summaries.shift
     rw, rm, rc, rll = reference_em_update(X, w, m, c, P, covariance_floor=floor,
-                                          weight_concentration=alpha, shrink_center=shift)
+                                          weight_concentration=alpha, shrink_center=shift,
+                                          covariance_type=covariance_type)
     spread = X.std(axis=0).max()  # errors are judged against the data's spread, not its offset
     np.testing.assert_allclose(new.weights, rw, rtol=0, atol=tol)
     np.testing.assert_allclose(new.means, rm, rtol=0, atol=tol * spread)
@@ -37,6 +40,20 @@ def test_in_process_update_matches_dense_reference(kind, blobs, compiled):
     params = random_params(1, X, 4)
     assert_update_matches_reference(X, params, make_projection(kind, X.shape[1]),
                                     compiled=compiled)
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_update_of_each_covariance_type_matches_dense_reference(kind, covariance_type, blobs):
+    """Each type's update (its own kernel for diagonal passes, the pooled M-step for tied,
+    the projection onto the type after a rotated matching) is the reference's."""
+    X, _ = blobs
+    w, m, c = random_params(1, X, 4)
+    c = constrain_covariances(c, covariance_type, 1e-3, w)
+    new = assert_update_matches_reference(X, (w, m, c), make_projection(kind, X.shape[1]),
+                                          covariance_type=covariance_type)
+    assert np.array_equal(constrain_covariances(new.covariances, covariance_type, 1e-3,
+                                                new.weights), new.covariances)
 
 
 @pytest.mark.parametrize("kind", KINDS)

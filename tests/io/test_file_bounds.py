@@ -88,7 +88,7 @@ def _one_line_naming(error, path):
 
 def test_a_file_declares_the_shapes_of_its_arrays(model_file):
     path, meta, arrays = model_file
-    assert FORMAT_VERSION == 2 and meta["format_version"] == 2
+    assert FORMAT_VERSION == 3 and meta["format_version"] == 3
     assert meta["arrays"] == {name: list(a.shape) for name, a in arrays.items()}
     loaded = db.load(path)
     assert loaded.means_.shape == tuple(meta["arrays"]["means"])
@@ -233,7 +233,7 @@ def test_declared_shapes_that_disagree_with_the_parameters_are_refused_unread(mo
     bad = _write(tmp_path / "wider.dbl",
                  meta | {"arrays": {n: list(a.shape) for n, a in changed.items()}},
                  _members(changed))
-    with pytest.raises(ModelFileError, match=f"n_components={k} and n_features={d}"):
+    with pytest.raises(ModelFileError, match=f"n_components={k}, n_features={d} and "):
         read_model(bad)
 
 

@@ -149,8 +149,8 @@ OUT_OF_RANGE = {
     "negative bytes_read_": "'bytes_read_' is -1, out of range",
     "huge n_data_passes_": "'n_data_passes_' is 18446744073709551616, out of range",
     "zero n_features_in_": "n_features_in_ is 0, not a positive integer",
-    "n_components disagrees": "but n_components=2 and n_features=3",
-    "n_features_in_ disagrees": "but n_components=3 and n_features=4",
+    "n_components disagrees": "but n_components=2, n_features=3 and",
+    "n_features_in_ disagrees": "but n_components=3, n_features=4 and",
     "undeclared array": "undeclared array 'extra'",
 }
 

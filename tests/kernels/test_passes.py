@@ -129,3 +129,44 @@ def test_warm_up_reports_whether_compiled_kernels_exist():
     from dask_biglearn.kernels._compiled import warm_up
 
     assert warm_up() == NUMBA_AVAILABLE
+
+
+def test_a_diagonal_pass_is_the_quadratic_pass_of_a_diagonal_model():
+    """The diagonal features ``[1, y', y'^2]`` with their coefficients give the quadratic
+    pass's log-likelihood and the diagonals of its second moments, at a fraction of the
+    width, through the identity and through a coordinate subset, float64 and float32."""
+    from dask_biglearn.algebra import (
+        diagonal_estep_coefficients,
+        diagonal_matrices,
+        estep_coefficients,
+    )
+    from dask_biglearn.kernels.features import FeatureCache, n_diagonal_features
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(700, 5)) * [1, 2, 3, 0.5, 1] + 10.0
+    shift = X.mean(axis=0)
+    weights = rng.dirichlet(np.ones(3))
+    means = X[:3] + rng.normal(size=(3, 5))
+    variances = rng.uniform(0.5, 4.0, size=(3, 5))
+    for P in (None, np.eye(5)[[0, 2, 3]]):
+        index = slice(None) if P is None else [0, 2, 3]
+        shift_y = shift if P is None else P @ shift
+        m, v = means[:, index], variances[:, index]
+        quadratic = pass_stats([X], PassSpec(estep_coefficients(weights, m, diagonal_matrices(v),
+                                                                shift_y), shift, P))
+        theta = diagonal_estep_coefficients(weights, m, v, shift_y)
+        assert theta.shape == (n_diagonal_features(v.shape[1]), 3)
+        spec = PassSpec(theta, shift, P, diagonal=True)
+        cache = FeatureCache(X, shift, 128, 2**30)
+        for got in (pass_stats([X], spec, block_rows=200), pass_stats([X], spec, cache=cache)):
+            assert got.second_moment.shape == (3, v.shape[1])
+            assert got.log_lik_sum == pytest.approx(quadratic.log_lik_sum, rel=1e-12)
+            np.testing.assert_allclose(got.resp_sum, quadratic.resp_sum, rtol=1e-10)
+            np.testing.assert_allclose(got.first_moment, quadratic.first_moment, rtol=1e-9,
+                                       atol=1e-9)
+            np.testing.assert_allclose(got.second_moment,
+                                       np.diagonal(quadratic.second_moment, axis1=1, axis2=2),
+                                       rtol=1e-10)
+        narrow = pass_stats([X.astype(np.float32)],
+                            PassSpec(theta, shift, P, float32=True, diagonal=True))
+        assert narrow.log_lik_sum == pytest.approx(quadratic.log_lik_sum, rel=1e-5)
