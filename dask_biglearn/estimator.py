@@ -61,6 +61,7 @@ from .validation import (
     check_warm_start,
     is_dask_array,
     is_data_array,
+    with_sample_weight,
 )
 from .verbosity import verbosity
 
@@ -206,8 +207,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             **{name: getattr(self, name) for name in ARRAY_PARAMS},
         }
 
-    def fit(self, X, y=None):
-        """Fit the mixture to ``X``.
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the mixture to ``X`` (with weighted rows: ``sample_weight``).
 
         Parameters
         ----------
@@ -219,6 +220,16 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             and what the fit placed on the cluster is released when it ends.
         y : None
             Ignored.
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
+            Non-negative weight of each row (pre-aggregated rows, survey or importance
+            weights): every statistic, the M-step and the log-likelihood weigh the rows by
+            it, so integer weights fit the data with rows repeated and zero weights the data
+            without those rows (from the same start; the k-means starts see each sampled row
+            of positive weight once). ``lower_bound_`` is then the weighted mean
+            log-likelihood. Dask weights of any chunking are rechunked to ``X``'s rows and
+            stay on the workers; the summary pass checks them (finite, non-negative, not all
+            zero) before any other work. The scalable mode's sample carries its rows'
+            weights.
 
         Returns
         -------
@@ -230,12 +241,16 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         X, _ = check_array(self, X, reset=True)
         n_samples, n_features = (int(s) for s in X.shape)
         check_n_samples(n_samples, self.n_components)
+        weighted = sample_weight is not None
+        if weighted:
+            X = with_sample_weight(X, sample_weight)
         plan = self._fit_plan(n_samples, n_features)
         if start is not None:
             check_warm_start(start, self.n_components, n_features)
             plan = dataclasses.replace(plan, **start)
         with verbosity(self.verbose), make_engine(
-                X, split_every=self.split_every) as engine, self._journal(X, engine, start):
+                X, split_every=self.split_every, weighted=weighted) as engine, \
+                self._journal(X, engine, start, weighted):
             result = run_plan(engine, plan, check_generator(self.random_state),
                               self.callbacks or ())
             passes = int(engine.n_data_passes)
@@ -283,7 +298,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             return None
         return one_given_start(self.weights_, self.means_, self.precisions_)
 
-    def _journal(self, X, engine, start=None):
+    def _journal(self, X, engine, start=None, weighted=False):
         """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
         bound to the fit's settings and to its data: the shape, the dtype and the summary
         pass's fingerprint (rows, mean, variance, min, max: the same whatever the chunking),
@@ -302,9 +317,11 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         fingerprint = {"n_samples": int(summaries.n_samples),
                        **{name: [float(v) for v in getattr(summaries, name)]
                           for name in ("shift", "var", "min", "max")}}
+        shape = [int(X.shape[0]), int(X.shape[1]) - weighted]
         identity = {"estimator": type(self).__name__, "hyper_parameters": params,
-                    "shape": [int(n) for n in X.shape], "dtype": str(X.dtype),
-                    DATA_KEY: fingerprint}
+                    "shape": shape, "dtype": str(X.dtype), DATA_KEY: fingerprint}
+        if weighted:  # the weights shape the fingerprint's mean and variance too
+            identity["sample_weight"] = True
         return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume)
 
     def _saved_parameters(self, *, identity=False) -> dict:
@@ -326,7 +343,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def _warn_if_not_converged(self, state):
         """Plain EM warns, as scikit-learn does; BigLearn-EM has no stopping rule to miss."""
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``predict(X)`` of the fitted model.
 
         Parameters
@@ -334,12 +351,14 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         X : array-like or dask.array.Array of shape (n_samples, n_features)
         y : None
             Ignored.
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
+            As :meth:`fit` takes it.
 
         Returns
         -------
         labels : ndarray (or lazy Dask array) of shape (n_samples,)
         """
-        return self.fit(X).predict(X)
+        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     # ----- using a fitted model --------------------------------------------------------------
 

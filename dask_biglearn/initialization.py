@@ -408,12 +408,22 @@ def init_sample(init_params, rng, n_components, engine):
     Returns
     -------
     ndarray of shape (n_sample_rows, n_features) or None
-        The sample, for the k-means starts.
+        The sample, for the k-means starts. Of weighted data (``sample_weight``), its rows of
+        positive weight, without their weights: the starts see each sampled row once (the
+        EM passes weigh them).
     """
     if init_params not in SAMPLE_STARTS:
         return None
     size = init_sample_size(engine.summaries.n_samples, n_components)
-    return engine.take_sample(size, int(rng.integers(2**63 - 1)))
+    sample = engine.take_sample(size, int(rng.integers(2**63 - 1)))
+    return _unweighted(sample, engine)
+
+
+def _unweighted(rows, engine):
+    """Rows of a weighted engine without their weight column (those of positive weight)."""
+    if not getattr(engine, "weighted", False):
+        return rows
+    return rows[rows[:, -1] > 0, :-1]
 
 
 def initial_params(init_params, rng, n_components, engine, covariance_floor,
@@ -449,7 +459,8 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
     starts = {
         "random": lambda: random_params(rng, n_components, summaries.min, summaries.max),
         "random_from_data": lambda: random_from_data_params(
-            rng, n_components, summaries.n_samples, summaries.var, engine.take_rows),
+            rng, n_components, summaries.n_samples, summaries.var,
+            lambda index: np.asarray(engine.take_rows(index))[:, :engine.n_features]),
         "k-means++": lambda: kmeans_params(rng, n_components, sample, covariance_floor),
         "kmeans": lambda: kmeans_params(rng, n_components, sample, covariance_floor,
                                         KMEANS_ITERATIONS),

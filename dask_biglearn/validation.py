@@ -208,6 +208,66 @@ def check_array(estimator, X, *, reset: bool):
     return X, False
 
 
+def with_sample_weight(X, sample_weight):
+    """``X`` with the rows' weights as one more, last, column: what a weighted engine reads.
+
+    NumPy weights are checked here: one number per row of ``X``, finite, non-negative, not
+    all zero. Dask weights (of any chunking, rechunked to ``X``'s row chunks, never brought
+    to this process for Dask ``X``) are checked by the engine's summary pass, before any
+    other work. The column takes ``X``'s dtype (float32 data: weights rounded to float32,
+    exact for integers up to 2**24).
+
+    Parameters
+    ----------
+    X : ndarray or dask.array.Array of shape (n_samples, n_features)
+        Validated data (:func:`check_array`).
+    sample_weight : array-like or dask.array.Array of shape (n_samples,)
+        The rows' weights.
+
+    Returns
+    -------
+    ndarray or dask.array.Array of shape (n_samples, n_features + 1)
+        Dask when ``X`` is, in one chunk along the columns and ``X``'s row chunks.
+
+    Raises
+    ------
+    ValueError
+        If the weights are not one number per row, or (NumPy weights) are NaN, infinite,
+        negative or all zero.
+    """
+    n = X.shape[0]
+    weights = lazy_as_array(sample_weight)
+    if is_dask_array(weights) and not is_dask_array(X):
+        weights = weights.compute()  # the data is in this process already
+    if not is_dask_array(weights):
+        try:
+            weights = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("sample_weight must be an array of numbers, one per row of "
+                             "X.") from None
+    if weights.ndim != 1 or weights.shape[0] != n:
+        raise ValueError(f"sample_weight has shape {tuple(weights.shape)}, but X has {n} "
+                         f"rows: give one weight per row, shape ({n},).")
+    if not is_dask_array(weights):
+        if not np.all(np.isfinite(weights)):
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if np.any(weights < 0):
+            raise ValueError(f"sample_weight has negative values (the smallest is "
+                             f"{weights.min():.6g}): weights must be >= 0.")
+        if not np.any(weights > 0):
+            raise ValueError("sample_weight is zero for every row: nothing to fit.")
+    if not is_dask_array(X):
+        return np.column_stack([X, weights.astype(X.dtype)])
+    if is_dask_array(weights):
+        if not np.issubdtype(weights.dtype, np.number):
+            raise ValueError("sample_weight must be an array of numbers, one per row of X.")
+        weights = weights.rechunk((X.chunks[0],))
+    else:
+        weights = da.from_array(weights, chunks=(X.chunks[0],))
+    column = weights.astype(X.dtype)[:, None]
+    return da.concatenate([X, column], axis=1).rechunk({1: -1})
+
+
 def check_n_samples(n_samples, n_components):
     """Refuse fewer rows than components.
 

@@ -347,6 +347,9 @@ def add_fit(sub):
                    help="scikit-learn's covariance types (default full; with --init-model, "
                         "the model's)")
     p.add_argument("--covariance-floor", type=float, default=None)
+    p.add_argument("--sample-weight", default=None, metavar="NAME",
+                   help="weigh the rows by the 1-D array NAME of the same Zarr group (one "
+                        "non-negative weight per row)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", required=True, metavar="OUT",
                    help="where the model goes (must not exist, unless --overwrite)")
@@ -496,6 +499,14 @@ def fit(args) -> int:
     if args.n_components > X.shape[0]:
         raise ValueError(f"--n-components {args.n_components} is larger than the store's "
                          f"{X.shape[0]} rows.")
+    weights = None
+    if args.sample_weight:
+        weights = open_zarr_array(args.store, args.sample_weight,
+                                  _storage_options(args.storage_option),
+                                  allow_missing_chunks=args.allow_missing_chunks, ndim=1)
+        if weights.shape[0] != X.shape[0]:
+            raise ValueError(f"--sample-weight {args.sample_weight} has {weights.shape[0]} "
+                             f"rows, the store's array {X.shape[0]}.")
     show = not (args.quiet or args.json) and sys.stderr.isatty()
     bar = ProgressBar(disable=not show, n_inner_iter=args.n_inner_iter or 5)
     model = _estimator(args, [bar])
@@ -508,7 +519,7 @@ def fit(args) -> int:
     with connect(args, log=say) as client, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # recorded, not shown: only some are said below
         with _computing_on(args.store, (args.checkpoint,), (args.checkpoint,)):
-            model.fit(X)
+            model.fit(X, sample_weight=weights)
         dashboard = client.dashboard_link
     bar.close()
     seconds = time.perf_counter() - started

@@ -17,7 +17,7 @@ from .local import InProcessEngine
 __all__ = ["DaskEngine", "DataSummaries", "Engine", "InProcessEngine", "PassSpec", "make_engine"]
 
 
-def make_engine(X, *, split_every=None) -> Engine:
+def make_engine(X, *, split_every=None, weighted=False) -> Engine:
     """The engine for validated data: in-process for NumPy, :class:`DaskEngine` for Dask.
 
     Parameters
@@ -26,6 +26,9 @@ def make_engine(X, *, split_every=None) -> Engine:
         Validated data (:func:`dask_biglearn.validation.check_array`).
     split_every : int, optional
         Fan-in of the Dask engine's tree reduction.
+    weighted : bool, default=False
+        The last column of ``X`` is the rows' weights
+        (:func:`dask_biglearn.validation.with_sample_weight`).
 
     Returns
     -------
@@ -35,5 +38,5 @@ def make_engine(X, *, split_every=None) -> Engine:
     import dask.array as da
 
     if isinstance(X, da.Array):
-        return DaskEngine(X, split_every=split_every)
-    return InProcessEngine(X)
+        return DaskEngine(X, split_every=split_every, weighted=weighted)
+    return InProcessEngine(X, weighted=weighted)

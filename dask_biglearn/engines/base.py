@@ -112,14 +112,21 @@ def data_summaries(summary: BlockSummary) -> DataSummaries:
     Raises
     ------
     ValueError
-        If the data contains NaN or infinity.
+        If the data (or its weights) contains NaN or infinity, or weights are negative or
+        all zero.
     FloatingPointError
         If the data's mean or variance overflows float64.
     """
     if not summary.finite:
-        raise ValueError("Input X contains NaN or infinity (checked before fitting).")
+        raise ValueError(("Input X or sample_weight" if summary.weighted else "Input X")
+                         + " contains NaN or infinity (checked before fitting).")
+    if summary.weighted and summary.min_weight < 0:
+        raise ValueError(f"sample_weight has negative values (the smallest is "
+                         f"{summary.min_weight:.6g}): weights must be >= 0.")
+    if summary.weighted and not summary.weight > 0:
+        raise ValueError("sample_weight is zero for every row: nothing to fit.")
     with np.errstate(over="ignore", invalid="ignore"):
-        var = summary.m2 / summary.n_rows
+        var = summary.m2 / summary.weight
     if not (np.all(np.isfinite(summary.mean)) and np.all(np.isfinite(var))):
         raise FloatingPointError(
             "The data's variance overflows float64 (values beyond ~1e150). Scale the data "
@@ -144,7 +151,11 @@ class Engine(Protocol):  # numpydoc ignore=PR01
     n_samples : int
         How many rows the data holds.
     n_features : int
-        How many features (columns) each row has.
+        How many features each row has.
+    weighted : bool
+        Whether each row carries its weight (``sample_weight``) as one more, last, column:
+        every pass is weighted and the rows :meth:`take_rows` and :meth:`take_sample` return
+        keep it.
     summaries : DataSummaries
         From one summary pass when the engine is built; ``summaries.shift`` is the centre of
         every pass's moments.
@@ -161,6 +172,7 @@ class Engine(Protocol):  # numpydoc ignore=PR01
 
     n_samples: int
     n_features: int
+    weighted: bool
     summaries: DataSummaries
     compiled: bool
     float32_products: bool

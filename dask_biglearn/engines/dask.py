@@ -39,7 +39,7 @@ from ..kernels.sampling import (
     sample_key_threshold,
 )
 from ..kernels.stats import SuffStats, combine_stat_lists
-from ..kernels.summaries import combine_summaries, summarize_blocks
+from ..kernels.summaries import SUMMARY_BLOCK_ROWS, combine_summaries, summarize_blocks
 from .actors import ActorRoute
 from .base import EngineBase, data_summaries
 from .local import InProcessEngine
@@ -113,18 +113,23 @@ class DaskEngine(EngineBase):
     actor_pass_bytes : int, optional
         Default: the Dask configuration key ``biglearn.actor-pass-bytes``.
     inline_spec_bytes : int, default=INLINE_SPEC_BYTES
+    weighted : bool, default=False
+        The last column of ``X`` is the rows' weights (``sample_weight``), not a feature
+        (see :class:`~dask_biglearn.engines.local.InProcessEngine`).
     """
 
     def __init__(self, X, *, split_every: int | None = None, block_rows: int | None = None,
                  persist=None, actors=None, compiled: bool | None = None,
                  actor_pass_bytes: int | None = None,
-                 inline_spec_bytes: int = INLINE_SPEC_BYTES):
+                 inline_spec_bytes: int = INLINE_SPEC_BYTES, weighted: bool = False):
         self.persist, self.actors = persist_policy(persist), actors_policy(actors)
         if X.ndim != 2 or X.numblocks[1] != 1:
             raise ValueError(
                 f"DaskEngine needs a 2-D array in one chunk along the features, got chunks "
                 f"{X.chunks}: validate it first (dask_biglearn.validation.check_dask_array).")
-        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.weighted = bool(weighted)
+        self.n_samples = int(X.shape[0])
+        self.n_features = int(X.shape[1]) - self.weighted
         self.split_every = resolve_split_every(split_every)
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
@@ -265,7 +270,7 @@ class DaskEngine(EngineBase):
         return get(graph, keys)
 
     def _summary_pass(self):
-        leaves = self._group_tasks(summarize_blocks, ())
+        leaves = self._group_tasks(summarize_blocks, (SUMMARY_BLOCK_ROWS, self.weighted))
         graph, keys = self._reduction(f"{self._name}-summary", leaves, combine_summaries)
         return data_summaries(combine_summaries(self._compute(graph, keys)))
 
@@ -396,8 +401,8 @@ class DaskEngine(EngineBase):
         threshold = sample_key_threshold(self.n_samples, int(seed), int(size))
         sample = self.X.map_blocks(
             _rows_up_to_key, int(seed), threshold, dtype=np.float64,
-            chunks=((np.nan,) * self.X.numblocks[0], (self.n_features,)),
-            meta=np.empty((0, self.n_features), dtype=np.float64))
+            chunks=((np.nan,) * self.X.numblocks[0], (self.X.shape[1],)),
+            meta=np.empty((0, self.X.shape[1]), dtype=np.float64))
         sample = sample.persist() if self._client is None else self._client.persist(sample)
         self.n_data_passes += 1
         sample.compute_chunk_sizes()
@@ -425,15 +430,16 @@ class DaskEngine(EngineBase):
         ------
         engine : InProcessEngine or DaskEngine
         """
-        if n_rows * self.n_features * 8 <= driver_sample_bytes(self._client is not None):
-            with InProcessEngine(self.take_sample(n_rows, seed),
-                                 compiled=self.compiled) as engine:
+        if n_rows * self.X.shape[1] * 8 <= driver_sample_bytes(self._client is not None):
+            with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled,
+                                 weighted=self.weighted) as engine:
                 yield engine
             return
         rows = self.persisted_sample(n_rows, seed)
         try:
             with DaskEngine(rows, split_every=self.split_every, compiled=self.compiled,
-                            persist=self.persist, actors=self.actors) as engine:
+                            persist=self.persist, actors=self.actors,
+                            weighted=self.weighted) as engine:
                 yield engine
         finally:
             del rows  # the last reference: the workers drop the sample

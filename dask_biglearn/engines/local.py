@@ -36,19 +36,27 @@ class InProcessEngine(EngineBase):
         Run the compiled kernels (default: :func:`dask_biglearn.config.compiled_kernels`).
     feature_cache_bytes : int, default=FEATURE_CACHE_BYTES
         Keep the quadratic features between passes while they take at most this many bytes.
+    weighted : bool, default=False
+        The last column of ``X`` is the rows' weights (``sample_weight``), not a feature:
+        the summaries and every pass are weighted, and rows (samples included) keep their
+        weight in that column.
     """
 
     def __init__(self, X: np.ndarray, *, block_rows: int | None = None,
-                 compiled: bool | None = None, feature_cache_bytes: int = FEATURE_CACHE_BYTES):
+                 compiled: bool | None = None, feature_cache_bytes: int = FEATURE_CACHE_BYTES,
+                 weighted: bool = False):
         self.X = X
-        self.n_samples, self.n_features = (int(s) for s in X.shape)
+        self.weighted = bool(weighted)
+        self.n_samples = int(X.shape[0])
+        self.n_features = int(X.shape[1]) - self.weighted
         self.compiled = compiled_kernels() if compiled is None else bool(compiled)
         self.float32_products = float32_products(X.dtype)
         self.block_rows = block_rows or default_block_rows(self.n_features)
-        self.summaries = data_summaries(summarize_blocks([X]))
+        self.summaries = data_summaries(summarize_blocks([X], weighted=self.weighted))
         self.n_data_passes = 1  # the summary pass
         self.rows_read = 0  # by mini-batches, beyond the full passes
-        self._cache = FeatureCache(X, self.summaries.shift, self.block_rows,
+        self._cache = FeatureCache(X[:, :-1] if self.weighted else X, self.summaries.shift,
+                                   self.block_rows,
                                    feature_cache_bytes, compiled=self.compiled,
                                    dtype=np.float32 if self.float32_products else np.float64)
 
@@ -139,7 +147,8 @@ class InProcessEngine(EngineBase):
         ------
         engine : InProcessEngine
         """
-        with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled) as engine:
+        with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled,
+                             weighted=self.weighted) as engine:
             yield engine
 
     def close(self) -> None:

@@ -259,12 +259,13 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
             means_y, variances = means_y[:, index], variances[:, index]
         theta = diagonal_estep_coefficients(params.weights, means_y, variances, shift_y)
         return PassSpec(theta, shift, projection, moments, engine.compiled,
-                        engine.float32_products, diagonal=True), shift_y
+                        engine.float32_products, diagonal=True,
+                        weighted=engine.weighted), shift_y
     means_y, covs_y = project_params(params.means, params.covariances, projection)
     theta = estep_coefficients(params.weights, means_y, covs_y, shift_y,
                                compiled=engine.compiled)
     return PassSpec(theta, shift, projection, moments, engine.compiled,
-                    engine.float32_products), shift_y
+                    engine.float32_products, weighted=engine.weighted), shift_y
 
 
 def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,

@@ -94,7 +94,7 @@ def _first_missing_chunk(node):
 
 
 def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None, *,
-                    allow_missing_chunks: bool = False):
+                    allow_missing_chunks: bool = False, ndim: int = 2):
     """Open the Zarr array at ``url`` as a Dask array chunked by rows only, read lazily.
 
     Only the store's metadata, and the list of its chunk keys, are read here, on the client.
@@ -118,10 +118,13 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
         store a chunk that equals the fill value, e.g. all zeros). Without it, a missing
         chunk is an error; an array that declares no fill value (Zarr 2's ``null``) is refused
         either way.
+    ndim : {2, 1}, default=2
+        The dimensions the array must have: 2 for data ``(n_samples, n_features)``, 1 for
+        one value per row (``sample_weight``).
 
     Returns
     -------
-    X : dask.array.Array of shape (n_samples, n_features)
+    X : dask.array.Array of shape (n_samples, n_features) or (n_samples,)
         The array, with one chunk across the features (rechunked if the store has more).
 
     Raises
@@ -153,15 +156,17 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
             raise StoreError(f"{url}: its codecs would unpickle data; refused.") from None
         raise StoreError(f"{url}: not a readable Zarr store ({type(exc).__name__}: "
                          f"{exc}).") from None
-    if node.ndim != 2:
-        raise StoreError(f"{url}: expected a 2-D array (n_samples, n_features), got shape "
-                         f"{node.shape}.")
+    if node.ndim != ndim:
+        expected = "a 2-D array (n_samples, n_features)" if ndim == 2 else (
+            "a 1-D array (n_samples,)")
+        where = f"{url}" if not array else f"{url} (array {array!r})"
+        raise StoreError(f"{where}: expected {expected}, got shape {node.shape}.")
     if np.dtype(node.dtype).kind not in "fiu":
         raise StoreError(f"{url}: expected a real numeric dtype, got {node.dtype}.")
     unsafe = [n for n in _codec_names(node) if any(u in n for u in UNSAFE_CODECS)]
     if unsafe:
         raise StoreError(f"{url}: its codecs {unsafe} would unpickle data; refused.")
-    if node.shape[0] < 1 or node.shape[1] < 1:
+    if min(node.shape) < 1:
         raise StoreError(f"{url}: the array is empty (shape {node.shape}).")
     try:
         missing = _first_missing_chunk(node)
@@ -182,7 +187,7 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
                              f"(--allow-missing-chunks) to read missing chunks as the fill "
                              f"value {getattr(fill, 'item', lambda: fill)()!r}.")
     X = da.from_zarr(node)
-    if X.numblocks[1] != 1:
+    if ndim == 2 and X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X
 

@@ -40,10 +40,11 @@ _ROUND_MAGIC = 6755399441055744.0
 _ROUND_MAGIC_BITS = int(np.float64(_ROUND_MAGIC).view(np.int64))
 
 
-def _softmax_columns_py(log_prob_t, row_max, row_sum, scratch):
+def _softmax_columns_py(log_prob_t, row_max, row_sum, scratch, weights):
     """Normalise ``log_prob_t`` (K, n) over its first axis in place; return the log-likelihood.
 
-    ``row_max``, ``row_sum`` and ``scratch`` are float64 work arrays of length n.
+    ``row_max``, ``row_sum`` and ``scratch`` are float64 work arrays of length n; ``weights``
+    (length n, or 0 for none) multiplies each row's responsibilities and log-likelihood.
     Returns NaN if any input is NaN or the maximum of a column is infinite (the caller's
     finiteness check then reports it), as the NumPy reference does.
     """
@@ -85,9 +86,14 @@ def _softmax_columns_py(log_prob_t, row_max, row_sum, scratch):
         for i in range(n):
             row_sum[i] += row[i]
     log_lik = 0.0
-    for i in range(n):
-        log_lik += np.log(row_sum[i]) + row_max[i]
-        row_sum[i] = 1.0 / row_sum[i]
+    if weights.shape[0] == 0:
+        for i in range(n):
+            log_lik += np.log(row_sum[i]) + row_max[i]
+            row_sum[i] = 1.0 / row_sum[i]
+    else:
+        for i in range(n):
+            log_lik += weights[i] * (np.log(row_sum[i]) + row_max[i])
+            row_sum[i] = weights[i] / row_sum[i]
     for k in range(k_comp):
         for i in range(n):
             log_prob_t[k, i] *= row_sum[i]
@@ -200,15 +206,21 @@ def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -
     return F_t
 
 
-def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray) -> float:
+_NO_WEIGHTS = np.empty(0)
+
+
+def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray, weights=None) -> float:
     """Compiled counterpart of :func:`dask_biglearn.kernels.passes.responsibilities_from_log_prob`.
 
-    ``log_prob_t`` (K, n), float64, C-contiguous, is overwritten with the responsibilities;
-    ``work`` is a float64 array of at least ``3 n`` elements. Returns the summed
-    log-likelihood of the n rows (NaN when the input is not finite).
+    ``log_prob_t`` (K, n), float64, C-contiguous, is overwritten with the responsibilities
+    (times ``weights``, float64 of length n, when given); ``work`` is a float64 array of at
+    least ``3 n`` elements. Returns the (weighted) summed log-likelihood of the n rows (NaN
+    when the input is not finite).
     """
     n = log_prob_t.shape[1]
-    return float(_softmax_columns(log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n]))
+    weights = _NO_WEIGHTS if weights is None else np.ascontiguousarray(weights, np.float64)
+    return float(_softmax_columns(log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n],
+                                  weights))
 
 
 def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> int:

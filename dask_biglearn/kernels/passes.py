@@ -13,6 +13,10 @@ With the quadratic features ``F`` of :mod:`dask_biglearn.kernels.features`
 A marginal pass on ``m < D`` dimensions therefore costs ``(m^2 + 3m + 2) / (D^2 + 3D + 2)`` of
 a joint pass in its matrix products, and only the ``m``-dimensional statistics leave a block.
 
+A *weighted* pass (``PassSpec.weighted``: ``sample_weight``) reads blocks whose last column is
+the rows' weights: each row's responsibilities and log-likelihood are multiplied by its weight
+(in the softmax, at no extra cost) and ``n_rows`` becomes the rows' total weight.
+
 A *diagonal* pass (``PassSpec.diagonal``: a diagonal or spherical mixture seen through the
 identity or a coordinate subset) uses the diagonal features ``[1, y', y'^2]`` instead: the
 same two products over ``1 + 2m`` features, ``O(N K m)``, and its statistics carry only the
@@ -29,6 +33,7 @@ from ._compiled import softmax_columns
 from .features import (
     block_features,
     default_block_rows,
+    row_blocks,
     scratch_buffer,
     unpack_second_moments,
 )
@@ -62,6 +67,8 @@ class PassSpec:
     diagonal : bool
         The projected covariances are diagonal: the pass runs on the diagonal features
         ``[1, y', y'^2]`` and its second moments are diagonals, ``(n_components, n_dims)``.
+    weighted : bool
+        The last column of every block is the rows' weights (``sample_weight``).
     """
 
     theta: np.ndarray
@@ -71,6 +78,7 @@ class PassSpec:
     compiled: bool = False
     float32: bool = False
     diagonal: bool = False
+    weighted: bool = False
 
     @property
     def n_dims(self) -> int:
@@ -88,8 +96,8 @@ class PassSpec:
         return sum(a.nbytes for a in (self.theta, self.shift, self.projection) if a is not None)
 
 
-def responsibilities_from_log_prob(log_prob_t: np.ndarray, *,
-                                   compiled: bool = False) -> tuple[np.ndarray, float]:
+def responsibilities_from_log_prob(log_prob_t: np.ndarray, *, compiled: bool = False,
+                                   weights=None) -> tuple[np.ndarray, float]:
     """Normalise weighted log-densities, laid out ``(n_components, n_rows)``, in place.
 
     The component axis comes first so that the reductions over components are elementwise
@@ -102,25 +110,31 @@ def responsibilities_from_log_prob(log_prob_t: np.ndarray, *,
         ``log pi_k + log N(y_n | mu~_k, S~_k)``, float64; overwritten.
     compiled : bool, default=False
         Use the numba twin; ``False`` runs this NumPy code, the reference.
+    weights : ndarray of shape (n_rows,), optional
+        The rows' weights: each row's responsibilities and log-likelihood are multiplied by
+        its weight.
 
     Returns
     -------
     resp_t : ndarray of shape (n_components, n_rows)
-        The responsibilities, in ``log_prob_t``'s buffer.
+        The (weighted) responsibilities, in ``log_prob_t``'s buffer.
     log_lik_sum : float
-        ``sum_n log sum_k exp(log_prob_t[k, n])``.
+        ``sum_n w_n log sum_k exp(log_prob_t[k, n])`` (``w_n = 1`` without weights).
     """
     if compiled:
         n = log_prob_t.shape[1]
-        return log_prob_t, softmax_columns(log_prob_t, scratch_buffer("softmax", 3 * n))
+        return log_prob_t, softmax_columns(log_prob_t, scratch_buffer("softmax", 3 * n),
+                                           weights)
     row_max = log_prob_t.max(axis=0)
     log_prob_t -= row_max
     np.maximum(log_prob_t, LOG_RESP_CLIP, out=log_prob_t)
     np.exp(log_prob_t, out=log_prob_t)
     row_sum = log_prob_t.sum(axis=0)
-    log_prob_t *= 1.0 / row_sum
-    log_lik_sum = float(np.log(row_sum).sum() + row_max.sum())
-    return log_prob_t, log_lik_sum
+    if weights is None:
+        log_prob_t *= 1.0 / row_sum
+        return log_prob_t, float(np.log(row_sum).sum() + row_max.sum())
+    log_prob_t *= weights / row_sum
+    return log_prob_t, float(weights @ (np.log(row_sum) + row_max))
 
 
 def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
@@ -153,7 +167,7 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
 
 
 def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: bool = True, *,
-                         compiled: bool = False):
+                         compiled: bool = False, weights=None):
     """:func:`feature_pass` of several models at once, over the same features.
 
     The models' coefficients are stacked, so that both matrix products of the pass are one
@@ -177,6 +191,8 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
         Compute the packed statistics; False computes only the log-likelihoods.
     compiled : bool, default=False
         Use the numba twin of the softmax.
+    weights : ndarray of shape (n_rows,), optional
+        The rows' weights (see :func:`responsibilities_from_log_prob`).
 
     Returns
     -------
@@ -197,7 +213,7 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
     log_lik_sums, start = [], 0
     for size in sizes:
         _, log_lik_sum = responsibilities_from_log_prob(log_prob_t[start : start + size],
-                                                        compiled=compiled)
+                                                        compiled=compiled, weights=weights)
         log_lik_sums.append(log_lik_sum)
         start += size
     if not moments:
@@ -269,23 +285,14 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
     first = specs[0]
     sizes = [spec.n_components for spec in specs]
     theta_t = np.ascontiguousarray(np.concatenate([spec.theta.T for spec in specs]))
-    features = None if cache is None else cache.features_of(first.shift, first.projection,
-                                                            first.diagonal)
-    if features is None:
-        dtype = np.float32 if first.float32 else np.float64
-        features = (F_t for X in blocks
-                    for F_t in block_features(X, first.shift, first.projection,
-                                              block_rows or default_block_rows(X.shape[1]),
-                                              compiled=first.compiled, dtype=dtype,
-                                              diagonal=first.diagonal))
     G_total, ll_totals, n_rows = None, np.zeros(len(specs)), 0
-    for F_t in features:
+    for F_t, weights in _features_and_weights(blocks, first, block_rows, cache):
         if theta_t.dtype != F_t.dtype:  # the features decide (the cache keeps its own type)
             theta_t = theta_t.astype(F_t.dtype)
         G, lls = stacked_feature_pass(F_t, theta_t, sizes, first.moments,
-                                      compiled=first.compiled)
+                                      compiled=first.compiled, weights=weights)
         ll_totals += lls
-        n_rows += F_t.shape[1]
+        n_rows += F_t.shape[1] if weights is None else float(weights.sum())
         if first.moments:
             G_total = G if G_total is None else G_total + G
     if G_total is not None:
@@ -298,6 +305,36 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
             for spec, k, ll, m in ((spec, spec.n_components, ll,
                                     spec.n_dims if spec.moments else 0)
                                    for spec, ll in zip(specs, ll_totals, strict=True))]
+
+
+def _features_and_weights(blocks, spec: PassSpec, block_rows, cache):
+    """Yield each sub-block's features and its rows' weights (None without weights): from
+    the cache when it holds them (the in-process route's one block), else computed."""
+    weighted = spec.weighted
+    cached = None if cache is None else cache.features_of(spec.shift, spec.projection,
+                                                          spec.diagonal)
+    if cached is not None:
+        if not weighted:
+            yield from ((F_t, None) for F_t in cached)
+            return
+        (X,) = blocks
+        w = np.asarray(X[:, -1], dtype=np.float64)
+        for F_t, (start, stop) in zip(cached, row_blocks(len(w), cache.block_rows),
+                                      strict=True):
+            yield F_t, w[start:stop]
+        return
+    dtype = np.float32 if spec.float32 else np.float64
+    for X in blocks:
+        rows = block_rows or default_block_rows(X.shape[1] - weighted)
+        features = block_features(X[:, :-1] if weighted else X, spec.shift, spec.projection,
+                                  rows, compiled=spec.compiled, dtype=dtype,
+                                  diagonal=spec.diagonal)
+        if not weighted:
+            yield from ((F_t, None) for F_t in features)
+            continue
+        w = np.asarray(X[:, -1], dtype=np.float64)
+        for F_t, (start, stop) in zip(features, row_blocks(len(w), rows), strict=True):
+            yield F_t, w[start:stop]
 
 
 def _n_dims(width: int, diagonal: bool = False) -> int:
@@ -351,8 +388,8 @@ def pass_stats_batch(blocks, specs, block_rows: int | None = None,
 
 def _same_features(a: PassSpec, b: PassSpec) -> bool:
     """Whether two passes read the rows through the same features and compute the same."""
-    if ((a.moments, a.compiled, a.float32, a.diagonal)
-            != (b.moments, b.compiled, b.float32, b.diagonal)):
+    if ((a.moments, a.compiled, a.float32, a.diagonal, a.weighted)
+            != (b.moments, b.compiled, b.float32, b.diagonal, b.weighted)):
         return False
     if (a.projection is None) != (b.projection is None):
         return False

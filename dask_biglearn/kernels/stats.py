@@ -25,8 +25,9 @@ class SuffStats:
         pass (:class:`~dask_biglearn.kernels.passes.PassSpec` ``diagonal``).
     log_lik_sum : float
         ``sum_n log sum_k pi_k N(y_n | mu~_k, S~_k)``.
-    n_rows : int
-        How many rows the statistics cover: the M-step divides by it.
+    n_rows : int or float
+        How many rows the statistics cover (their total weight, for weighted rows): the
+        M-step divides by it.
     """
 
     resp_sum: np.ndarray
@@ -61,7 +62,7 @@ def combine_stats(parts) -> SuffStats:
         np.sum([p.first_moment for p in parts], axis=0),
         np.sum([p.second_moment for p in parts], axis=0),
         float(sum(p.log_lik_sum for p in parts)),
-        int(sum(p.n_rows for p in parts)),
+        sum(p.n_rows for p in parts),
     )
 
 

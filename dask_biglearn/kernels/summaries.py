@@ -3,6 +3,11 @@
 A block's summary is taken in sub-blocks (bounded temporaries) with two-pass moments, and
 summaries combine pairwise with the update of Chan, Golub and LeVeque (1979), so the result
 is accurate whatever the number of rows and the offset of the data.
+
+Weighted data (``sample_weight``) travels as one more column, the last, of every block: its
+summary is of the weighted rows (weighted mean and variance, min and max over the rows of
+positive weight) and records the weights' sum and smallest value, so that the summary pass
+also checks the weights.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ class BlockSummary:
         Per-feature minimum, float64 (``inf`` with no rows).
     max : ndarray of shape (n_features,)
         Per-feature maximum, float64 (``-inf`` with no rows).
+    weight : float
+        The rows' total weight (``n_rows`` without weights): ``mean`` and ``m2`` are
+        weighted by the rows' weights.
+    min_weight : float
+        The smallest weight (``inf`` with no rows; 1 without weights).
+    weighted : bool
+        Whether the rows carried weights (a last column).
     """
 
     n_rows: int
@@ -45,26 +57,32 @@ class BlockSummary:
     m2: np.ndarray
     min: np.ndarray
     max: np.ndarray
+    weight: float
+    min_weight: float
+    weighted: bool
 
 
-def _empty(n_features: int) -> BlockSummary:
+def _empty(n_features: int, weighted: bool) -> BlockSummary:
     zeros = np.zeros(n_features)
     return BlockSummary(0, True, zeros, zeros, np.full(n_features, np.inf),
-                        np.full(n_features, -np.inf))
+                        np.full(n_features, -np.inf), 0.0, np.inf, weighted)
 
 
 def _combine_two(a: BlockSummary, b: BlockSummary) -> BlockSummary:
-    if a.n_rows == 0 or b.n_rows == 0:
-        nonempty = a if b.n_rows == 0 else b
-        return BlockSummary(nonempty.n_rows, a.finite and b.finite, nonempty.mean,
-                            nonempty.m2, np.minimum(a.min, b.min), np.maximum(a.max, b.max))
-    n = a.n_rows + b.n_rows
+    n_rows = a.n_rows + b.n_rows
+    finite, weighted = a.finite and b.finite, a.weighted or b.weighted
+    low, high = np.minimum(a.min, b.min), np.maximum(a.max, b.max)
+    min_weight = min(a.min_weight, b.min_weight)
+    if a.weight == 0 or b.weight == 0:
+        nonempty = a if b.weight == 0 else b
+        return BlockSummary(n_rows, finite, nonempty.mean, nonempty.m2, low, high,
+                            a.weight + b.weight, min_weight, weighted)
+    n = a.weight + b.weight
     delta = b.mean - a.mean
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = a.mean + delta * (b.n_rows / n)
-        m2 = a.m2 + b.m2 + delta**2 * (a.n_rows * b.n_rows / n)
-    return BlockSummary(n, a.finite and b.finite, mean, m2, np.minimum(a.min, b.min),
-                        np.maximum(a.max, b.max))
+        mean = a.mean + delta * (b.weight / n)
+        m2 = a.m2 + b.m2 + delta**2 * (a.weight * b.weight / n)
+    return BlockSummary(n_rows, finite, mean, m2, low, high, n, min_weight, weighted)
 
 
 def combine_summaries(parts) -> BlockSummary:
@@ -89,7 +107,8 @@ def combine_summaries(parts) -> BlockSummary:
     return total
 
 
-def summarize_blocks(blocks, block_rows: int = SUMMARY_BLOCK_ROWS) -> BlockSummary:
+def summarize_blocks(blocks, block_rows: int = SUMMARY_BLOCK_ROWS,
+                     weighted: bool = False) -> BlockSummary:
     """The summary of the rows of ``blocks``.
 
     Each block is summarised in sub-blocks of ``block_rows`` rows (two-pass moments, bounded
@@ -101,22 +120,42 @@ def summarize_blocks(blocks, block_rows: int = SUMMARY_BLOCK_ROWS) -> BlockSumma
         Chunks of the data, any real dtype.
     block_rows : int, default=SUMMARY_BLOCK_ROWS
         Rows per sub-block.
+    weighted : bool, default=False
+        The last column of every block is the rows' weights (not a feature).
 
     Returns
     -------
     BlockSummary
-        The summary of all rows.
+        The summary of all rows (of the features only, weighted, when ``weighted``).
     """
     parts = []
     for X in blocks:
         for start, stop in row_blocks(X.shape[0], block_rows):
-            sub = np.asarray(X[start:stop], dtype=np.float64)
-            finite = bool(np.isfinite(sub).all())
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean = sub.mean(axis=0)
-                m2 = ((sub - mean) ** 2).sum(axis=0)
-            parts.append(BlockSummary(stop - start, finite, mean, m2, sub.min(axis=0),
-                                      sub.max(axis=0)))
+            parts.append(_summary(np.asarray(X[start:stop], dtype=np.float64), weighted))
     if not parts:
-        return _empty(blocks[0].shape[1] if blocks else 0)
+        n_columns = blocks[0].shape[1] if blocks else int(weighted)
+        return _empty(n_columns - int(weighted), weighted)
     return combine_summaries(parts)
+
+
+def _summary(sub: np.ndarray, weighted: bool) -> BlockSummary:
+    """The summary of one sub-block (float64)."""
+    finite = bool(np.isfinite(sub).all())
+    if not weighted:
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = sub.mean(axis=0)
+            m2 = ((sub - mean) ** 2).sum(axis=0)
+        return BlockSummary(len(sub), finite, mean, m2, sub.min(axis=0), sub.max(axis=0),
+                            float(len(sub)), 1.0, False)
+    X, w = sub[:, :-1], sub[:, -1]
+    total = float(w.sum())
+    kept = X[w > 0]
+    if not finite or total <= 0 or len(kept) == 0:
+        empty = _empty(X.shape[1], True)
+        return BlockSummary(len(sub), finite, empty.mean, empty.m2, empty.min, empty.max,
+                            max(total, 0.0) if finite else 0.0, float(w.min()), True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = (w @ X) / total
+        m2 = w @ (X - mean) ** 2
+    return BlockSummary(len(sub), finite, mean, m2, kept.min(axis=0), kept.max(axis=0),
+                        total, float(w.min()), True)
