@@ -91,8 +91,8 @@ PAPER_SETTINGS = {
 
 #: Hyper-parameters that do not change what a fit computes: left out of a checkpoint's
 #: identity.
-RUN_PARAMS = ("callbacks", "verbose", "split_every", "checkpoint", "checkpoint_every",
-              "resume")
+RUN_PARAMS = ("callbacks", "verbose", "verbose_interval", "split_every", "checkpoint",
+              "checkpoint_every", "resume")
 #: Run-time settings of one fit: never saved in a model file (a loaded model fits afresh,
 #: with no callbacks and no checkpoint of its own until given them).
 SESSION_PARAMS = ("callbacks", "checkpoint", "resume")
@@ -150,20 +150,22 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "checkpoint_every": [_positive(1)],
         "resume": ["boolean"],
         "verbose": ["verbose"],
+        "verbose_interval": [_positive(1)],
     }
 
     #: Fitted attributes besides the parameters, and how each is stored.
     _fitted_types: ClassVar[dict] = {
         "lower_bound_": float, "lower_bounds_": lambda v: [float(x) for x in v],
         "n_iter_": int, "converged_": bool, "n_data_passes_": int, "bytes_read_": int,
-        "n_sample_passes_": int,
+        "n_sample_passes_": int, "reseeded_components_": lambda v: [int(k) for k in v],
+        "degenerate_components_": lambda v: [int(k) for k in v],
     }
 
     def __init__(self, n_components, *, covariance_type, max_iter, tol, n_init,
                  covariance_floor, reg_covar, init_params,
                  weights_init, means_init, precisions_init, warm_start, sample_size,
                  refine_max_iter, refine_tol, random_state, split_every, callbacks,
-                 checkpoint, checkpoint_every, resume, verbose):
+                 checkpoint, checkpoint_every, resume, verbose, verbose_interval):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.max_iter = max_iter
@@ -186,6 +188,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.resume = resume
         self.verbose = verbose
+        self.verbose_interval = verbose_interval
 
     # ----- the fit ---------------------------------------------------------------------------
 
@@ -247,8 +250,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         plan = self._fit_plan(n_samples, n_features)
         if start is not None:
             check_warm_start(start, self.n_components, n_features)
-            plan = dataclasses.replace(plan, **start)
-        with verbosity(self.verbose), make_engine(
+            plan = dataclasses.replace(plan, **start,
+                                       previous_lower_bound=self._previous_lower_bound())
+        with verbosity(self.verbose, self.verbose_interval), make_engine(
                 X, split_every=self.split_every, weighted=weighted) as engine, \
                 self._journal(X, engine, start, weighted):
             result = run_plan(engine, plan, check_generator(self.random_state),
@@ -271,7 +275,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         main = result.chosen.main
         return {"lower_bound_": result.lower_bound, "lower_bounds_": result.lower_bounds,
                 "n_iter_": main.iteration, "converged_": main.converged,
-                "n_sample_passes_": result.n_sample_passes}
+                "n_sample_passes_": result.n_sample_passes,
+                "reseeded_components_": result.reseeded,
+                "degenerate_components_": result.degenerate}
 
     def _set_fitted(self, params: MixtureParams, values: dict) -> None:
         """Set every fitted attribute: the one place, for ``fit`` and :func:`load_model`.
@@ -297,6 +303,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         if not (self.warm_start and hasattr(self, "means_")):
             return None
         return one_given_start(self.weights_, self.means_, self.precisions_)
+
+    def _previous_lower_bound(self) -> float | None:
+        """A warm start's last iteration log-likelihood, which plain EM's first iteration is
+        judged against (scikit-learn's warm start: convergence spans fits)."""
+        history = getattr(self, "lower_bounds_", None)
+        return float(history[-1]) if history else None
 
     def _journal(self, X, engine, start=None, weighted=False):
         """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
@@ -512,7 +524,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                             f"requires at least one sample (an integer >= 1).")
         rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
                else check_random_state(self.random_state))
         counts = rng.multinomial(n_samples, self.weights_)
@@ -568,8 +581,9 @@ _COMMON_PARAMS_DOC = """
         the matching's projected space.
     init_params : {"random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit", \
 "auto"}
-        Default ``"auto"`` for :class:`BigLearnGaussianMixture`, ``"random"`` (the paper's
-        start, from which plain EM is the baseline) for :class:`GaussianMixture`.
+        Default ``"auto"`` for :class:`BigLearnGaussianMixture`, ``"kmeans"`` (scikit-learn's
+        default) for :class:`GaussianMixture` (``"random"`` is the paper's start, from which
+        plain EM is the paper's baseline).
         ``"auto"``: the ``n_init`` starts of ``"kmeans"``, and one ``"kmeans-pursuit"``
         start more for every three of them (one start: ``"kmeans"``); the best by likelihood
         wins.
@@ -638,6 +652,9 @@ _COMMON_PARAMS_DOC = """
     verbose : int, default=0
         1 logs progress at every check to the ``dask_biglearn`` logger at INFO, 2 also every
         iteration at DEBUG. A stderr handler is added if the logger has none.
+    verbose_interval : int, default=10
+        With ``verbose=2``, plain EM's per-iteration lines come every this many iterations
+        (scikit-learn's ``verbose_interval``).
 """
 
 _COMMON_ATTRS_DOC = """
@@ -662,6 +679,13 @@ _COMMON_ATTRS_DOC = """
         ``n_data_passes_`` times the data's size in memory (``X.nbytes``).
     n_sample_passes_ : int
         Passes over the in-process row sample of the scalable mode (0 without one).
+    reseeded_components_ : list of int
+        Components that were degenerate at the end of the fit (a weight below 1e-6, or a
+        covariance on ``covariance_floor`` in every direction) and were re-seeded at the
+        worst-explained rows, the model then polished by plain EM (logged at ``verbose=1``).
+    degenerate_components_ : list of int
+        Components of the returned model still degenerate (re-seeding did not help, e.g.
+        more components than distinct rows): kept at the floor, never NaN.
 """
 
 
@@ -710,11 +734,11 @@ class GaussianMixture(_BaseGaussianMixture):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", max_iter=100, tol=1e-3,
-                 n_init=1, covariance_floor=1e-6, reg_covar=0.0, init_params="random", weights_init=None,
+                 n_init=1, covariance_floor=1e-6, reg_covar=0.0, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, warm_start=False, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
-                 verbose=0):
+                 verbose=0, verbose_interval=10):
         super().__init__(
             n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
             n_init=n_init,
@@ -724,7 +748,7 @@ class GaussianMixture(_BaseGaussianMixture):
             refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-            verbose=verbose)
+            verbose=verbose, verbose_interval=verbose_interval)
 
     def _fit_plan(self, n_samples: int, n_features: int) -> FitPlan:
         """Plain EM from every start; in the scalable mode, refined on the full data."""
@@ -737,8 +761,9 @@ class GaussianMixture(_BaseGaussianMixture):
     def _warn_if_not_converged(self, state):
         if not state.converged and self.max_iter > 0:
             warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}). "
-                "Increase max_iter or tol.",
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data "
+                f"(EM ran max_iter={self.max_iter} iterations, tol={self.tol}).",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -904,7 +929,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
                  n_iter_no_change=20, refine_max_iter=200, refine_tol=1e-3, n_init=10,
                  n_explore=2, moves=("split-merge",), max_move_rounds=10, sample_size=None,
                  random_state=None, split_every=None, callbacks=None, checkpoint=None,
-                 checkpoint_every=10, resume=False, verbose=0):
+                 checkpoint_every=10, resume=False, verbose=0, verbose_interval=10):
         super().__init__(
             n_components, covariance_type=covariance_type, max_iter=max_iter, tol=tol,
             n_init=n_init,
@@ -914,7 +939,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
             refine_max_iter=refine_max_iter, refine_tol=refine_tol,
             random_state=random_state, split_every=split_every, callbacks=callbacks,
             checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-            verbose=verbose)
+            verbose=verbose, verbose_interval=verbose_interval)
         self.n_inner_iter = n_inner_iter
         self.matching_probs = matching_probs
         self.marginal_size_beta = marginal_size_beta

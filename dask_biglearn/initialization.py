@@ -473,10 +473,14 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
 def check_user_init(name, value, shape):
     """Validate one of ``weights_init`` / ``means_init`` / ``precisions_init``.
 
+    The messages are scikit-learn's (``"The parameter 'weights' should have the shape of
+    ..."``), after the name of the hyper-parameter.
+
     Parameters
     ----------
     name : str
-        Name of the argument, for the error messages.
+        The parameter's name in scikit-learn's messages: ``"weights"``, ``"means"`` or
+        ``"<covariance_type> precision"``.
     value : array-like
         The value given.
     shape : tuple of int
@@ -492,12 +496,17 @@ def check_user_init(name, value, shape):
     ValueError
         If the shape is wrong or a value is NaN or infinite.
     """
+    argument = _INIT_ARGUMENTS.get(name, "precisions_init")
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}.")
+        raise ValueError(f"{argument}: The parameter '{name}' should have the shape of "
+                         f"{shape}, but got {arr.shape}.")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf.")
+        raise ValueError(f"{argument}: The parameter '{name}' contains NaN or inf.")
     return arr
+
+
+_INIT_ARGUMENTS = {"weights": "weights_init", "means": "means_init"}
 
 
 def full_precisions(value, covariance_type: str, n_components: int,
@@ -523,13 +532,14 @@ def full_precisions(value, covariance_type: str, n_components: int,
         positive.
     """
     k, d = n_components, n_features
-    prec = check_user_init(f"precisions_init (covariance_type={covariance_type!r})", value,
+    prec = check_user_init(f"{covariance_type} precision", value,
                            typed_shape(covariance_type, k, d))
     if covariance_type == "tied":
         return np.broadcast_to(prec, (k, d, d)).copy()
     if covariance_type in ("diag", "spherical"):
         if np.any(prec <= 0):
-            raise ValueError("precisions_init must be positive.")
+            raise ValueError(f"precisions_init: '{covariance_type} precision' should be "
+                             f"positive.")
         diagonal = prec if prec.ndim == 2 else np.repeat(prec[:, None], d, axis=1)
         out = np.zeros((k, d, d))
         out[:, np.arange(d), np.arange(d)] = diagonal
@@ -571,20 +581,27 @@ def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisio
     k, d = params.means.shape
     weights, means, covariances = params.weights, params.means, params.covariances
     if weights_init is not None:
-        weights = check_user_init("weights_init", weights_init, (k,))
-        if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
-            raise ValueError("weights_init must be non-negative and sum to 1.")
+        weights = check_user_init("weights", weights_init, (k,))
+        if np.any(weights < 0) or np.any(weights > 1):
+            raise ValueError(f"weights_init: The parameter 'weights' should be in the range "
+                             f"[0, 1], but got min value {weights.min():.5f}, max value "
+                             f"{weights.max():.5f}.")
+        if abs(weights.sum() - 1.0) > 1e-6:
+            raise ValueError(f"weights_init: The parameter 'weights' should be normalized, "
+                             f"but got sum(weights) = {weights.sum():.5f}.")
         weights = weights / weights.sum()
     if means_init is not None:
-        means = check_user_init("means_init", means_init, (k, d))
+        means = check_user_init("means", means_init, (k, d))
     if precisions_init is not None:
         prec = full_precisions(precisions_init, covariance_type, k, d)
+        not_definite = (f"precisions_init: '{covariance_type} precision' should be "
+                        f"symmetric, positive-definite.")
         if not np.allclose(prec, np.swapaxes(prec, 1, 2), rtol=1e-8, atol=1e-12):
-            raise ValueError("precisions_init must be symmetric.")
+            raise ValueError(not_definite)
         try:
             chol = np.linalg.cholesky(prec)
         except np.linalg.LinAlgError:
-            raise ValueError("precisions_init must be positive definite.") from None
+            raise ValueError(not_definite) from None
         eye = np.broadcast_to(np.eye(d), prec.shape)
         inv_chol = np.linalg.solve(chol, eye)  # L^{-1}; Sigma = L^{-T} L^{-1}
         covariances = symmetrize(np.swapaxes(inv_chol, 1, 2) @ inv_chol)

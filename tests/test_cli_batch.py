@@ -406,8 +406,10 @@ def test_a_fit_that_did_not_converge_says_so(made, tmp_path, sched, capsys):
             "--model", str(tmp_path / "m.dbl"), *sched]
     code, out, err = _run(argv, capsys)
     assert code == 0 and "Saved" in out
-    assert _lines(err) == [("dask-biglearn fit: warning: EM did not converge in max_iter=1 "
-                            "iterations (tol=0.001). Increase max_iter or tol.")]
+    assert _lines(err) == [("dask-biglearn fit: warning: Best performing initialization did "
+                            "not converge. Try different init parameters, or increase "
+                            "max_iter, tol, or check for degenerate data (EM ran max_iter=1 "
+                            "iterations, tol=0.001).")]
     code, out, err = _run([*argv[:-3], str(tmp_path / "j.dbl"), "--json", *sched], capsys)
     assert code == 0 and err == ""
     assert ["did not converge" in note for note in json.loads(out)["warnings"]] == [True]

@@ -96,14 +96,15 @@ def test_a_diagonal_fit_beats_a_spherical_one_and_is_beaten_by_a_full_one(data):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_precisions_init_of_the_wrong_shape_is_refused_with_the_shape(data, covariance_type):
     wrong = np.ones((K + 1, D))
-    with pytest.raises(ValueError, match=r"precisions_init .*must have shape "
+    with pytest.raises(ValueError, match=r"precisions_init: The parameter '"
+                       + covariance_type + r" precision' should have the shape of "
                        + str(typed_shape(covariance_type, K, D)).replace("(", r"\(")
                        .replace(")", r"\)")):
         GaussianMixture(K, covariance_type=covariance_type, precisions_init=wrong).fit(data)
 
 
 def test_a_negative_diagonal_precision_is_refused(data):
-    with pytest.raises(ValueError, match="precisions_init must be positive"):
+    with pytest.raises(ValueError, match="'diag precision' should be positive"):
         GaussianMixture(K, covariance_type="diag", precisions_init=-np.ones((K, D))).fit(data)
 
 

@@ -68,7 +68,8 @@ def test_reg_covar_is_scikit_learns(blobs, reg_covar):
 
 def test_joint_updates_never_decrease_log_likelihood():
     X, _ = make_blobs(seed=5, n_samples=800, n_features=4, n_components=6)
-    est = GaussianMixture(8, max_iter=60, tol=0.0, covariance_floor=1e-9, random_state=1)
+    est = GaussianMixture(8, max_iter=60, tol=0.0, covariance_floor=1e-9, init_params="random",
+                          random_state=1)
     _fit_quietly(est, X)
     history = np.array(est.lower_bounds_ + [est.lower_bound_])
     steps = np.diff(history)
@@ -212,7 +213,7 @@ def test_biglearn_escapes_where_plain_em_gets_stuck():
     # finds far more modes than plain EM from the same start.
     for seed in (0, 1, 2):
         em = _fit_quietly(GaussianMixture(25, max_iter=300, covariance_floor=1e-5,
-                                          random_state=seed), X)
+                                          init_params="random", random_state=seed), X)
         big = paper_biglearn(25, max_iter=800, weight_concentration=0.2,
                                       covariance_floor=1e-5, random_state=seed).fit(X)
         found["em"].append(count_modes_found(true_means, em.means_, em.weights_))
@@ -300,7 +301,7 @@ def test_callbacks_see_the_fit_and_can_stop_it(reproducible_data):
                                   random_state=0, callbacks=[watch]).fit(reproducible_data)
     assert est.n_iter_ == 10 and len(est.lower_bounds_) == 2 and len(est.matchings_) == 10
     assert seen.count(("check", 5)) == 1 and seen[-1] == ("check", 10)
-    em = GaussianMixture(3, max_iter=30, random_state=0,
+    em = GaussianMixture(3, max_iter=30, random_state=0, init_params="random",
                          callbacks=[lambda state, event: state.iteration == 3])
     assert _fit_quietly(em, reproducible_data).n_iter_ == 3
 
@@ -342,7 +343,7 @@ def test_passes_over_the_data_are_counted(reproducible_data, dask_input):
     with dask.config.set(scheduler="threads"):
         est = paper_biglearn(3, max_iter=10, check_every=5, n_init=3,
                                       init_params="kmeans", random_state=0).fit(X)
-        em = _fit_quietly(GaussianMixture(3, max_iter=7, tol=0.0, random_state=0), X)
+        em = _fit_quietly(GaussianMixture(3, max_iter=7, tol=0.0, init_params="random", random_state=0), X)
     assert est.n_data_passes_ == 1 + 1 + 10 * 5 + 2
     assert em.n_data_passes_ == 1 + 7 + 1  # summary, 7 updates, the final evaluation
 
@@ -482,6 +483,35 @@ def test_warm_start_continues_from_the_fitted_model():
         np.testing.assert_array_equal(first.fit(X).means_, cold.means_)
 
 
+def test_a_degenerate_component_is_reseeded_and_said(caplog):
+    """A component collapsed far from the data (weight 1e-9, covariance on the floor) is
+    moved to the worst-explained rows, the model polished: it is no longer degenerate, the
+    fit is better, and the log and ``reseeded_components_`` say which."""
+    import logging
+
+    from dask_biglearn.engines import InProcessEngine
+    from dask_biglearn.fit.loop import FitSettings, finish_fit
+    from dask_biglearn.fit.moves import degenerate_components, reseed_degenerate
+    from dask_biglearn.model import FitState, MixtureParams
+
+    X, _ = make_blobs(seed=3, n_samples=900, n_features=2, n_components=3)
+    good = GaussianMixture(3, init_params="kmeans", n_init=3, random_state=0).fit(X)
+    weights = np.r_[good.weights_[:2] / good.weights_[:2].sum() * (1 - 1e-9), 1e-9]
+    means = np.r_[good.means_[:2], [[50.0, 50.0]]]
+    covariances = np.r_[good.covariances_[:2], [1e-6 * np.eye(2)]]
+    broken = MixtureParams(weights, means, covariances)
+    assert degenerate_components(broken, 1e-6) == [2]
+    em = FitSettings.plain_em(max_iter=100, tol=1e-6, covariance_floor=1e-6)
+    with InProcessEngine(X) as engine:
+        state = finish_fit(engine, FitState(broken, np.random.default_rng(0)), em)
+        with caplog.at_level(logging.INFO, logger="dask_biglearn"):
+            result, reseeded, still = reseed_degenerate(engine, state, X[::3], em)
+    assert reseeded == [2] and still == []
+    assert result.best_lower_bound > state.best_lower_bound + 0.1
+    assert result.best_lower_bound == pytest.approx(good.lower_bound_, abs=1e-3)
+    assert "Re-seeded degenerate components [2]" in caplog.text
+
+
 @pytest.mark.parametrize("case", ["duplicated rows", "constant column", "K near distinct rows"])
 @pytest.mark.parametrize("make", [
     lambda k: GaussianMixture(k, init_params="random", max_iter=200, random_state=0),
@@ -506,3 +536,10 @@ def test_data_that_collapses_components_never_gives_nan(case, make):
         assert np.all(np.isfinite(values))
     assert np.all(np.linalg.eigvalsh(model.covariances_) > 0)
     assert np.isfinite(model.lower_bound_) and np.all(np.isfinite(model.score_samples(X)))
+    # What is left degenerate is said, and it is what the model holds.
+    floor = model.covariance_floor
+    on_floor = np.linalg.eigvalsh(model.covariances_)[:, -1] <= (1 + 1e-6) * floor
+    assert model.degenerate_components_ == [
+        int(i) for i in np.flatnonzero(on_floor | (model.weights_ < 1e-6))]
+    if case == "K near distinct rows":  # six points, six components: each on its point
+        assert len(model.degenerate_components_) >= 1

@@ -24,7 +24,6 @@ stopping rule plugs in here.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from ..algebra import (
 from ..kernels.passes import PassSpec
 from ..model import FitState, MixtureParams
 from ..projection import MATCHING_KINDS, MatchingSchedule, Projection
+from ..verbosity import log_interval
 from .journal import current_journal
 
 logger = logging.getLogger(__name__)
@@ -446,10 +446,12 @@ def _check(engine, states, settings: FitSettings, update_lls, started: float):
     convergence. BigLearn-EM evaluates all of them in one read of the data."""
     if settings.is_plain_em:
         for state, ll in zip(states, update_lls, strict=True):
-            previous = state.lower_bounds[-1] if state.lower_bounds else -math.inf
+            # Before the first iteration: -inf, or a warm start's previous log-likelihood.
+            previous = state.lower_bounds[-1] if state.lower_bounds else state.best_lower_bound
             state.lower_bounds.append(ll)
             state.converged = abs(ll - previous) < settings.tol
-            logger.debug("EM iteration %d: mean log-likelihood %.6f", state.iteration, ll)
+            if state.iteration % log_interval() == 0:
+                logger.debug("EM iteration %d: mean log-likelihood %.6f", state.iteration, ll)
         return
     lls = mean_log_likelihoods(engine, [s.params for s in states], settings.covariance_type)
     for state, ll in zip(states, lls, strict=True):

@@ -443,3 +443,128 @@ def improve_by_moves(engine, state: FitState, sample, moves: MoveSettings,
                                  *polished.lower_bounds]
         current, kept = polished, kept + 1
     return current, kept
+
+
+# ---- degenerate components -----------------------------------------------------------------
+
+#: A component is degenerate when its weight is below this...
+DEGENERATE_WEIGHT = 1e-6
+#: ...or when its covariance sits on the floor in every direction (largest eigenvalue at most
+#: this multiple of the floor).
+ON_FLOOR = 1.0 + 1e-6
+
+
+def degenerate_components(params: MixtureParams, floor: float) -> list[int]:
+    """The components whose weight collapsed or whose covariance is on the floor throughout.
+
+    Parameters
+    ----------
+    params : MixtureParams
+    floor : float
+        The covariance floor.
+
+    Returns
+    -------
+    list of int
+        Their indices, in order.
+    """
+    largest = np.linalg.eigvalsh(params.covariances)[:, -1]
+    bad = (params.weights < DEGENERATE_WEIGHT) | (largest <= ON_FLOOR * floor)
+    return [int(k) for k in np.flatnonzero(bad)]
+
+
+def reseeded(params: MixtureParams, slots, sample, floor) -> MixtureParams:
+    """``params`` with the components ``slots`` moved to the worst-explained sample rows.
+
+    Each takes one of the sample rows of lowest mixture density (distinct rows, the worst
+    first), a covariance a quarter of that of the component holding the row (floored), and
+    weight ``1 / K``; the weights are renormalised.
+
+    Parameters
+    ----------
+    params : MixtureParams
+    slots : sequence of int
+        The components to move.
+    sample : ndarray of shape (n_samples, n_features)
+        The rows ranked by how well the mixture explains them.
+    floor : float
+        The covariance floor.
+
+    Returns
+    -------
+    MixtureParams
+    """
+    resp, _, log_p = responsibilities(sample, params)
+    healthy = np.ones(len(params.weights), dtype=bool)
+    healthy[list(slots)] = False
+    rows, seen = [], set()
+    for row in np.argsort(log_p, kind="stable"):
+        key = sample[row].tobytes()
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+        if len(rows) == len(slots):
+            break
+    changes = {}
+    k = len(params.weights)
+    for slot, row in zip(slots, rows, strict=False):
+        owners = np.where(healthy, resp[row], -1.0)
+        owner = int(np.argmax(owners)) if healthy.any() else slot
+        changes[slot] = (1.0 / k, sample[row],
+                         floor_eigenvalues(params.covariances[owner] / 4, floor))
+    return _with(params, changes)
+
+
+def reseed_degenerate(engine, state: FitState, sample, em: FitSettings, callbacks=()):
+    """Re-seed the degenerate components of a finished fit's model, where that helps.
+
+    The components :func:`degenerate_components` finds are moved to the worst-explained
+    sample rows (:func:`reseeded`) and plain EM (``em``) polishes the result. Where the
+    polished model has fewer degenerate components it is kept (even if its training
+    likelihood is lower: a component collapsed onto a point or a few duplicated rows is a
+    spike of the likelihood, not a fit); otherwise the model is kept as it was, its
+    degenerate components held at the floor. Nothing is done, and no pass made, when no
+    component is degenerate.
+
+    Parameters
+    ----------
+    engine : Engine
+        Where the rows live.
+    state : FitState
+        A finished fit; its ``best_params`` are the model.
+    sample : ndarray of shape (n_samples, n_features) or None
+        The rows to rank; None draws none and keeps the model.
+    em : FitSettings
+        Plain EM's settings (floor, type, tolerance).
+    callbacks : iterable of callable, default=()
+        ``callback(state, event)`` for the polishing fit.
+
+    Returns
+    -------
+    state : FitState
+        The finished state of the model returned.
+    reseeded : list of int
+        The components that were re-seeded (empty when none was, or it did not help).
+    degenerate : list of int
+        The components of the returned model still degenerate (kept at the floor).
+    """
+    floor = em.covariance_floor
+    degenerate = degenerate_components(state.best_params, floor)
+    if not degenerate or sample is None or len(sample) == 0:
+        return state, [], degenerate
+    start = constrain_params(reseeded(state.best_params, degenerate, sample, floor),
+                             em.covariance_type, floor)
+    polished = FitState(start, state.rng, restart=state.restart, phase="move")
+    polished = run_fits(engine, [polished], em, callbacks)[0]
+    if not polished.finished:
+        finish_fits(engine, [polished], em)
+    still = degenerate_components(polished.best_params, floor)
+    if not np.isfinite(polished.best_lower_bound) or len(still) >= len(degenerate):
+        logger.info("Components %s are degenerate (collapsed, or on the covariance floor); "
+                    "re-seeding them did not help: kept at the floor.", degenerate)
+        return state, [], degenerate
+    logger.info("Re-seeded degenerate components %s from the worst-explained rows "
+                "(log-likelihood %.6f -> %.6f).", degenerate, state.best_lower_bound,
+                polished.best_lower_bound)
+    polished.lower_bounds = [*state.lower_bounds, *polished.lower_bounds]
+    return polished, degenerate, still

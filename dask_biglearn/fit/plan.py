@@ -14,7 +14,11 @@ any pass) and :func:`run_plan` carries it out over an engine:
 5. **moves** (``moves``): split-merge or re-seeding from the best model so far
    (:mod:`~dask_biglearn.fit.moves`);
 6. in the **scalable mode** (``sample_rows``) steps 1-5 run on a row sample (an engine of its
-   own, :meth:`Engine.sample_engine`), then plain EM over the full data refines the best.
+   own, :meth:`Engine.sample_engine`), then plain EM over the full data refines the best;
+7. **degenerate components** of the result (a collapsed weight, or a covariance on the floor
+   in every direction) are re-seeded at the worst-explained rows and the model polished,
+   where that leaves fewer of them (:func:`~dask_biglearn.fit.moves.reseed_degenerate`);
+   no pass is made when there are none.
 
 Every start's warm-up, every refined exploration and the moves' result is a
 :class:`Candidate`; the best by joint training log-likelihood wins (:func:`best_candidate`).
@@ -38,7 +42,7 @@ from ..initialization import (
 )
 from ..model import FitState, MixtureParams
 from .loop import FitSettings, finish_fits, run_fits
-from .moves import MoveSettings, improve_by_moves
+from .moves import MoveSettings, degenerate_components, improve_by_moves, reseed_degenerate
 from .restarts import best_state, refine, start_states
 from .scalable import refine_on
 
@@ -75,6 +79,10 @@ class FitPlan:
         The scalable mode: explore on this many rows, refine on all of them.
     weights_init, means_init, precisions_init : ndarray or None, default=None
         Starting parameters given by the user, each replacing its part of every start.
+    previous_lower_bound : float or None, default=None
+        A warm start's: the log-likelihood of the previous fit's last iteration, which plain
+        EM's first iteration is judged against (so that convergence spans warm fits, as in
+        scikit-learn).
     """
 
     n_components: int
@@ -90,6 +98,7 @@ class FitPlan:
     weights_init: np.ndarray | None = None
     means_init: np.ndarray | None = None
     precisions_init: np.ndarray | None = None
+    previous_lower_bound: float | None = None
 
     @property
     def covariance_type(self) -> str:
@@ -135,12 +144,18 @@ class FitResult:
         Moves kept (each raised the joint log-likelihood).
     n_sample_passes : int
         Passes over the scalable mode's row sample (0 without one).
+    reseeded : tuple of int
+        The components re-seeded because they were degenerate (step 7).
+    degenerate : tuple of int
+        The components of the model still degenerate, kept at the floor.
     """
 
     chosen: Candidate
     candidates: tuple
     n_moves: int = 0
     n_sample_passes: int = 0
+    reseeded: tuple = ()
+    degenerate: tuple = ()
 
     @property
     def params(self) -> MixtureParams:
@@ -264,6 +279,9 @@ def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], 
     """
     callbacks = list(callbacks)
     starts, sample = draw_starts(engine, plan, rng)
+    if plan.previous_lower_bound is not None and plan.explore.is_plain_em:
+        for start in starts:  # what plain EM's first iteration is judged against
+            start.best_lower_bound = plan.previous_lower_bound
     warm = []
     if plan.warms_up:
         warm, starts = _warm_up(engine, plan, starts, callbacks)
@@ -308,7 +326,10 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
     callbacks = list(callbacks)
     if plan.sample_rows is None:
         candidates, n_moves = explore(engine, plan, rng, callbacks)
-        return FitResult(best_candidate(candidates), tuple(candidates), n_moves)
+        chosen, reseeded, degenerate = _reseed(engine, plan, best_candidate(candidates),
+                                               callbacks)
+        return FitResult(chosen, tuple(candidates), n_moves, reseeded=reseeded,
+                         degenerate=degenerate)
     seed = int(rng.integers(2**63 - 1))
     with engine.sample_engine(plan.sample_rows, seed) as on_sample:
         candidates, n_moves = explore(on_sample, plan, rng, callbacks)
@@ -317,8 +338,23 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
     refined = refine_on(engine, explored.result, plan.em, callbacks)
     if not refined.finished:
         finish_fits(engine, [refined], plan.em)
-    return FitResult(Candidate(explored.main, refined), tuple(candidates), n_moves,
-                     n_sample_passes)
+    chosen, reseeded, degenerate = _reseed(engine, plan, Candidate(explored.main, refined),
+                                           callbacks)
+    return FitResult(chosen, tuple(candidates), n_moves, n_sample_passes, reseeded,
+                     degenerate)
+
+
+def _reseed(engine, plan: FitPlan, chosen: Candidate, callbacks):
+    """Step 7: ``(candidate, reseeded, degenerate)``; the candidate unchanged, and no pass
+    made, when no component is degenerate, the fit was stopped, or the plan polishes with no
+    EM iteration (the paper's algorithm)."""
+    state = chosen.result
+    degenerate = degenerate_components(state.best_params, plan.covariance_floor)
+    if not degenerate or not state.finished or plan.em.max_iter == 0:
+        return chosen, (), tuple(degenerate)
+    sample = init_sample("kmeans", state.rng, plan.n_components, engine)
+    result, reseeded, still = reseed_degenerate(engine, state, sample, plan.em, callbacks)
+    return Candidate(chosen.main, result), tuple(reseeded), tuple(still)
 
 
 def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str | None:

@@ -44,7 +44,7 @@ def removed_workers(dask_scheduler):
             if isinstance(msg, dict) and msg.get("action") == "remove-worker"]
 
 
-@pytest.mark.filterwarnings("ignore:EM did not converge")
+@pytest.mark.filterwarnings("ignore:Best performing initialization did not converge")
 def test_two_600mib_workers_fit_a_store_five_times_their_memory(tmp_path):
     from distributed import Client, LocalCluster
 
