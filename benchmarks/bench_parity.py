@@ -65,7 +65,7 @@ def main(argv=None):
             for t in ("full", "tied", "diag", "spherical")]
     columns = ["covariance_type", *(n.rstrip("_") for n in ARRAYS), "score_samples_rel",
                "bic_rel"]
-    print_table(rows, columns, {c: ".1e" for c in columns[1:]})
+    print_table(rows, columns, dict.fromkeys(columns[1:], ".1e"))
     worst = max(max(r[c] for c in columns[1:]) for r in rows)
     report.summary(worst=worst, target_met=worst <= 1e-6)
     print(f"largest difference {worst:.1e}: target 1e-6 {'met' if worst <= 1e-6 else 'NOT met'}")

@@ -444,6 +444,23 @@ def n_covariance_parameters(covariance_type: str, n_components: int, n_features:
             "spherical": k}[covariance_type]
 
 
+def n_mixture_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters of a mixture (scikit-learn's count, for BIC and AIC).
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components, n_features : int
+
+    Returns
+    -------
+    int
+        Covariances (:func:`n_covariance_parameters`), ``K D`` means and ``K - 1`` weights.
+    """
+    k, d = n_components, n_features
+    return int(n_covariance_parameters(covariance_type, k, d) + k * d + k - 1)
+
+
 # ---- E-step coefficients --------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from .algebra import (
     COVARIANCE_TYPES,
     CholeskyError,
     full_covariances,
-    n_covariance_parameters,
+    n_mixture_parameters,
     typed_covariances,
     typed_precisions,
     typed_precisions_cholesky,
@@ -478,8 +478,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         return self._apply_blocks(X, predict_block, drop_axis=1, dtype=np.intp)
 
     def _n_parameters(self):
-        k, d = self.means_.shape
-        return int(n_covariance_parameters(self.covariance_type, k, d) + k * d + k - 1)
+        return n_mixture_parameters(self.covariance_type, *self.means_.shape)
 
     def bic(self, X):
         """Bayesian information criterion of the fitted model on ``X`` (lower is better).

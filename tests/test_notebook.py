@@ -20,6 +20,7 @@ def test_the_example_notebook_executes(tmp_path, monkeypatch):
                       if cell.cell_type == "code" for out in cell.get("outputs", []))
     assert "dashboard: http" in outputs
     assert "modes found: 9 of 9" in outputs
+    assert "selected {'n_components': 9, 'covariance_type': 'full'}" in outputs
     images = [out for cell in notebook.cells if cell.cell_type == "code"
               for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
     assert images  # the plots were drawn

@@ -21,6 +21,7 @@ import threading
 from .cluster import SchedulerLostError, Terminated
 from .commands import UsageError, add_fit, add_info, add_make_data, add_predict
 from .demo import add_demo
+from .select import add_select
 
 __all__ = ["build_parser", "main"]
 
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     parser : argparse.ArgumentParser
-        The parser of ``make-data``, ``fit``, ``predict``, ``info`` and ``demo``.
+        The parser of ``make-data``, ``fit``, ``select``, ``predict``, ``info`` and
+        ``demo``.
     """
     parser = argparse.ArgumentParser(
         prog="dask-biglearn",
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_make_data(sub)
     add_fit(sub)
+    add_select(sub)
     add_predict(sub)
     add_info(sub)
     add_demo(sub)

@@ -46,8 +46,17 @@ from .moves import MoveSettings, degenerate_components, improve_by_moves, reseed
 from .restarts import best_state, refine, start_states
 from .scalable import refine_on
 
-__all__ = ["Candidate", "FitPlan", "FitResult", "best_candidate", "degeneracy", "draw_starts",
-           "explore", "run_plan"]
+__all__ = [
+    "Candidate",
+    "FitPlan",
+    "FitResult",
+    "best_candidate",
+    "conclude",
+    "degeneracy",
+    "draw_starts",
+    "explore",
+    "run_plan",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -326,21 +335,45 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
     callbacks = list(callbacks)
     if plan.sample_rows is None:
         candidates, n_moves = explore(engine, plan, rng, callbacks)
-        chosen, reseeded, degenerate = _reseed(engine, plan, best_candidate(candidates),
-                                               callbacks)
-        return FitResult(chosen, tuple(candidates), n_moves, reseeded=reseeded,
-                         degenerate=degenerate)
+        return conclude(engine, plan, candidates, n_moves, None, callbacks)
     seed = int(rng.integers(2**63 - 1))
     with engine.sample_engine(plan.sample_rows, seed) as on_sample:
         candidates, n_moves = explore(on_sample, plan, rng, callbacks)
         n_sample_passes = int(on_sample.n_data_passes)
-    explored = best_candidate(candidates)
-    refined = refine_on(engine, explored.result, plan.em, callbacks)
-    if not refined.finished:
-        finish_fits(engine, [refined], plan.em)
-    chosen, reseeded, degenerate = _reseed(engine, plan, Candidate(explored.main, refined),
-                                           callbacks)
-    return FitResult(chosen, tuple(candidates), n_moves, n_sample_passes, reseeded,
+    return conclude(engine, plan, candidates, n_moves, n_sample_passes, callbacks)
+
+
+def conclude(engine, plan: FitPlan, candidates, n_moves: int, n_sample_passes, callbacks=()):
+    """Steps 6 and 7 of the fit program: after the exploration, the full-data refinement of
+    the best candidate (the scalable mode: ``n_sample_passes`` is not None) and the
+    re-seeding of degenerate components.
+
+    Parameters
+    ----------
+    engine : Engine
+        The full data.
+    plan : FitPlan
+    candidates : list of Candidate
+        What :func:`explore` found (on the sample, in the scalable mode).
+    n_moves : int
+    n_sample_passes : int or None
+        Passes over the scalable mode's sample; None without one (the candidates are
+        full-data fits already).
+    callbacks : iterable of callable, default=()
+
+    Returns
+    -------
+    result : FitResult
+    """
+    callbacks = list(callbacks)
+    chosen = best_candidate(candidates)
+    if n_sample_passes is not None:
+        refined = refine_on(engine, chosen.result, plan.em, callbacks)
+        if not refined.finished:
+            finish_fits(engine, [refined], plan.em)
+        chosen = Candidate(chosen.main, refined)
+    chosen, reseeded, degenerate = _reseed(engine, plan, chosen, callbacks)
+    return FitResult(chosen, tuple(candidates), n_moves, n_sample_passes or 0, reseeded,
                      degenerate)
 
 
