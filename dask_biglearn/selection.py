@@ -15,6 +15,7 @@ converged costs nothing more, and in the scalable mode one row sample serves all
 from __future__ import annotations
 
 import time
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -26,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from .algebra import COVARIANCE_TYPES, n_mixture_parameters
 from .engines import make_engine
 from .estimator import BigLearnGaussianMixture, GaussianMixture
+from .exceptions import DegenerateFitWarning, SelectionBoundaryWarning
 from .fit.loop import mean_log_likelihoods
 from .fit.plan import degeneracy
 from .fit.sweep import run_plans
@@ -249,11 +251,10 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         message = degeneracy(summaries, results[self.best_index_].params,
                              best.covariance_floor)
         if message:
-            import warnings
-
-            from .exceptions import DegenerateFitWarning
-
             warnings.warn(message, DegenerateFitWarning, stacklevel=2)
+        edge = _at_the_edge(candidates, self.best_index_)
+        if edge:
+            warnings.warn(edge, SelectionBoundaryWarning, stacklevel=2)
         return self
 
     def _heldout_scores(self, X, heldout, candidates, results):
@@ -308,7 +309,7 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
 
     def plot(self, path=None):
         """Draw the criterion and the log-likelihoods against K, one line per covariance
-        type, the selected candidate starred.
+        type, the selected candidate starred (needs matplotlib).
 
         Parameters
         ----------
@@ -450,6 +451,24 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.sample(n_samples)
+
+
+def _at_the_edge(candidates, best: int) -> str | None:
+    """Why the chosen candidate may not be the best there is: the largest (or the smallest,
+    above 1) number of components tried for its covariance type."""
+    k, covariance_type = candidates[best]
+    tried = [kk for kk, t in candidates if t == covariance_type]
+    if len(tried) < 2:
+        return None
+    if k == max(tried):
+        return (f"The selected n_components={k} is the largest candidate tried for "
+                f"covariance_type={covariance_type!r}: the criterion may improve beyond it. "
+                f"Widen n_components.")
+    if k == min(tried) and k > 1:
+        return (f"The selected n_components={k} is the smallest candidate tried for "
+                f"covariance_type={covariance_type!r}: the criterion may improve below it. "
+                f"Widen n_components.")
+    return None
 
 
 def _count(mask) -> int:

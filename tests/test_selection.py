@@ -9,6 +9,7 @@ import pytest
 
 from dask_biglearn import GaussianMixture, GaussianMixtureSelection
 from dask_biglearn.datasets import random_mixture, sample_mixture
+from dask_biglearn.exceptions import SelectionBoundaryWarning
 from dask_biglearn.selection import heldout_mask
 
 
@@ -82,7 +83,8 @@ def test_the_default_biglearn_sweep_in_the_scalable_mode(known):
 
     X, _ = known
     est = BigLearnGaussianMixture(sample_size=1500, n_init=2, max_iter=10)
-    sel = GaussianMixtureSelection([3, 5], estimator=est, random_state=0).fit(X)
+    with pytest.warns(SelectionBoundaryWarning, match="largest candidate"):
+        sel = GaussianMixtureSelection([3, 5], estimator=est, random_state=0).fit(X)
     assert sel.n_sample_passes_ > 0
     assert sel.best_params_["n_components"] == 5
     assert sel.n_data_passes_ < 60

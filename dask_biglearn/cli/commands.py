@@ -452,14 +452,16 @@ def _check_fit_outputs(args):
 
 def _fit_warnings(caught) -> list[str]:
     """What the caught warnings say that the user must hear: a degenerate fit, a fit that
-    did not converge (one line each, each once)."""
+    did not converge, a selection at the edge of its candidates (one line each, each
+    once)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..exceptions import DegenerateFitWarning
+    from ..exceptions import DegenerateFitWarning, SelectionBoundaryWarning
 
     said = []
     for item in caught:
-        if issubclass(item.category, (DegenerateFitWarning, ConvergenceWarning)):
+        if issubclass(item.category, (DegenerateFitWarning, ConvergenceWarning,
+                                      SelectionBoundaryWarning)):
             text = " ".join(str(item.message).split())
             if text not in said:
                 said.append(text)

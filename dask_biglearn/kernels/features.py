@@ -384,9 +384,10 @@ class FeatureCache:
         Budget of all cached features together, in bytes.
     compiled : bool, default=False
         Compute the features with the numba twin (the same values, bit for bit).
-    max_projections : int, default=8
+    max_projections : int, default=32
         Most projections whose features are kept at once (least recently used dropped
-        first).
+        first): enough for the two explorers of each candidate of a sweep over ten
+        (:mod:`dask_biglearn.fit.sweep`), whose passes read every projection in turn.
     dtype : {numpy.float64, numpy.float32}, default=numpy.float64
         Type of the kept features (the products of the passes that use them).
 
@@ -409,7 +410,7 @@ class FeatureCache:
     """
 
     def __init__(self, X, shift, block_rows: int, max_bytes: int, *, compiled: bool = False,
-                 max_projections: int = 8, dtype=np.float64):
+                 max_projections: int = 32, dtype=np.float64):
         self.X = X
         self.shift = np.asarray(shift, dtype=np.float64)
         self.block_rows = int(block_rows)
