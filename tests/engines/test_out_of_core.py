@@ -50,7 +50,8 @@ def test_two_600mib_workers_fit_a_store_five_times_their_memory(tmp_path):
 
     store = tmp_path / "big.zarr"
     n_chunks = -(-STORE_FACTOR * N_WORKERS * MEMORY_LIMIT // (CHUNK_ROWS * N_FEATURES * 8))
-    make = lambda: GaussianMixture(2, max_iter=1, tol=0.0, random_state=0)
+    make = lambda: GaussianMixture(2, max_iter=1, tol=0.0, init_params="random",
+                                   random_state=0)
     try:
         with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1,
                           memory_limit=MEMORY_LIMIT, dashboard_address=None,
