@@ -28,7 +28,7 @@ from .algebra import COVARIANCE_TYPES, n_mixture_parameters
 from .engines import make_engine
 from .estimator import BigLearnGaussianMixture, GaussianMixture
 from .exceptions import DegenerateFitWarning, SelectionBoundaryWarning
-from .fit.loop import mean_log_likelihoods
+from .fit.loop import pass_spec
 from .fit.plan import degeneracy
 from .fit.sweep import run_plans
 from .kernels.sampling import key_threshold, row_keys
@@ -258,17 +258,14 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         return self
 
     def _heldout_scores(self, X, heldout, candidates, results):
-        """The mean log-likelihood of every candidate on the held-out rows: one pass per
-        covariance type (one summary pass first)."""
-        scores = np.full(len(candidates), np.nan)
+        """The mean log-likelihood of every candidate on the held-out rows: one summary pass,
+        then one pass for all the candidates (each with its type's kernel)."""
         with make_engine(with_sample_weight(X, heldout.astype(np.float64)),
-                         split_every=self.split_every,
-                         weighted=True) as engine:
-            for covariance_type in dict.fromkeys(t for _, t in candidates):
-                which = [i for i, (_, t) in enumerate(candidates) if t == covariance_type]
-                lls = mean_log_likelihoods(engine, [results[i].params for i in which],
-                                           covariance_type)
-                scores[which] = lls
+                         split_every=self.split_every, weighted=True) as engine:
+            specs = [pass_spec(engine, r.params, None, moments=False, covariance_type=t)[0]
+                     for (_, t), r in zip(candidates, results, strict=True)]
+            stats = engine.run_passes(specs)
+            scores = np.array([s.log_lik_sum / s.n_rows for s in stats])
             return scores, int(engine.n_data_passes)
 
     def _set_results(self, candidates, models, results, n_train, heldout, passes, nbytes,

@@ -414,74 +414,35 @@ def improve_by_moves(engine, state: FitState, sample, moves: MoveSettings,
     n_moves : int
         The number of moves kept.
     """
-    return improve_by_moves_many(engine, [state], [sample], moves, em, callbacks)[0]
-
-
-def improve_by_moves_many(engine, states, samples, moves: MoveSettings, em: FitSettings,
-                          callbacks=()):
-    """:func:`improve_by_moves` for several fits at once, their rounds in lockstep.
-
-    Each round tries the candidates of every fit still improving in one run of plain EM
-    (one read of the data serves all of them), then polishes the kept models together; a
-    fit whose round found no gain stops costing anything. Each fit's result is the one it
-    gets alone.
-
-    Parameters
-    ----------
-    engine : Engine
-        Where the rows live.
-    states : sequence of FitState
-        Finished fits (of the same settings ``em``).
-    samples : sequence of ndarray
-        The rows each fit's candidates are ranked on.
-    moves : MoveSettings
-    em : FitSettings
-    callbacks : iterable of callable, default=()
-
-    Returns
-    -------
-    list of (FitState, int)
-        Per fit, the finished state of its best model and the number of moves kept.
-    """
-    callbacks = list(callbacks)
     trial = FitSettings.plain_em(max_iter=moves.trial_iter, tol=em.tol,
                                  covariance_floor=em.covariance_floor, reg_covar=em.reg_covar,
                                  covariance_type=em.covariance_type)
-    current, kept = list(states), [0] * len(states)
-    active = list(range(len(states)))
+    current, kept = state, 0
     for _ in range(moves.max_rounds):
-        proposals = {i: [constrain_params(p, em.covariance_type, em.covariance_floor)
-                         for p in candidates(current[i].best_params, samples[i], moves,
-                                             em.covariance_floor)]
-                     for i in active}
-        active = [i for i in active if proposals[i]]
-        if not active:
+        proposals = [constrain_params(p, em.covariance_type, em.covariance_floor)
+                     for p in candidates(current.best_params, sample, moves,
+                                         em.covariance_floor)]
+        if not proposals:
             break
-        tried = {i: [FitState(p, current[i].rng, restart=current[i].restart, phase="move")
-                     for p in proposals[i]] for i in active}
-        run_fits(engine, [s for i in active for s in tried[i]], trial, callbacks)
-        if not all(s.finished for i in active for s in tried[i]):
+        tried = [FitState(p, current.rng, restart=current.restart, phase="move")
+                 for p in proposals]
+        tried = run_fits(engine, tried, trial, callbacks)
+        if not all(s.finished for s in tried):
             break
-        gaining = []
-        for i in active:
-            best = max(tried[i], key=lambda s: s.best_lower_bound)
-            gain = best.best_lower_bound - current[i].best_lower_bound
-            logger.info("Moves round %d: best candidate's log-likelihood %+.6f", kept[i] + 1,
-                        gain)
-            if gain > em.tol:
-                gaining.append((i, best))
-        polished = [FitState(best.best_params, current[i].rng, restart=current[i].restart,
-                             phase="move") for i, best in gaining]
-        run_fits(engine, polished, em, callbacks)
-        unfinished = [p for p in polished if not p.finished]
-        if unfinished:
-            finish_fits(engine, unfinished, em)
-        for (i, best), state in zip(gaining, polished, strict=True):
-            state.lower_bounds = [*current[i].lower_bounds, *best.lower_bounds,
-                                  *state.lower_bounds]
-            current[i], kept[i] = state, kept[i] + 1
-        active = [i for i, _ in gaining]
-    return list(zip(current, kept, strict=True))
+        best = max(tried, key=lambda s: s.best_lower_bound)
+        gain = best.best_lower_bound - current.best_lower_bound
+        logger.info("Moves round %d: best candidate's log-likelihood %+.6f", kept + 1, gain)
+        if not gain > em.tol:
+            break
+        polished = FitState(best.best_params, current.rng, restart=current.restart,
+                            phase="move")
+        polished = run_fits(engine, [polished], em, callbacks)[0]
+        if not polished.finished:
+            finish_fits(engine, [polished], em)
+        polished.lower_bounds = [*current.lower_bounds, *best.lower_bounds,
+                                 *polished.lower_bounds]
+        current, kept = polished, kept + 1
+    return current, kept
 
 
 # ---- degenerate components -----------------------------------------------------------------
