@@ -93,7 +93,7 @@ def make_estimator(method, k, seed, max_iter, em_max_iter):
                                        covariance_floor=COVARIANCE_FLOOR, check_every=20,
                                        random_state=seed)
     if method == "em":
-        return GaussianMixture(k, max_iter=em_max_iter, tol=1e-6,
+        return GaussianMixture(k, max_iter=em_max_iter, tol=1e-6, init_params="random",
                                covariance_floor=COVARIANCE_FLOOR, random_state=seed)
     if method == "sklearn-gmm":
         return SklearnGaussianMixture(k, covariance_type="full", init_params="kmeans",

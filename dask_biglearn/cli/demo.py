@@ -138,7 +138,8 @@ def run_demo(args) -> int:
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
             t0 = time.perf_counter()
-            em = GaussianMixture(k, max_iter=args.em_max_iter, random_state=seed).fit(Xz)
+            em = GaussianMixture(k, max_iter=args.em_max_iter, init_params="random",
+                                 random_state=seed).fit(Xz)
             report(f"plain EM, random start ({args.em_max_iter} iterations)", em.weights_,
                    em.means_, em.covariances_, em.n_data_passes_, time.perf_counter() - t0)
 

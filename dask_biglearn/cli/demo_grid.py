@@ -28,7 +28,7 @@ def _fit_seed(seed, X_train, X_test, args):
     row = {"seed": seed}
     models = {
         "em": GaussianMixture(25, max_iter=args.em_max_iter, tol=1e-6, covariance_floor=1e-5,
-                              random_state=seed),
+                              init_params="random", random_state=seed),
         # The paper's showcase: its algorithm from the same random start as plain EM.
         "biglearn": BigLearnGaussianMixture(25, **{**PAPER_SETTINGS,
                                                   "weight_concentration": 1 / np.sqrt(25)},
