@@ -13,9 +13,11 @@ new mean in closed form. Covariances are floored in their eigenvalues and kept s
 log-densities come from Cholesky factors.
 
 Covariance types (scikit-learn's): ``"full"``, ``"tied"`` (one covariance shared by all
-components), ``"diag"`` and ``"spherical"`` (``sigma_k^2 I``). The driver keeps every type
-as a stack of ``K`` full ``D x D`` matrices that satisfy the type's constraint; the passes
-and the M-step use the type's structure:
+components), ``"diag"`` and ``"spherical"`` (``sigma_k^2 I``). What depends on the type is
+asked of the type table (:mod:`dask_biglearn.covariances`); the functions of scikit-learn's
+shapes here (:func:`typed_covariances`, ...) are its entries by name. The driver keeps every
+type as a stack of ``K`` full ``D x D`` matrices that satisfy the type's constraint; the
+passes and the M-step use the type's structure:
 
 * **diag, spherical**: a pass through the identity or a coordinate subset sees diagonal
   projected covariances, so it runs on the diagonal features (``O(N K m)``,
@@ -41,6 +43,16 @@ from functools import lru_cache
 
 import numpy as np
 
+from .covariances import (
+    COVARIANCE_TYPES,  # noqa: F401 (re-exported: the estimators', the CLI's)
+    NOT_POSITIVE_DEFINITE,
+    CholeskyError,
+    diagonal_matrices,
+    floor_eigenvalues,
+    precision_cholesky,
+    symmetrize,
+    type_entry,
+)
 from .kernels._compiled import estep_coefficients_into
 from .kernels.features import n_quadratic_features, triu_indices
 from .kernels.scoring import LOG_2PI
@@ -55,9 +67,6 @@ NK_FLOOR_FRACTION = 1e-5
 #: this many projected dimensions; above it the NumPy code runs.
 COMPILED_ESTEP_MAX_DIMS = 48
 
-#: scikit-learn's covariance types.
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
 
 def is_diagonal_type(covariance_type: str) -> bool:
     """Whether the type's covariances are diagonal.
@@ -69,9 +78,9 @@ def is_diagonal_type(covariance_type: str) -> bool:
     Returns
     -------
     bool
-        True for ``"diag"`` and ``"spherical"``.
+        True for ``"diag"`` and ``"spherical"`` (the table's ``diagonal``).
     """
-    return covariance_type in ("diag", "spherical")
+    return type_entry(covariance_type).diagonal
 
 
 def selects_coordinates(projection) -> bool:
@@ -116,12 +125,12 @@ def constrain_covariances(covariances: np.ndarray, covariance_type: str, floor: 
                           weights=None) -> np.ndarray:
     """Project full covariances onto a type's constraint, floored.
 
-    ``"full"``: the eigenvalue floor only. ``"diag"``: the diagonals (off-diagonal entries
-    dropped), each at least ``floor``. ``"spherical"``: ``trace / D`` times the identity, at
-    least ``floor``. ``"tied"``: the ``weights``-weighted mean of the matrices (the first
-    matrix unchanged when they are all equal), floored in its eigenvalues, for every
-    component. Each is the nearest matrix of its type in the Frobenius norm (``tied``: the
-    weighted one).
+    The type table's ``project``. ``"full"``: the eigenvalue floor only. ``"diag"``: the
+    diagonals (off-diagonal entries dropped), each at least ``floor``. ``"spherical"``:
+    ``trace / D`` times the identity, at least ``floor``. ``"tied"``: the
+    ``weights``-weighted mean of the matrices (the first matrix unchanged when they are all
+    equal), floored in its eigenvalues, for every component. Each is the nearest matrix of
+    its type in the Frobenius norm (``tied``: the weighted one).
 
     Parameters
     ----------
@@ -138,38 +147,7 @@ def constrain_covariances(covariances: np.ndarray, covariance_type: str, floor: 
     ndarray of shape (n_components, n_features, n_features)
         Covariances of the type, symmetric, eigenvalues at least ``floor``.
     """
-    if covariance_type == "full":
-        return floor_eigenvalues(covariances, floor)
-    k, d, _ = covariances.shape
-    if covariance_type == "tied":
-        if np.all(covariances == covariances[:1]):
-            shared = covariances[0]
-        else:
-            w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights) / np.sum(weights)
-            shared = np.einsum("k,kij->ij", w, covariances)
-        shared = floor_eigenvalues(shared, floor)
-        return np.broadcast_to(shared, (k, d, d)).copy()
-    variances = np.diagonal(covariances, axis1=1, axis2=2)
-    if covariance_type == "spherical":
-        variances = np.repeat(variances.mean(axis=1, keepdims=True), d, axis=1)
-    return diagonal_matrices(np.maximum(variances, floor))
-
-
-def diagonal_matrices(variances: np.ndarray) -> np.ndarray:
-    """Diagonal matrices from their diagonals.
-
-    Parameters
-    ----------
-    variances : ndarray of shape (n_matrices, n_dims)
-
-    Returns
-    -------
-    ndarray of shape (n_matrices, n_dims, n_dims)
-    """
-    k, m = variances.shape
-    out = np.zeros((k, m, m))
-    out[:, np.arange(m), np.arange(m)] = variances
-    return out
+    return type_entry(covariance_type).project(covariances, floor, weights)
 
 
 def constrain_params(params, covariance_type: str, floor: float):
@@ -186,124 +164,15 @@ def constrain_params(params, covariance_type: str, floor: float):
     Returns
     -------
     MixtureParams
-        ``params`` itself for ``"full"``, else with :func:`constrain_covariances` of its
-        covariances (``"tied"``: their mean weighted by the mixture's weights).
+        ``params`` itself for a type that constrains nothing (``"full"``), else with
+        :func:`constrain_covariances` of its covariances (``"tied"``: their mean weighted by
+        the mixture's weights).
     """
-    if covariance_type == "full":
+    if not type_entry(covariance_type).constrains:
         return params
     return type(params)(params.weights, params.means,
                         constrain_covariances(params.covariances, covariance_type, floor,
                                               params.weights))
-
-
-# ---- Covariance repair and factors ----------------------------------------------------------
-
-
-def symmetrize(A: np.ndarray) -> np.ndarray:
-    """Symmetric part ``(A + A^T) / 2`` over the last two axes.
-
-    Parameters
-    ----------
-    A : ndarray of shape (..., n, n)
-        A stack of square matrices.
-
-    Returns
-    -------
-    ndarray of shape (..., n, n)
-        Their symmetric parts.
-    """
-    return 0.5 * (A + np.swapaxes(A, -1, -2))
-
-
-def floor_eigenvalues(covariances: np.ndarray, floor: float) -> np.ndarray:
-    """Raise eigenvalues below ``floor`` to ``floor``: ``V diag(max(L, floor)) V^T``, symmetric.
-
-    Works on a stack ``(..., D, D)``. Matrices already above the floor are returned unchanged
-    (up to symmetrisation). The common case where none is below costs one batched Cholesky
-    factorisation of ``Sigma - floor I`` (a fraction of an eigendecomposition); otherwise the
-    stack is decomposed once and only the matrices below the floor are rebuilt.
-
-    Parameters
-    ----------
-    covariances : ndarray of shape (..., n_features, n_features)
-        A stack of (nearly) symmetric matrices.
-    floor : float
-        Smallest eigenvalue allowed.
-
-    Returns
-    -------
-    ndarray of shape (..., n_features, n_features)
-        Symmetric matrices whose eigenvalues are all at least ``floor``.
-    """
-    covariances = symmetrize(covariances)
-    try:
-        np.linalg.cholesky(covariances - floor * np.eye(covariances.shape[-1]))
-        return covariances
-    except np.linalg.LinAlgError:
-        pass
-    eigvals, V = np.linalg.eigh(covariances)
-    low = eigvals[..., 0] < floor
-    L = np.maximum(eigvals[low], floor)
-    V = V[low]
-    out = covariances.copy()
-    out[low] = symmetrize((V * L[..., None, :]) @ np.swapaxes(V, -1, -2))
-    return out
-
-
-class CholeskyError(np.linalg.LinAlgError):
-    """A covariance matrix is not numerically positive definite."""
-
-
-_NOT_POSITIVE_DEFINITE = (
-    "A covariance matrix is not positive definite (a component collapsed onto too few "
-    "points). Increase covariance_floor, decrease n_components, or scale the data."
-)
-
-
-def cholesky(covariances: np.ndarray) -> np.ndarray:
-    """Batched lower Cholesky factors, with an error that says what to do on failure.
-
-    Parameters
-    ----------
-    covariances : ndarray of shape (..., n_features, n_features)
-        Symmetric positive definite matrices.
-
-    Returns
-    -------
-    ndarray of shape (..., n_features, n_features)
-        Lower-triangular ``L`` with ``L L^T = Sigma``.
-
-    Raises
-    ------
-    CholeskyError
-        If a matrix is not numerically positive definite.
-    """
-    try:
-        return np.linalg.cholesky(covariances)
-    except np.linalg.LinAlgError as exc:
-        raise CholeskyError(_NOT_POSITIVE_DEFINITE) from exc
-
-
-def precision_cholesky(covariances: np.ndarray) -> np.ndarray:
-    """Upper-triangular ``U_k`` with ``U_k U_k^T = Sigma_k^{-1}`` (scikit-learn's convention).
-
-    Parameters
-    ----------
-    covariances : ndarray of shape (n_components, n_features, n_features)
-        Symmetric positive definite covariances (floored, so well conditioned).
-
-    Returns
-    -------
-    ndarray of shape (n_components, n_features, n_features)
-        The Cholesky factors of the precisions, ``inv(L_k)^T``.
-
-    Raises
-    ------
-    CholeskyError
-        If a covariance is not numerically positive definite.
-    """
-    # inv(L)^T; L is triangular and well conditioned after the eigenvalue floor.
-    return np.swapaxes(np.linalg.inv(cholesky(covariances)), -1, -2)
 
 
 # ---- scikit-learn's shapes per covariance type ----------------------------------------------
@@ -322,9 +191,7 @@ def typed_shape(covariance_type: str, n_components: int, n_features: int) -> tup
     tuple of int
         ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
     """
-    k, d = n_components, n_features
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
-            "spherical": (k,)}[covariance_type]
+    return type_entry(covariance_type).shape(n_components, n_features)
 
 
 def typed_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
@@ -341,12 +208,7 @@ def typed_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarr
     ndarray
         ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
     """
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return covariances[0].copy()
-    variances = np.diagonal(covariances, axis1=1, axis2=2)
-    return variances.copy() if covariance_type == "diag" else variances.mean(axis=1)
+    return type_entry(covariance_type).from_full(covariances)
 
 
 def full_covariances(covariances, covariance_type: str, n_components: int,
@@ -366,14 +228,7 @@ def full_covariances(covariances, covariance_type: str, n_components: int,
     -------
     ndarray of shape (n_components, n_features, n_features)
     """
-    covariances = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances, (n_components, *covariances.shape)).copy()
-    if covariance_type == "spherical":
-        return covariances[:, None, None] * np.eye(n_features)[None]
-    return diagonal_matrices(covariances)
+    return type_entry(covariance_type).to_full(covariances, n_components, n_features)
 
 
 def typed_precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
@@ -396,13 +251,7 @@ def typed_precisions_cholesky(covariances, covariance_type: str) -> np.ndarray:
     CholeskyError
         If a covariance is not positive definite.
     """
-    if covariance_type == "full":
-        return precision_cholesky(covariances)
-    if covariance_type == "tied":
-        return precision_cholesky(covariances[None])[0]
-    if not np.all(covariances > 0):
-        raise CholeskyError(_NOT_POSITIVE_DEFINITE)
-    return 1.0 / np.sqrt(covariances)
+    return type_entry(covariance_type).precisions_cholesky(covariances)
 
 
 def typed_precisions(precisions_cholesky, covariance_type: str) -> np.ndarray:
@@ -419,11 +268,7 @@ def typed_precisions(precisions_cholesky, covariance_type: str) -> np.ndarray:
     ndarray
         Of the same shape: ``U U^T`` (full, tied), ``U^2`` (diag, spherical).
     """
-    if covariance_type == "full":
-        return precisions_cholesky @ np.swapaxes(precisions_cholesky, -1, -2)
-    if covariance_type == "tied":
-        return precisions_cholesky @ precisions_cholesky.T
-    return precisions_cholesky**2
+    return type_entry(covariance_type).precisions(precisions_cholesky)
 
 
 def n_covariance_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
@@ -439,9 +284,7 @@ def n_covariance_parameters(covariance_type: str, n_components: int, n_features:
     int
         ``K D (D + 1) / 2`` full, ``D (D + 1) / 2`` tied, ``K D`` diag, ``K`` spherical.
     """
-    k, d = n_components, n_features
-    return {"full": k * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": k * d,
-            "spherical": k}[covariance_type]
+    return type_entry(covariance_type).n_parameters(n_components, n_features)
 
 
 def n_mixture_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
@@ -519,7 +362,7 @@ def estep_coefficients(weights, means, covariances, shift, *,
                 # check reports (data that overflows), not a Cholesky error.
                 theta.fill(np.nan)
                 return theta
-            raise CholeskyError(f"Component {failed}: {_NOT_POSITIVE_DEFINITE}")
+            raise CholeskyError(f"Component {failed}: {NOT_POSITIVE_DEFINITE}")
         return theta
     prec_chol = precision_cholesky(covariances)  # (K, m, m), Lambda = U U^T
     nu = means - shift  # means relative to the shifted origin, (K, m)
@@ -570,7 +413,7 @@ def diagonal_estep_coefficients(weights, means, variances, shift) -> np.ndarray:
     k, m = means.shape
     variances = np.asarray(variances, dtype=np.float64)
     if np.any(variances <= 0) and np.all(np.isfinite(variances)):
-        raise CholeskyError(_NOT_POSITIVE_DEFINITE)
+        raise CholeskyError(NOT_POSITIVE_DEFINITE)
     precisions = 1.0 / variances
     nu = means - shift
     log_weights = np.log(np.maximum(weights, TINY))
@@ -585,13 +428,6 @@ def diagonal_estep_coefficients(weights, means, variances, shift) -> np.ndarray:
 # ---- M-step, map back, weights ----------------------------------------------------------------
 
 
-def _pooled(covariances: np.ndarray, nk: np.ndarray) -> np.ndarray:
-    """The tied M-step's shared covariance from per-component ones: ``sum_k scatter_k /
-    sum_k N_k`` (``scatter_k = covariances_k * N_k``), for every component."""
-    shared = np.einsum("k,kij->ij", nk, covariances) / max(float(nk.sum()), TINY)
-    return np.broadcast_to(shared, covariances.shape).copy()
-
-
 def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
                      reg_covar: float = 0.0, covariance_type: str = "full"):
     """Closed-form M-step in the projected space from shifted sufficient statistics.
@@ -602,10 +438,11 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
     moments by an exact rank-one correction; then ``reg_covar`` is added to the diagonal
     (scikit-learn's regularisation) and the eigenvalue floor applied.
 
-    ``covariance_type="tied"`` pools the scatter instead: ``S~ = sum_k scatter_k / sum_k N_k``
-    for every component. The statistics of a diagonal pass (second moments of shape
-    ``(K, m)``) give diagonal covariances, per coordinate: the M-step of ``"diag"``, and of
-    ``"spherical"`` before :func:`constrain_covariances` averages them.
+    The type table's ``pool`` then gives the type's M-step: ``covariance_type="tied"``
+    pools the scatter, ``S~ = sum_k scatter_k / sum_k N_k`` for every component. The
+    statistics of a diagonal pass (second moments of shape ``(K, m)``) give diagonal
+    covariances, per coordinate: the M-step of ``"diag"``, and of ``"spherical"`` before
+    :func:`constrain_covariances` averages them.
 
     Parameters
     ----------
@@ -645,8 +482,7 @@ def projected_m_step(stats: SuffStats, shift_y, covariance_floor: float,
         + nk[:, None, None] * mean_shifted[:, :, None] * mean_shifted[:, None, :]
     )
     covariances = scatter / divisor[:, None, None]
-    if covariance_type == "tied":
-        covariances = _pooled(covariances, divisor)
+    covariances = type_entry(covariance_type).pool(covariances, divisor)
     if reg_covar:
         covariances += reg_covar * np.eye(covariances.shape[-1])
     covariances = floor_eigenvalues(covariances, covariance_floor)
@@ -684,8 +520,8 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
     ``Sigma <- floor(Sigma + P^T (S~ - P Sigma P^T) P)``: the block of the (rotated)
     parameters seen through ``P`` is replaced, the rest is kept. ``projection=None`` is the
     joint update, where the new parameters simply replace the old. A constrained
-    ``covariance_type`` is then projected onto its constraint
-    (:func:`constrain_covariances`).
+    ``covariance_type`` is then projected onto its constraint (the type table's
+    ``project``, :func:`constrain_covariances`).
 
     Parameters
     ----------
@@ -713,25 +549,24 @@ def map_back(means, covariances, new_means_y, new_covs_y, projection, covariance
     covariances : ndarray of shape (n_components, n_features, n_features)
         New full-space covariances.
     """
+    entry = type_entry(covariance_type)
     if projection is None:
-        if covariance_type in ("full", "diag"):  # the M-step's are already of the type
+        if not entry.constrains:  # the M-step's are floored already
             return new_means_y, new_covs_y
-        return new_means_y, constrain_covariances(new_covs_y, covariance_type,
-                                                  covariance_floor, weights)
+        return new_means_y, entry.project(new_covs_y, covariance_floor, weights)
     P = projection
     means = means + (new_means_y - means @ P.T) @ P
-    delta = new_covs_y - P @ covariances @ P.T
-    if covariance_type == "full":
-        return means, floor_eigenvalues(covariances + P.T @ delta @ P, covariance_floor)
-    if is_diagonal_type(covariance_type) and selects_coordinates(P):
+    if entry.diagonal and selects_coordinates(P):
         # Only the selected diagonal entries change: no D x D products.
         index = selected_coordinates(P)
         variances = np.diagonal(covariances, axis1=1, axis2=2).copy()
         variances[:, index] = np.diagonal(new_covs_y, axis1=1, axis2=2)
-        return means, constrain_covariances(diagonal_matrices(variances), covariance_type,
-                                            covariance_floor, weights)
-    return means, constrain_covariances(symmetrize(covariances + P.T @ delta @ P),
-                                        covariance_type, covariance_floor, weights)
+        return means, entry.project(diagonal_matrices(variances), covariance_floor, weights)
+    delta = new_covs_y - P @ covariances @ P.T
+    # symmetrize leaves a symmetric matrix exactly as it is: floor_eigenvalues (the full
+    # type's projection) symmetrises once more at no change.
+    return means, entry.project(symmetrize(covariances + P.T @ delta @ P), covariance_floor,
+                                weights)
 
 
 def project_params(means, covariances, projection):

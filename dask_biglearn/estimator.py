@@ -38,6 +38,7 @@ from .algebra import (
     typed_precisions_cholesky,
     typed_shape,
 )
+from .covariances import type_entry
 from .engines import make_engine
 from .exceptions import DegenerateFitWarning
 from .fit.journal import DATA_KEY, Journal
@@ -528,19 +529,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         rng = (self.random_state if isinstance(self.random_state, np.random.Generator)
                else check_random_state(self.random_state))
         counts = rng.multinomial(n_samples, self.weights_)
-        if self.covariance_type in ("full", "tied"):  # scikit-learn's draws, per type
-            covariances = (self.covariances_ if self.covariance_type == "full"
-                           else [self.covariances_] * len(counts))
-            X = np.vstack([
-                rng.multivariate_normal(mean, cov, int(c))
-                for mean, cov, c in zip(self.means_, covariances, counts, strict=True)
-            ])
-        else:
-            d = self.means_.shape[1]
-            X = np.vstack([
-                mean + rng.standard_normal(size=(int(c), d)) * np.sqrt(cov)
-                for mean, cov, c in zip(self.means_, self.covariances_, counts, strict=True)
-            ])
+        # scikit-learn's draws of the type, from the same generator.
+        X = type_entry(self.covariance_type).draw(rng, self.means_, self.covariances_, counts)
         y = np.concatenate([np.full(c, j, dtype=int) for j, c in enumerate(counts)])
         return X, y
 
@@ -628,8 +618,9 @@ _COMMON_PARAMS_DOC = """
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and (BigLearn-EM) every matching, subset and rotation. All
         draws happen on the driver, so a seed gives the same fit whatever the chunking of the
-        data and the number of workers. With ``n_init > 1`` each start draws from its own
-        generator (``Generator.spawn``).
+        data and the number of workers. Each start draws from its own generator
+        (``Generator.spawn``), and the starts are nested: with the same seed, the starts of
+        ``n_init=m`` are the first ``m`` of ``n_init=n > m``, so more starts never lose one.
     split_every : int, default=None
         Fan-in of the tree reduction of the per-chunk statistics for Dask input (default:
         ``dask.config`` ``"split_every"``, else 8).
@@ -756,6 +747,12 @@ class GaussianMixture(_BaseGaussianMixture):
                                        reg_covar=self.reg_covar,
                                        covariance_type=self.covariance_type)
         return FitPlan(explore=explore, **self._plan_common(n_samples, n_features))
+
+    def _fitted_values(self, result: FitResult) -> dict:
+        # The EM iterations of the returned model: its start's, then the polish of its
+        # re-seeded components (within max_iter, as every read of the fit).
+        values = super()._fitted_values(result)
+        return {**values, "n_iter_": values["n_iter_"] + result.n_reseed_iter}
 
     def _warn_if_not_converged(self, state):
         if not state.converged and self.max_iter > 0:

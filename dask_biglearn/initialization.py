@@ -14,7 +14,8 @@ import warnings
 
 import numpy as np
 
-from .algebra import floor_eigenvalues, symmetrize, typed_shape
+from .algebra import floor_eigenvalues, symmetrize
+from .covariances import type_entry
 from .model import MixtureParams
 
 INIT_METHODS = ("random", "random_from_data", "k-means++", "kmeans", "kmeans-pursuit",
@@ -531,20 +532,13 @@ def full_precisions(value, covariance_type: str, n_components: int,
         If the shape is wrong, a value is NaN or infinite, or a diagonal one is not
         positive.
     """
-    k, d = n_components, n_features
+    entry = type_entry(covariance_type)
     prec = check_user_init(f"{covariance_type} precision", value,
-                           typed_shape(covariance_type, k, d))
-    if covariance_type == "tied":
-        return np.broadcast_to(prec, (k, d, d)).copy()
-    if covariance_type in ("diag", "spherical"):
-        if np.any(prec <= 0):
-            raise ValueError(f"precisions_init: '{covariance_type} precision' should be "
-                             f"positive.")
-        diagonal = prec if prec.ndim == 2 else np.repeat(prec[:, None], d, axis=1)
-        out = np.zeros((k, d, d))
-        out[:, np.arange(d), np.arange(d)] = diagonal
-        return out
-    return prec
+                           entry.shape(n_components, n_features))
+    if entry.diagonal and np.any(prec <= 0):
+        raise ValueError(f"precisions_init: '{covariance_type} precision' should be "
+                         f"positive.")
+    return entry.to_full(prec, n_components, n_features)
 
 
 def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisions_init,
@@ -583,9 +577,13 @@ def apply_user_init(params: MixtureParams, *, weights_init, means_init, precisio
     if weights_init is not None:
         weights = check_user_init("weights", weights_init, (k,))
         if np.any(weights < 0) or np.any(weights > 1):
+            # scikit-learn's words, which swap the minimum and the maximum (kept for
+            # drop-in callers that match on them), then the values named right.
+            low, high = weights.min(), weights.max()
             raise ValueError(f"weights_init: The parameter 'weights' should be in the range "
-                             f"[0, 1], but got min value {weights.min():.5f}, max value "
-                             f"{weights.max():.5f}.")
+                             f"[0, 1], but got max value {low:.5f}, min value {high:.5f} "
+                             f"(scikit-learn's wording, which swaps them: the smallest weight "
+                             f"is {low:.5f}, the largest {high:.5f}).")
         if abs(weights.sum() - 1.0) > 1e-6:
             raise ValueError(f"weights_init: The parameter 'weights' should be normalized, "
                              f"but got sum(weights) = {weights.sum():.5f}.")

@@ -1,18 +1,31 @@
-"""Driver algebra: E-step coefficients, eigenvalue floor, factors (and the compiled twin)."""
+"""Driver algebra: E-step coefficients, eigenvalue floor, factors (and the compiled twin), the
+M-step and the map back of each covariance type."""
 
 import numpy as np
 import pytest
 from conftest import KINDS, make_projection, needs_numba, random_params
+from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
 from dask_biglearn.algebra import (
+    COVARIANCE_TYPES,
     CholeskyError,
+    constrain_params,
     estep_coefficients,
     floor_eigenvalues,
+    is_diagonal_type,
+    map_back,
     precision_cholesky,
     project_params,
+    projected_m_step,
+    selected_coordinates,
+    smoothed_weights,
+    typed_covariances,
 )
+from dask_biglearn.covariances import type_entry
 from dask_biglearn.kernels.features import projected_features
 from dask_biglearn.kernels.scoring import weighted_log_prob
+from dask_biglearn.kernels.stats import SuffStats
+from dask_biglearn.model import MixtureParams
 from dask_biglearn.testing import reference_floor
 
 
@@ -102,3 +115,70 @@ def test_estep_coefficients_of_non_finite_covariances_are_not_finite(compiled):
         theta = estep_coefficients(np.full(2, 0.5), np.zeros((2, 2)), covs, np.zeros(2),
                                    compiled=compiled)
     assert not np.all(np.isfinite(theta))
+
+
+# ---- M-step and map back, per covariance type -----------------------------------------------
+
+
+def _shifted_stats(X, resp, shift, diagonal):
+    """The statistics of a pass with responsibilities ``resp``, as the kernels compute them
+    (a diagonal pass keeps only the diagonals of the second moments)."""
+    Xs = X - shift
+    second = (np.einsum("nk,ni->ki", resp, Xs**2) if diagonal
+              else np.einsum("nk,ni,nj->kij", resp, Xs, Xs))
+    return SuffStats(resp.sum(axis=0), resp.T @ Xs, second, 0.0, len(X))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_m_step_and_joint_update_give_scikit_learns_parameters_of_each_type(
+        covariance_type):
+    """From the same responsibilities, on data far from the origin (shifted moments)."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 4)) + 50.0
+    resp = rng.dirichlet(np.ones(3), size=500)
+    shift = X.mean(axis=0)
+    stats = _shifted_stats(X, resp, shift, is_diagonal_type(covariance_type))
+    means_y, covs_y = projected_m_step(stats, shift, 1e-12, 1e-6, covariance_type)
+    weights = smoothed_weights(stats.resp_sum, stats.n_rows, 0.0)
+    means, covs = map_back(None, None, means_y, covs_y, None, 1e-12, covariance_type, weights)
+    _, sk_means, sk_covs = _estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
+    np.testing.assert_allclose(means, sk_means, rtol=1e-12)
+    np.testing.assert_allclose(typed_covariances(covs, covariance_type), sk_covs, rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_projected_update_keeps_the_covariances_of_the_type(blobs, kind, covariance_type):
+    X, _ = blobs
+    d = X.shape[1]
+    entry = type_entry(covariance_type)
+    w, m, c = random_params(6, X, 4)
+    c = entry.project(c, 1e-3, w)
+    P = make_projection(kind, d)
+    Y = X if P is None else X @ P.T
+    resp = np.random.default_rng(1).dirichlet(np.ones(4), size=len(X))
+    diagonal = entry.diagonal and (P is None or kind == "marginal")
+    stats = _shifted_stats(Y, resp, Y.mean(axis=0), diagonal)
+    means_y, covs_y = projected_m_step(stats, Y.mean(axis=0), 1e-3, 0.0, covariance_type)
+    _, covs = map_back(m, c, means_y, covs_y, P, 1e-3, covariance_type, w)
+    np.testing.assert_array_equal(entry.to_full(entry.from_full(covs), 4, d), covs)
+    assert np.linalg.eigvalsh(covs).min() >= 1e-3 - 1e-12
+    if covariance_type == "diag" and kind == "marginal":  # the unmatched variances are kept
+        kept = np.setdiff1d(np.arange(d), selected_coordinates(P))
+        np.testing.assert_array_equal(np.diagonal(covs, axis1=1, axis2=2)[:, kept],
+                                      np.diagonal(c, axis1=1, axis2=2)[:, kept])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_constrain_params_projects_a_start_onto_every_type_but_full(blobs, covariance_type):
+    X, _ = blobs
+    params = MixtureParams(*random_params(2, X, 3))
+    constrained = constrain_params(params, covariance_type, 1e-3)
+    if covariance_type == "full":
+        assert constrained is params
+    else:
+        np.testing.assert_array_equal(
+            constrained.covariances,
+            type_entry(covariance_type).project(params.covariances, 1e-3, params.weights))
+        np.testing.assert_array_equal(constrained.means, params.means)

@@ -1,10 +1,11 @@
 """The import boundaries of the package (ARCHITECTURE.md), read from the source.
 
-Worker-side kernels import only NumPy, numba, the standard library and each other; the driver
-loops and algebra import neither Dask nor distributed, directly or through the package's own
-modules; engines never import the estimators or the fit loops; the file layer (io) imports
-none of the estimators, the fit program or the engines; nothing but the command line imports
-the package face (``dask_biglearn/__init__.py``).
+Worker-side kernels import only NumPy, numba, the standard library and each other; the type
+table (``covariances``) only NumPy and the standard library; the driver loops and algebra import
+neither Dask nor distributed, directly or through the package's own modules; engines never
+import the estimators or the fit loops; the file layer (io) imports none of the estimators, the
+fit program or the engines; nothing but the command line imports the package face
+(``dask_biglearn/__init__.py``).
 """
 
 import ast
@@ -84,8 +85,13 @@ def test_kernels_import_only_numpy_numba_and_each_other(name):
 
 DRIVER_SIDE = sorted(m for m in MODULES
                      if m.startswith(("dask_biglearn.fit", "dask_biglearn.kernels"))) + [
-    "dask_biglearn.algebra", "dask_biglearn.model", "dask_biglearn.projection",
-    "dask_biglearn.initialization"]
+    "dask_biglearn.covariances", "dask_biglearn.algebra", "dask_biglearn.model",
+    "dask_biglearn.projection", "dask_biglearn.initialization"]
+
+
+def test_the_type_table_imports_only_numpy_and_the_standard_library():
+    for imported in GRAPH["dask_biglearn.covariances"]:
+        assert _is_stdlib(imported) or _top(imported) == "numpy", imported
 
 
 @pytest.mark.parametrize("name", DRIVER_SIDE)

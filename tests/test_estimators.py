@@ -66,6 +66,22 @@ def test_reg_covar_is_scikit_learns(blobs, reg_covar):
     assert np.abs(plain.covariances_ - ours.covariances_).max() > reg_covar / 2
 
 
+@pytest.mark.parametrize("init_params", ["kmeans", "random"])
+def test_reg_covar_is_added_to_the_covariances_a_start_estimates(blobs, init_params):
+    """As scikit-learn's ``_initialize``: the drawn start's covariances get ``reg_covar`` on
+    their diagonal; covariances given by ``precisions_init`` do not."""
+    X, _ = blobs
+    start = dict(max_iter=0, init_params=init_params, random_state=4, covariance_floor=1e-12)
+    plain = GaussianMixture(4, **start).fit(X)
+    regularised = GaussianMixture(4, reg_covar=0.25, **start).fit(X)
+    np.testing.assert_allclose(regularised.covariances_ - plain.covariances_,
+                               np.broadcast_to(0.25 * np.eye(X.shape[1]),
+                                               plain.covariances_.shape), atol=1e-12)
+    given = dict(start, precisions_init=plain.precisions_)
+    np.testing.assert_allclose(GaussianMixture(4, reg_covar=0.25, **given).fit(X).covariances_,
+                               plain.covariances_, atol=1e-10)
+
+
 def test_joint_updates_never_decrease_log_likelihood():
     X, _ = make_blobs(seed=5, n_samples=800, n_features=4, n_components=6)
     est = GaussianMixture(8, max_iter=60, tol=0.0, covariance_floor=1e-9, init_params="random",
@@ -329,11 +345,52 @@ def test_restarts_on_dask_input_share_every_read_of_the_data(reproducible_data):
         counts[n_init] = counter.n
     assert counts[4] == counts[1] > 0
     starts = [paper_biglearn(5, max_iter=10, check_every=5, covariance_floor=1e-4,
-                                      random_state=rng).fit(reproducible_data)
-              for rng in np.random.default_rng(0).spawn(4)]
+                             random_state=_spawned(0, i)).fit(reproducible_data)
+              for i in range(4)]
     best = max(starts, key=lambda e: e.lower_bound_)
     assert fits[4].lower_bound_ == pytest.approx(best.lower_bound_, abs=1e-10)
     np.testing.assert_allclose(fits[4].means_, best.means_, atol=1e-8)
+
+
+def _spawned(seed, i):
+    """A generator whose one start (``n_init=1``) is the ``i``-th start of ``n_init > i``
+    with ``random_state=seed``: the seed's generator with ``i`` children spawned already."""
+    rng = np.random.default_rng(seed)
+    rng.spawn(i)
+    return rng
+
+
+def _collapsing_data():
+    """Three blobs and five copies of one far row: a component there collapses."""
+    rng = np.random.default_rng(0)
+    blobs = [rng.normal(size=(700, 4)) + 6.0 * i for i in range(3)]
+    return np.vstack([*blobs, np.tile(20.0, (5, 4))])
+
+
+@pytest.mark.parametrize("init_params, n_init, covariance_type, dask_input", [
+    ("kmeans", 1, "full", False), ("kmeans", 1, "diag", True),
+    ("random_from_data", 1, "diag", False), ("random", 4, "full", True),
+    ("kmeans", 4, "diag", False)])
+def test_plain_em_reads_the_data_at_most_max_iter_plus_three_times(init_params, n_init,
+                                                                  covariance_type, dask_input):
+    """The summary pass, a row sample, ``max_iter`` updates, the final evaluation: the
+    re-seeding of a collapsed component and the evaluation of starts that converge before
+    the others fit within that budget, and ``n_iter_`` says the EM steps taken."""
+    X = _collapsing_data()
+    Xin = da.from_array(X, chunks=(500, -1)) if dask_input else X
+    means = X[[0, 700, 1400, -1]]
+    reseeded = 0
+    for max_iter in (3, 12):
+        with dask.config.set(scheduler="threads"):
+            gm = _fit_quietly(GaussianMixture(
+                4, covariance_type=covariance_type, max_iter=max_iter, n_init=n_init,
+                init_params=init_params, means_init=means if n_init == 1 else None,
+                random_state=0, tol=1e-4), Xin)
+        assert gm.n_data_passes_ <= max_iter + 3
+        assert gm.n_iter_ <= max_iter
+        reseeded += len(gm.reseeded_components_)
+    if n_init == 1:  # the collapsed component was re-seeded within the larger budget
+        assert reseeded > 0
 
 
 @pytest.mark.parametrize("dask_input", [False, True])

@@ -338,14 +338,29 @@ def em_updates(engine, params_list, projections, *, covariance_floor, weight_con
     updates : list of (MixtureParams, float)
         One ``(new_params, mean_log_likelihood)`` per model, as :func:`em_update` returns.
     """
+    updates, _ = _updates_and_evaluations(
+        engine, params_list, projections, [], covariance_floor=covariance_floor,
+        weight_concentration=weight_concentration, reg_covar=reg_covar,
+        covariance_type=covariance_type)
+    return updates
+
+
+def _updates_and_evaluations(engine, params_list, projections, evaluated, *, covariance_floor,
+                             weight_concentration, reg_covar, covariance_type):
+    """One read of the data: an EM update of each of ``params_list`` (see
+    :func:`em_updates`) and the mean joint log-likelihood of each of ``evaluated`` (see
+    :func:`mean_log_likelihoods`); returns ``(updates, log-likelihoods)``."""
     specs = [pass_spec(engine, params, projection.matrix, moments=True,
                        covariance_type=covariance_type)
              for params, projection in zip(params_list, projections, strict=True)]
-    stats_list = engine.run_passes([spec for spec, _ in specs])
-    return [m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
-                   reg_covar, covariance_type)
-            for params, projection, stats, (_, shift_y)
-            in zip(params_list, projections, stats_list, specs, strict=True)]
+    evaluations = [pass_spec(engine, params, None, moments=False,
+                             covariance_type=covariance_type)[0] for params in evaluated]
+    stats_list = engine.run_passes([spec for spec, _ in specs] + evaluations)
+    updates = [m_step(params, projection, stats, shift_y, covariance_floor,
+                      weight_concentration, reg_covar, covariance_type)
+               for params, projection, stats, (_, shift_y)
+               in zip(params_list, projections, stats_list[:len(specs)], specs, strict=True)]
+    return updates, _mean_log_likelihoods_of(stats_list[len(specs):])
 
 
 def em_update(engine, params: MixtureParams, projection: Projection, *, covariance_floor,
@@ -400,6 +415,11 @@ def mean_log_likelihoods(engine, params_list, covariance_type="full") -> list[fl
     stats_list = engine.run_passes([pass_spec(engine, params, None, moments=False,
                                               covariance_type=covariance_type)[0]
                                     for params in params_list])
+    return _mean_log_likelihoods_of(stats_list)
+
+
+def _mean_log_likelihoods_of(stats_list) -> list[float]:
+    """The mean log-likelihood per row of each evaluation pass's statistics."""
     for stats in stats_list:
         _check_finite(stats.log_lik_sum)
     return [stats.log_lik_sum / stats.n_rows for stats in stats_list]
@@ -470,11 +490,19 @@ def _check(engine, states, settings: FitSettings, update_lls, started: float):
                     state.best_iteration)
 
 
-def finish_fits(engine, states, settings: FitSettings, started: float | None = None):
+def _closing(states, settings: FitSettings) -> list:
+    """The states whose result is their last parameters, which closing them evaluates:
+    plain EM's, and any fit with no check yet."""
+    return [s for s in states if settings.is_plain_em or s.best_params is None]
+
+
+def finish_fits(engine, states, settings: FitSettings, started: float | None = None,
+                evaluated=None):
     """Close fits and mark them finished.
 
     The result of each is its last parameters (plain EM, or a fit with no check yet,
-    evaluated together in one more read of the data) or its best checked ones.
+    evaluated together in one more read of the data, unless ``evaluated`` gives their
+    log-likelihoods) or its best checked ones.
 
     Parameters
     ----------
@@ -487,15 +515,21 @@ def finish_fits(engine, states, settings: FitSettings, started: float | None = N
     started : float or None, default=None
         The :func:`time.perf_counter` at which the fits started, for the log; None logs no
         duration.
+    evaluated : list of float or None, default=None
+        The mean log-likelihoods of the last parameters of the states that need them (in
+        their order among ``states``), from a read of the data already made; None makes one.
 
     Returns
     -------
     states : list of FitState
         The same states, finished.
     """
-    last = [s for s in states if settings.is_plain_em or s.best_params is None]
+    last = _closing(states, settings)
     if last:
-        lls = mean_log_likelihoods(engine, [s.params for s in last], settings.covariance_type)
+        lls = evaluated
+        if lls is None:
+            lls = mean_log_likelihoods(engine, [s.params for s in last],
+                                       settings.covariance_type)
         for state, ll in zip(last, lls, strict=True):
             state.best_params, state.best_lower_bound = state.params, ll
             state.best_iteration = state.iteration
@@ -545,8 +579,8 @@ def run_fits(engine, states, settings: FitSettings,
     """Run (or continue) several fits together until they end or a callback stops them.
 
     The fits advance in lockstep and every read of the data serves all of them (one task
-    per chunk computes each fit's statistics): ``n`` restarts cost the passes of one, plus
-    at most one evaluation pass for each plain-EM fit that converges before the others.
+    per chunk computes each fit's statistics): ``n`` restarts cost the passes of the longest
+    one (a plain-EM fit that converges before the others is evaluated in their next read).
 
     Parameters
     ----------
@@ -575,22 +609,26 @@ def run_fits(engine, states, settings: FitSettings,
     active = [s for s in states if not s.finished]
     while True:
         done = [s for s in active if _is_done(s, settings)]
-        if done:
-            finish_fits(engine, done, settings, started)
-            active = [s for s in active if not s.finished]
+        active = [s for s in active if not _is_done(s, settings)]
         if not active:
+            finish_fits(engine, done, settings, started)
             if journal is not None:
                 journal.complete(loop_index, states)
             return states
         projections = [_next_projection(settings, s.rng, engine.n_features) for s in active]
         params = [s.params for s in active]
+        # Fits that ended before the others are evaluated in the others' next read.
+        closing = [s.params for s in _closing(done, settings)]
         for _ in range(settings.n_inner_iter):
-            updates = em_updates(engine, params, projections,
-                                 covariance_floor=settings.covariance_floor,
-                                 weight_concentration=settings.weight_concentration,
-                                 reg_covar=settings.reg_covar,
-                                 covariance_type=settings.covariance_type)
+            updates, evaluated = _updates_and_evaluations(
+                engine, params, projections, closing,
+                covariance_floor=settings.covariance_floor,
+                weight_concentration=settings.weight_concentration,
+                reg_covar=settings.reg_covar, covariance_type=settings.covariance_type)
             params = [p for p, _ in updates]
+            if closing:
+                finish_fits(engine, done, settings, started, evaluated=evaluated)
+                closing = []
         for state, new, projection in zip(active, params, projections, strict=True):
             state.params = new
             state.iteration += 1

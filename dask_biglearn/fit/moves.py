@@ -542,7 +542,8 @@ def reseed_degenerate(engine, state: FitState, sample, em: FitSettings, callback
     Returns
     -------
     state : FitState
-        The finished state of the model returned.
+        The finished state of the model returned: ``state`` itself, or the polishing fit
+        (its ``iteration`` and ``lower_bounds`` its own).
     reseeded : list of int
         The components that were re-seeded (empty when none was, or it did not help).
     degenerate : list of int
@@ -566,5 +567,4 @@ def reseed_degenerate(engine, state: FitState, sample, em: FitSettings, callback
     logger.info("Re-seeded degenerate components %s from the worst-explained rows "
                 "(log-likelihood %.6f -> %.6f).", degenerate, state.best_lower_bound,
                 polished.best_lower_bound)
-    polished.lower_bounds = [*state.lower_bounds, *polished.lower_bounds]
     return polished, degenerate, still

@@ -4,7 +4,9 @@ An estimator turns its hyper-parameters into a :class:`FitPlan` (what to do, dec
 any pass) and :func:`run_plan` carries it out over an engine:
 
 1. **starts** (:func:`draw_starts`): ``n_init`` starting models, each from a generator of its
-   own, the k-means starts sharing one row sample;
+   own, the k-means starts sharing one row sample; the starts are nested (those of a smaller
+   ``n_init`` are among those of a larger one: :func:`~dask_biglearn.fit.restarts.
+   start_generators`), so raising ``n_init`` never loses a start;
 2. **warm-up** (when ``n_explore < n_init``): plain EM from every start, all advancing
    together; the best ``n_explore`` go on;
 3. **exploration**: the main loop (BigLearn-EM's matchings, or plain EM) from those starts
@@ -18,7 +20,10 @@ any pass) and :func:`run_plan` carries it out over an engine:
 7. **degenerate components** of the result (a collapsed weight, or a covariance on the floor
    in every direction) are re-seeded at the worst-explained rows and the model polished,
    where that leaves fewer of them (:func:`~dask_biglearn.fit.moves.reseed_degenerate`);
-   no pass is made when there are none.
+   no pass is made when there are none, and the polish runs within what is left of the
+   budget of the loop that made the result (``max_iter`` of plain EM on the full data, the
+   refinement's otherwise: :func:`_reseed_budget`), so a fit never reads the data more
+   often than its settings allow.
 
 Every start's warm-up, every refined exploration and the moves' result is a
 :class:`Candidate`; the best by joint training log-likelihood wins (:func:`best_candidate`).
@@ -28,12 +33,14 @@ estimator reports. Nothing here imports Dask: the engine does the passes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..algebra import constrain_params
 from ..initialization import (
+    SAMPLE_STARTS,
     apply_user_init,
     init_sample,
     initial_params,
@@ -44,10 +51,10 @@ from ..model import FitState, MixtureParams
 from .loop import FitSettings, finish_fits, run_fits
 from .moves import MoveSettings, degenerate_components, improve_by_moves, reseed_degenerate
 from .restarts import best_state, refine, start_states
-from .scalable import refine_on
 
 __all__ = [
     "Candidate",
+    "Exploration",
     "FitPlan",
     "FitResult",
     "best_candidate",
@@ -157,6 +164,8 @@ class FitResult:
         The components re-seeded because they were degenerate (step 7).
     degenerate : tuple of int
         The components of the model still degenerate, kept at the floor.
+    n_reseed_iter : int
+        The plain EM iterations that polished the re-seeded model (0 when none was kept).
     """
 
     chosen: Candidate
@@ -165,6 +174,7 @@ class FitResult:
     n_sample_passes: int = 0
     reseeded: tuple = ()
     degenerate: tuple = ()
+    n_reseed_iter: int = 0
 
     @property
     def params(self) -> MixtureParams:
@@ -204,7 +214,8 @@ def best_candidate(candidates) -> Candidate:
     return next(c for c in candidates if c.result is best)
 
 
-def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray | None]:
+def draw_starts(engine, plan: FitPlan, rng, sample=None
+                ) -> tuple[list[FitState], np.ndarray | None]:
     """The fit's starting states, and the row sample the k-means starts drew.
 
     Parameters
@@ -212,8 +223,11 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
     engine : Engine
     plan : FitPlan
     rng : numpy.random.Generator
-        The fit's generator: the sample's seed, then one generator per start
-        (:func:`~dask_biglearn.fit.restarts.start_states`).
+        The fit's generator: the sample's seed (unless ``sample`` is given), then one
+        generator per start (:func:`~dask_biglearn.fit.restarts.start_states`).
+    sample : ndarray of shape (n_rows, n_features) or None, default=None
+        The rows the k-means starts work on, when the caller drew them (a sweep's one sample
+        for all its programs); None draws them from ``engine`` when the starts need them.
 
     Returns
     -------
@@ -222,14 +236,20 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
         The rows the k-means starts worked on (None for the other starts).
     """
     kinds = start_kinds(plan.init_params, plan.n_init)
-    sample = init_sample(plan.init_params, rng, plan.n_components, engine)
+    if sample is None or plan.init_params not in SAMPLE_STARTS:
+        sample = init_sample(plan.init_params, rng, plan.n_components, engine)
     sources = None
     if "kmeans-pursuit" in kinds:  # one FastICA for all the starts
         sources = pursuit_directions(sample, int(rng.integers(2**31 - 1)))
 
+    reg_covar = plan.em.reg_covar
+
     def initial(generator, index):
         params = initial_params(kinds[index], generator, plan.n_components, engine,
                                 plan.covariance_floor, sample, sources)
+        if reg_covar:  # scikit-learn adds it to the covariances its starts estimate too
+            params = dataclasses.replace(params, covariances=params.covariances
+                                         + reg_covar * np.eye(params.means.shape[1]))
         params = apply_user_init(params, weights_init=plan.weights_init,
                                  means_init=plan.means_init,
                                  precisions_init=plan.precisions_init,
@@ -237,7 +257,7 @@ def draw_starts(engine, plan: FitPlan, rng) -> tuple[list[FitState], np.ndarray 
                                  covariance_type=plan.covariance_type)
         return constrain_params(params, plan.covariance_type, plan.covariance_floor)
 
-    return start_states(initial, len(kinds), rng), sample
+    return start_states(initial, plan.n_init, rng, len(kinds) - plan.n_init), sample
 
 
 def _explorer(warm: FitState) -> FitState:
@@ -266,7 +286,26 @@ def _warm_up(engine, plan: FitPlan, starts, callbacks):
     return warm, explorers
 
 
-def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], int]:
+@dataclass(frozen=True)
+class Exploration:
+    """What :func:`explore` found, for :func:`conclude`.
+
+    Parameters
+    ----------
+    candidates : list of Candidate
+    n_moves : int
+        Moves kept.
+    sample : ndarray of shape (n_rows, n_features) or None
+        The row sample the starts and the moves ranked on (None when none needed one): the
+        re-seeding of degenerate components ranks on it too, with no pass of its own.
+    """
+
+    candidates: list
+    n_moves: int = 0
+    sample: np.ndarray | None = None
+
+
+def explore(engine, plan: FitPlan, rng, callbacks=(), sample=None) -> Exploration:
     """Steps 1-5 of the fit program (see the module docstring) on ``engine``.
 
     A callback that stops the fit skips what is left: the candidates are then the states
@@ -279,15 +318,16 @@ def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], 
     rng : numpy.random.Generator
     callbacks : iterable of callable, default=()
         ``callback(state, event)`` (:mod:`dask_biglearn.fit.loop`).
+    sample : ndarray of shape (n_rows, n_features) or None, default=None
+        The rows the k-means starts and the moves rank on, when the caller drew them (a
+        sweep); None draws them from ``engine`` where needed.
 
     Returns
     -------
-    candidates : list of Candidate
-    n_moves : int
-        Moves kept.
+    exploration : Exploration
     """
     callbacks = list(callbacks)
-    starts, sample = draw_starts(engine, plan, rng)
+    starts, sample = draw_starts(engine, plan, rng, sample)
     if plan.previous_lower_bound is not None and plan.explore.is_plain_em:
         for start in starts:  # what plain EM's first iteration is judged against
             start.best_lower_bound = plan.previous_lower_bound
@@ -295,7 +335,7 @@ def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], 
     if plan.warms_up:
         warm, starts = _warm_up(engine, plan, starts, callbacks)
         if starts is None:
-            return [Candidate(s, s) for s in warm], 0
+            return Exploration([Candidate(s, s) for s in warm], 0, sample)
     explored = run_fits(engine, starts, plan.explore, callbacks)
     stopped = [s for s in explored if not s.finished]
     finish_fits(engine, stopped, plan.explore)
@@ -306,13 +346,13 @@ def explore(engine, plan: FitPlan, rng, callbacks=()) -> tuple[list[Candidate], 
     found = [*(Candidate(m, r) for m, r in zip(explored, results, strict=True)),
              *(Candidate(s, s) for s in warm)]
     if stopped or plan.moves is None:
-        return found, 0
+        return Exploration(found, 0, sample)
     best = best_candidate(found)
     if sample is None:  # the moves rank their candidates on a row sample
         sample = init_sample("kmeans", best.result.rng, plan.n_components, engine)
     moved, n_moves = improve_by_moves(engine, best.result, sample, plan.moves, plan.em,
                                       callbacks)
-    return [*found, Candidate(best.main, moved)], n_moves
+    return Exploration([*found, Candidate(best.main, moved)], n_moves, sample)
 
 
 def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
@@ -334,16 +374,16 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
     """
     callbacks = list(callbacks)
     if plan.sample_rows is None:
-        candidates, n_moves = explore(engine, plan, rng, callbacks)
-        return conclude(engine, plan, candidates, n_moves, None, callbacks)
+        return conclude(engine, plan, explore(engine, plan, rng, callbacks), None, callbacks)
     seed = int(rng.integers(2**63 - 1))
     with engine.sample_engine(plan.sample_rows, seed) as on_sample:
-        candidates, n_moves = explore(on_sample, plan, rng, callbacks)
+        found = explore(on_sample, plan, rng, callbacks)
         n_sample_passes = int(on_sample.n_data_passes)
-    return conclude(engine, plan, candidates, n_moves, n_sample_passes, callbacks)
+    return conclude(engine, plan, found, n_sample_passes, callbacks)
 
 
-def conclude(engine, plan: FitPlan, candidates, n_moves: int, n_sample_passes, callbacks=()):
+def conclude(engine, plan: FitPlan, exploration: Exploration, n_sample_passes,
+             callbacks=()) -> FitResult:
     """Steps 6 and 7 of the fit program: after the exploration, the full-data refinement of
     the best candidate (the scalable mode: ``n_sample_passes`` is not None) and the
     re-seeding of degenerate components.
@@ -353,9 +393,8 @@ def conclude(engine, plan: FitPlan, candidates, n_moves: int, n_sample_passes, c
     engine : Engine
         The full data.
     plan : FitPlan
-    candidates : list of Candidate
+    exploration : Exploration
         What :func:`explore` found (on the sample, in the scalable mode).
-    n_moves : int
     n_sample_passes : int or None
         Passes over the scalable mode's sample; None without one (the candidates are
         full-data fits already).
@@ -366,28 +405,54 @@ def conclude(engine, plan: FitPlan, candidates, n_moves: int, n_sample_passes, c
     result : FitResult
     """
     callbacks = list(callbacks)
+    candidates = exploration.candidates
     chosen = best_candidate(candidates)
     if n_sample_passes is not None:
-        refined = refine_on(engine, chosen.result, plan.em, callbacks)
+        refined = refine(engine, [chosen.result], plan.em, callbacks, phase="refine-full")[0]
         if not refined.finished:
             finish_fits(engine, [refined], plan.em)
         chosen = Candidate(chosen.main, refined)
-    chosen, reseeded, degenerate = _reseed(engine, plan, chosen, callbacks)
-    return FitResult(chosen, tuple(candidates), n_moves, n_sample_passes or 0, reseeded,
-                     degenerate)
+    budget = _reseed_budget(plan, chosen.result, n_sample_passes is not None)
+    chosen, reseeded, degenerate, n_polish = _reseed(engine, plan, chosen, exploration.sample,
+                                                     budget, callbacks)
+    return FitResult(chosen, tuple(candidates), exploration.n_moves, n_sample_passes or 0,
+                     reseeded, degenerate, n_polish)
 
 
-def _reseed(engine, plan: FitPlan, chosen: Candidate, callbacks):
-    """Step 7: ``(candidate, reseeded, degenerate)``; the candidate unchanged, and no pass
-    made, when no component is degenerate, the fit was stopped, or the plan polishes with no
-    EM iteration (the paper's algorithm)."""
+def _reseed_budget(plan: FitPlan, result: FitState, scalable: bool) -> int:
+    """The plain EM iterations the re-seeding of degenerate components may polish with: what
+    is left of the budget of the loop that made ``result``, less the reads that polish adds
+    outside its iterations (its closing evaluation, and a row sample if it must draw one).
+
+    Plain EM on the full data (:class:`~dask_biglearn.estimator.GaussianMixture`) made
+    ``result`` under ``plan.explore`` (``max_iter``); every other fit under ``plan.em`` (the
+    refinement's ``refine_max_iter``). So the re-seeding never makes a fit read the data
+    more often than its settings allow."""
+    ran_under = plan.explore if plan.explore.is_plain_em and not scalable else plan.em
+    return max(0, ran_under.max_iter - int(result.iteration) - 1)
+
+
+def _reseed(engine, plan: FitPlan, chosen: Candidate, sample, budget: int, callbacks):
+    """Step 7: ``(candidate, reseeded, degenerate, polish iterations)``; the candidate
+    unchanged, and no pass made, when no component is degenerate, the fit was stopped, or no
+    EM iteration is left of ``budget`` to polish with (the paper's algorithm has none)."""
     state = chosen.result
     degenerate = degenerate_components(state.best_params, plan.covariance_floor)
-    if not degenerate or not state.finished or plan.em.max_iter == 0:
-        return chosen, (), tuple(degenerate)
-    sample = init_sample("kmeans", state.rng, plan.n_components, engine)
-    result, reseeded, still = reseed_degenerate(engine, state, sample, plan.em, callbacks)
-    return Candidate(chosen.main, result), tuple(reseeded), tuple(still)
+    if sample is None and budget > 0:  # drawing one costs a read of the data
+        budget -= 1
+    if not degenerate or not state.finished or budget <= 0:
+        return chosen, (), tuple(degenerate), 0
+    if sample is None:
+        sample = init_sample("kmeans", state.rng, plan.n_components, engine)
+    polish = dataclasses.replace(plan.em, max_iter=min(plan.em.max_iter, budget))
+    result, reseeded, still = reseed_degenerate(engine, state, sample, polish, callbacks)
+    if result is state:
+        return chosen, (), tuple(still), 0
+    n_polish = int(result.iteration)
+    if state is not chosen.main:  # the polish continues the refinement's history
+        result.iteration += state.iteration
+        result.lower_bounds = [*state.lower_bounds, *result.lower_bounds]
+    return Candidate(chosen.main, result), tuple(reseeded), tuple(still), n_polish
 
 
 def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str | None:

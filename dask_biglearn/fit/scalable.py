@@ -4,8 +4,10 @@ Exploration (starts, restarts, BigLearn-EM's matchings, the escape moves) needs 
 passes; precision needs a few exact ones. With ``sample_size`` set, an estimator reads the
 data once to draw a row sample (rows chosen by their global index and the seed: the sample,
 and so the fit, do not depend on the chunking or the number of workers), runs its whole
-exploration on the sample, in this process, and then makes plain EM passes over the full data
-from the best explored model until ``refine_tol`` or ``refine_max_iter``.
+exploration on the sample (an engine of its own: :meth:`~dask_biglearn.engines.base.Engine.
+sample_engine`, in this process or, on a cluster, persisted on the workers), and then makes
+plain EM passes over the full data from the best explored model until ``refine_tol`` or
+``refine_max_iter`` (:func:`dask_biglearn.fit.plan.conclude`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from ..model import FitState
-from .loop import run_fits
+from ..covariances import type_entry
 
 #: ``sample_size="auto"``: this many sample rows per free parameter of a component, times the
 #: number of components, at least :data:`MIN_AUTO_SAMPLE_ROWS`.
@@ -35,13 +36,11 @@ def parameters_per_component(n_features: int, covariance_type: str = "full") -> 
     Returns
     -------
     n_parameters : int
-        ``1 + D + D (D + 1) / 2`` (full, tied), ``1 + 2 D`` (diag), ``2 + D``
-        (spherical).
+        ``1 + D`` and the covariance's parameters in a mixture of one component (the type
+        table's count): ``1 + D + D (D + 1) / 2`` (full, tied), ``1 + 2 D`` (diag),
+        ``2 + D`` (spherical).
     """
-    d = n_features
-    covariance = {"full": d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": d,
-                  "spherical": 1}[covariance_type]
-    return 1 + d + covariance
+    return 1 + n_features + type_entry(covariance_type).n_parameters(1, n_features)
 
 
 def auto_sample_rows(n_components: int, n_features: int,
@@ -122,29 +121,3 @@ def sample_rows(sample_size, n_samples: int, n_components: int, n_features: int,
                         f"in (0, 1], got {sample_size!r}.")
     return int(min(n_samples, max(rows, n_components)))
 
-
-def refine_on(engine, state: FitState, settings, callbacks=()) -> FitState:
-    """Run plain EM over ``engine``'s data from ``state``'s result.
-
-    The full-data refinement of a model explored on a sample.
-
-    Parameters
-    ----------
-    engine : Engine
-        The full data.
-    state : FitState
-        The finished fit on the sample; the refinement starts from its ``best_params`` and
-        continues with its generator.
-    settings : FitSettings
-        Plain EM's settings, from :meth:`~dask_biglearn.fit.FitSettings.plain_em`.
-    callbacks : iterable of callable, default=()
-        ``callback(state, event)``, as :func:`~dask_biglearn.fit.loop.run_fits` takes them.
-
-    Returns
-    -------
-    state : FitState
-        The refining state (``phase="refine-full"``).
-    """
-    refining = FitState(state.best_params, state.rng, restart=state.restart,
-                        phase="refine-full")
-    return run_fits(engine, [refining], settings, callbacks)[0]

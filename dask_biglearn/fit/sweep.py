@@ -10,12 +10,13 @@ reads the data about as often as its longest program alone, a finished program c
 nothing more, and no program waits for another's phase: each is at its own step.
 
 In the scalable mode one row sample (of the largest plan's size) serves every exploration;
-the full-data refinements then share their passes the same way. The k-means starts and the
-moves of every program rank on one row sample too (of the largest plan's size, drawn once
-from the sweep's generator): a program's starts are then not those it draws alone. The threads only take
-turns: the passes run one at a time, in the thread of the last program to ask, while the
-others wait; every program draws from its own generator, so its result is the one it gets
-alone.
+the full-data refinements then share their passes the same way. The k-means starts, the
+moves and the re-seeding of every program rank on one row sample too (of the largest plan's
+size, drawn once from the sweep's generator and handed to each program: the ``sample``
+argument of :func:`~dask_biglearn.fit.plan.explore`), so a program's k-means starts are
+not those it draws alone. The threads only take turns: the passes run one at a time, in the
+thread of the last program to ask, while the others wait; every program draws from its own
+generator, so a program whose starts need no sample gets the result it gets alone.
 """
 
 from __future__ import annotations
@@ -29,27 +30,28 @@ __all__ = ["SharedPasses", "run_plans"]
 
 
 class SharedPasses:
-    """Collects the passes of several programs and runs them together.
+    """Collects the passes of several programs over one engine and runs them together.
 
     Parameters
     ----------
+    engine : Engine
+        The data every program's passes read.
     n_programs : int
         How many programs share the passes (each calls :meth:`done` when it ends).
     """
 
-    def __init__(self, n_programs: int):
+    def __init__(self, engine, n_programs: int):
+        self._engine = engine
         self._ready = threading.Condition()
         self._live = int(n_programs)
-        self._waiting = []  # (engine, specs, slot)
-        self.n_batches = 0
+        self._waiting = []  # (specs, slot)
 
-    def run_passes(self, engine, specs):
-        """The statistics of ``specs`` over ``engine``'s data, from a read shared with the
-        other programs' pending passes (once every live program waits).
+    def run_passes(self, specs):
+        """The statistics of ``specs``, from a read of the data shared with the other
+        programs' pending passes (once every live program waits).
 
         Parameters
         ----------
-        engine : Engine
         specs : list of PassSpec
 
         Returns
@@ -58,7 +60,7 @@ class SharedPasses:
         """
         slot = {}
         with self._ready:
-            self._waiting.append((engine, list(specs), slot))
+            self._waiting.append((list(specs), slot))
             self._run_if_all_wait()
             while "stats" not in slot and "error" not in slot:
                 self._ready.wait()
@@ -76,56 +78,51 @@ class SharedPasses:
         if not self._waiting or len(self._waiting) < self._live:
             return
         batch, self._waiting = self._waiting, []
-        self.n_batches += 1
-        for engine in {id(e): e for e, _, _ in batch}.values():
-            mine = [(specs, slot) for e, specs, slot in batch if e is engine]
-            try:
-                stats = engine.run_passes([spec for specs, _ in mine for spec in specs])
-            except BaseException as exc:  # noqa: BLE001 - every program of the pass sees it
-                for _, slot in mine:
-                    slot["error"] = exc
-                continue
+        try:
+            stats = self._engine.run_passes([spec for specs, _ in batch for spec in specs])
+        except BaseException as exc:  # noqa: BLE001 - every program of the pass sees it
+            for _, slot in batch:
+                slot["error"] = exc
+        else:
             start = 0
-            for specs, slot in mine:
+            for specs, slot in batch:
                 slot["stats"] = stats[start : start + len(specs)]
                 start += len(specs)
         self._ready.notify_all()
 
 
 class _SharedEngine:
-    """An engine whose passes go through a :class:`SharedPasses`, and whose row sample (for
-    the k-means starts and the moves) is the sweep's one; everything else is the engine's
-    own."""
+    """One program's engine: its passes go through a :class:`SharedPasses`; what else a
+    program reads of an engine (the summaries, the kernels' choices, rows by index or by
+    sample) is the engine's own."""
 
-    def __init__(self, engine, shared: SharedPasses, sample=None):
-        self._engine = engine
+    def __init__(self, engine, shared: SharedPasses):
         self._shared = shared
-        self._sample = sample
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def take_sample(self, size, seed):
-        if self._sample is None:
-            return self._engine.take_sample(size, seed)
-        return self._sample
+        self.summaries = engine.summaries
+        self.n_features = engine.n_features
+        self.compiled = engine.compiled
+        self.float32_products = engine.float32_products
+        self.weighted = engine.weighted
+        self.take_rows = engine.take_rows
+        self.take_sample = engine.take_sample
 
     def run_passes(self, specs):
-        return self._shared.run_passes(self._engine, specs)
+        return self._shared.run_passes(specs)
 
     def run_pass(self, spec):
         return self.run_passes([spec])[0]
 
 
-def _in_threads(programs):
-    """Run the callables ``programs`` in threads whose passes are shared; return their
-    results in order (the first failure is raised once all have ended)."""
-    shared = SharedPasses(len(programs))
+def _in_threads(engine, programs):
+    """Run the callables ``programs`` (each ``program(engine) -> result``) in threads whose
+    passes over ``engine`` are shared; return their results in order (the first failure is
+    raised once all have ended)."""
+    shared = SharedPasses(engine, len(programs))
     results, errors = [None] * len(programs), [None] * len(programs)
 
     def run(i):
         try:
-            results[i] = programs[i](shared)
+            results[i] = programs[i](_SharedEngine(engine, shared))
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
             errors[i] = exc
         finally:
@@ -147,7 +144,7 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
     """Carry out several fit programs over ``engine``'s data, sharing every pass.
 
     Each plan draws from a generator of its own (``rng.spawn``). Without a sample
-    (every plan's ``sample_rows`` None), the programs run on the full data; otherwise one
+    (a plan's ``sample_rows`` None), the programs run on the full data; otherwise one
     sample of the largest plan's ``sample_rows`` rows serves every exploration, and the
     full-data refinements follow, sharing their passes too.
 
@@ -166,33 +163,41 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
     """
     plans, callbacks = list(plans), list(callbacks)
     rngs = rng.spawn(len(plans))
-    sizes = [plan.sample_rows for plan in plans]
     largest = max(plan.n_components for plan in plans)
     ranks = any(p.init_params in SAMPLE_STARTS or p.moves is not None for p in plans)
 
-    def one_sample(on):  # the rows every program's starts and moves work on
+    def one_sample(on):  # the rows every program's starts, moves and re-seeding rank on
         if not ranks:
             return None
         size = init_sample_size(on.summaries.n_samples, largest)
         return on.take_sample(size, int(rng.integers(2**63 - 1)))
 
-    if any(size is None for size in sizes):
+    def program(plan, generator, rows):
+        def run(on):
+            return conclude(on, plan, explore(on, plan, generator, callbacks, rows), None,
+                            callbacks)
+        return run
+
+    if any(plan.sample_rows is None for plan in plans):
         rows = one_sample(engine)
-        return _in_threads([
-            lambda shared, plan=plan, g=g: conclude(
-                _SharedEngine(engine, shared, rows), plan,
-                *explore(_SharedEngine(engine, shared, rows), plan, g, callbacks), None,
-                callbacks)
-            for plan, g in zip(plans, rngs, strict=True)])
+        return _in_threads(engine, [program(plan, g, rows)
+                                    for plan, g in zip(plans, rngs, strict=True)])
+
+    def exploration(plan, generator, rows):
+        def run(on):
+            return explore(on, plan, generator, callbacks, rows)
+        return run
+
+    def conclusion(plan, found, n_sample_passes):
+        def run(on):
+            return conclude(on, plan, found, n_sample_passes, callbacks)
+        return run
+
     seed = int(rng.integers(2**63 - 1))
-    with engine.sample_engine(max(sizes), seed) as on_sample:
+    with engine.sample_engine(max(plan.sample_rows for plan in plans), seed) as on_sample:
         rows = one_sample(on_sample)
-        explored = _in_threads([
-            lambda shared, plan=plan, g=g: explore(_SharedEngine(on_sample, shared, rows),
-                                                   plan, g, callbacks)
-            for plan, g in zip(plans, rngs, strict=True)])
+        explored = _in_threads(on_sample, [exploration(plan, g, rows)
+                                           for plan, g in zip(plans, rngs, strict=True)])
         n_sample_passes = int(on_sample.n_data_passes)
-    return _in_threads([
-        lambda shared, plan=plan, found=found: conclude(
-            _SharedEngine(engine, shared, rows), plan, *found, n_sample_passes, callbacks)
-        for plan, found in zip(plans, explored, strict=True)])
+    return _in_threads(engine, [conclusion(plan, found, n_sample_passes)
+                                for plan, found in zip(plans, explored, strict=True)])

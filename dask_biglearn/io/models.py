@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..algebra import COVARIANCE_TYPES, typed_shape
+from ..covariances import COVARIANCE_TYPES, type_entry
 from .files import ModelFileError, read_archive, require, write_document
 
 __all__ = ["MODEL_KIND", "ModelDocument", "jsonable_parameters", "read_model", "write_model"]
@@ -167,7 +167,7 @@ def _expected_shapes(where: str):
             raise ModelFileError(f"{where}: the means have shape {shapes['means']}, not "
                                  f"(n_components, n_features).")
         covariance_type = _covariance_type(params, where)
-        typed = typed_shape(covariance_type, k, d)
+        typed = type_entry(covariance_type).shape(k, d)
         expected = {"weights": (k,), "means": (k, d), "covariances": typed,
                     f"{ARRAY_PREFIX}weights_init": (k,), f"{ARRAY_PREFIX}means_init": (k, d),
                     f"{ARRAY_PREFIX}precisions_init": typed}
@@ -215,23 +215,20 @@ def _check_parameters(where, weights, means, covariances, lower_bounds,
     """The format's checks of the parameters: consistent shapes, a probability vector,
     symmetric covariances of a sane scale (positive definiteness is checked where the
     precisions are computed)."""
+    entry = type_entry(covariance_type)
     if (weights.ndim != 1 or means.ndim != 2 or means.shape[0] != weights.shape[0]
-            or covariances.shape != typed_shape(covariance_type, *means.shape)
+            or covariances.shape != entry.shape(*means.shape)
             or weights.shape[0] < 1 or means.shape[1] < 1 or lower_bounds.ndim != 1):
         raise ModelFileError(f"{where}: the parameters have inconsistent shapes "
                              f"{weights.shape}, {means.shape}, {covariances.shape}.")
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
         raise ModelFileError(f"{where}: the weights are not a probability vector.")
-    if covariance_type in ("diag", "spherical"):  # the variances themselves
-        matrices, diagonals = None, covariances
-    else:
-        matrices = covariances if covariance_type == "full" else covariances[None]
-        diagonals = np.diagonal(matrices, axis1=1, axis2=2)
-    if (np.max(np.abs(means)) > MAX_ABS_MEAN
-            or np.max(np.abs(covariances)) > MAX_ABS_COVARIANCE or np.any(diagonals <= 0)):
+    if (np.max(np.abs(means)) > MAX_ABS_MEAN or np.max(np.abs(covariances)) > MAX_ABS_COVARIANCE
+            or np.any(entry.diagonals(covariances) <= 0)):
         raise ModelFileError(f"{where}: the parameters are out of range (means within "
                              f"+-{MAX_ABS_MEAN:.0e}, covariance entries within "
                              f"+-{MAX_ABS_COVARIANCE:.0e}, variances > 0).")
+    matrices = entry.matrices(covariances)  # None for variances, symmetric by nature
     if matrices is not None and not np.allclose(matrices, np.swapaxes(matrices, 1, 2),
                                                 rtol=1e-10, atol=0):
         raise ModelFileError(f"{where}: a covariance is not symmetric.")

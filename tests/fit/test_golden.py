@@ -2,7 +2,8 @@
 
 ``tests/data/golden_fits.npz`` was written by ``tests/data/make_golden_fits.py`` on main
 before the structural change of issue 7 (both estimators, both init methods, NumPy and Dask
-input, two seeds). Every fit must give the same parameters to 1e-10.
+input, two seeds), and again when the starts became nested (issue 23). Every fit must give the
+same parameters to 1e-10.
 """
 
 import sys

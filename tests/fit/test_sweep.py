@@ -64,22 +64,22 @@ def test_a_failing_program_fails_the_sweep_without_stalling_the_others(data):
         spec, _ = pass_spec(engine, params, None, moments=True)
         done = []
 
-        def fine(shared):
+        def fine(on):
             for _ in range(3):
-                shared.run_passes(engine, [spec])
+                on.run_passes([spec])
             done.append(True)
 
-        def broken(shared):
-            shared.run_passes(engine, [spec])
+        def broken(on):
+            on.run_passes([spec])
             raise RuntimeError("this candidate failed")
 
         with pytest.raises(RuntimeError, match="this candidate failed"):
-            _in_threads([fine, broken, fine])
+            _in_threads(engine, [fine, broken, fine])
         assert done == [True, True]
         # two programs waiting: one read for both, each gets its own statistics
         before = engine.n_data_passes
-        got = _in_threads([lambda s: s.run_passes(engine, [spec, spec]),
-                           lambda s: s.run_passes(engine, [spec])])
+        got = _in_threads(engine, [lambda on: on.run_passes([spec, spec]),
+                                   lambda on: on.run_passes([spec])])
         assert engine.n_data_passes - before == 1
         assert [len(g) for g in got] == [2, 1]
         np.testing.assert_allclose(got[0][1].first_moment, got[1][0].first_moment, rtol=1e-12)
