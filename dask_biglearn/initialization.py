@@ -411,16 +411,17 @@ def init_sample(init_params, rng, n_components, engine):
     ndarray of shape (n_sample_rows, n_features) or None
         The sample, for the k-means starts. Of weighted data (``sample_weight``), its rows of
         positive weight, without their weights: the starts see each sampled row once (the
-        EM passes weigh them).
+        EM passes weigh them); the sample is then sized so as to hold about as many rows of
+        positive weight as unweighted data would give (``DataSummaries.rows_holding``).
     """
     if init_params not in SAMPLE_STARTS:
         return None
-    size = init_sample_size(engine.summaries.n_samples, n_components)
-    sample = engine.take_sample(size, int(rng.integers(2**63 - 1)))
-    return _unweighted(sample, engine)
+    summaries = engine.summaries
+    size = summaries.rows_holding(init_sample_size(summaries.n_positive_rows, n_components))
+    return unweighted(engine.take_sample(size, int(rng.integers(2**63 - 1))), engine)
 
 
-def _unweighted(rows, engine):
+def unweighted(rows, engine):
     """Rows of a weighted engine without their weight column (those of positive weight)."""
     if not getattr(engine, "weighted", False):
         return rows

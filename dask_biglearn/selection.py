@@ -6,10 +6,11 @@ rows) or ``"heldout"`` (the mean log-likelihood of held-out rows, chosen by thei
 index and the seed, so the split does not depend on the chunking). scikit-learn's proposal of
 such an estimator (scikit-learn#19338, pull requests #19562 and #26735) calls it
 ``GaussianMixtureIC``; mclust does the same in R. None of them shares the reads of the data
-between candidates; here every candidate's fit program runs in lockstep with the others
-(:func:`dask_biglearn.fit.plan.run_plans`): one pass computes the statistics of every
-candidate still running (the kernels stack models of different sizes), a candidate that has
-converged costs nothing more, and in the scalable mode one row sample serves all of them.
+between candidates; here every candidate's fit program runs in a thread of its own and their
+passes are shared (:func:`dask_biglearn.fit.sweep.run_plans`): once every program still
+running waits for a pass, one read of the data computes all their statistics (the kernels
+stack models of different sizes), a candidate that has finished costs nothing more, and in
+the scalable mode one row sample serves all of them.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def _candidates(n_components, covariance_type):
 
 
 def _check_n_components(value):
+    if iter(value) is value:  # an iterator (a generator): checking it would use it up
+        raise ValueError(value)
     values = list(value) if not isinstance(value, (str, bytes)) else []
     if not values or not all(isinstance(k, Integral) and not isinstance(k, bool) and k >= 1
                              for k in values):
@@ -115,12 +118,13 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
     that shares every pass, and the best by BIC, AIC or held-out log-likelihood.
 
     Every candidate is ``clone(estimator)`` with its ``n_components`` and ``covariance_type``
-    (the other hyper-parameters are the estimator's). Their fit programs run in lockstep
-    (:func:`~dask_biglearn.fit.plan.run_plans`): each read of the data computes the
+    (the other hyper-parameters are the estimator's). Their fit programs share every pass
+    (:func:`~dask_biglearn.fit.sweep.run_plans`): each read of the data computes the
     statistics of every candidate still running, a finished one costs nothing more, and with
     the estimator's ``sample_size`` one row sample (of the largest candidate's size) serves
-    all of them before their full-data refinements, which also advance together. Each
-    candidate draws from a generator of its own, so its fit is the one it gets alone.
+    all of them before their full-data refinements, which share their passes too. Each
+    candidate draws from a generator of its own; the k-means starts of all of them work on
+    one row sample.
 
     Parameters
     ----------
@@ -172,7 +176,9 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        "n_components": [Satisfies(_check_n_components, "an iterable of integers >= 1")],
+        "n_components": [Satisfies(_check_n_components,
+                                   "a list, tuple or range of integers >= 1 (not a generator, "
+                                   "which would be used up)")],
         "covariance_type": [Satisfies(_check_types, f"one or more of {COVARIANCE_TYPES}")],
         "criterion": [StrOptions(set(CRITERIA))],
         "estimator": [None, Satisfies(
@@ -232,8 +238,9 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
             model._validate_params()
         split_seed = int(rng.integers(2**63 - 1))
         heldout = _heldout_rows(X, split_seed, fraction) if fraction > 0 else None
+        n_train = n_samples if heldout is None else n_samples - _count(heldout)
+        self._check_split(n_samples, n_train, fraction, max(k for k, _ in candidates))
         data = X if heldout is None else with_sample_weight(X, (~heldout).astype(np.float64))
-        n_train = n_samples if heldout is None else None
         plans = [m._fit_plan(n_samples, n_features) for m in models]
         with verbosity(self.verbose), make_engine(
                 data, split_every=self.split_every, weighted=heldout is not None) as engine:
@@ -242,7 +249,6 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
             summaries = engine.summaries
         scores = np.full(len(candidates), np.nan)
         if heldout is not None:
-            n_train = int(n_samples - _count(heldout))
             scores, scored_passes = self._heldout_scores(X, heldout, candidates, results)
             passes += scored_passes
         self._set_results(candidates, models, results, n_train, scores, passes,
@@ -256,6 +262,20 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         if edge:
             warnings.warn(edge, SelectionBoundaryWarning, stacklevel=2)
         return self
+
+    def _check_split(self, n_samples: int, n_train: int, fraction: float, largest: int):
+        """Refuse a held-out split the criterion cannot use or that leaves too few training
+        rows, before any pass."""
+        if self.criterion == "heldout" and n_samples - n_train == 0:
+            raise ValueError(f"criterion='heldout' holds out 0 of the {n_samples} rows "
+                             f"(heldout_fraction={fraction:g}): it needs held-out rows to "
+                             f"score; raise heldout_fraction (None is 0.1) or use 'bic'.")
+        if n_train < largest:
+            raise ValueError(f"heldout_fraction={fraction:g} holds out "
+                             f"{n_samples - n_train} of the {n_samples} rows and leaves "
+                             f"{n_train} to train on, fewer than the largest candidate "
+                             f"n_components={largest}: lower heldout_fraction or the "
+                             f"candidates.")
 
     def _heldout_scores(self, X, heldout, candidates, results):
         """The mean log-likelihood of every candidate on the held-out rows: one summary pass,
@@ -277,6 +297,8 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         bic = -2 * train * n_train + n_params * np.log(n_train)
         aic = -2 * train * n_train + 2 * n_params
         criterion = {"bic": bic, "aic": aic, "heldout": heldout}[self.criterion]
+        if not np.any(np.isfinite(criterion)):  # nothing to rank: never pick the first
+            raise ValueError(f"No candidate has a finite {self.criterion} to rank by.")
         order = np.argsort(-criterion if self.criterion == "heldout" else criterion,
                            kind="stable")
         rank = np.empty(len(candidates), dtype=int)

@@ -240,32 +240,61 @@ def with_sample_weight(X, sample_weight):
     if is_dask_array(weights) and not is_dask_array(X):
         weights = weights.compute()  # the data is in this process already
     if not is_dask_array(weights):
+        weights = np.asarray(weights) if not isinstance(weights, np.ndarray) else weights
+    _check_weight_dtype(weights.dtype)
+    if not is_dask_array(weights):
         try:
             weights = np.asarray(weights, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError("sample_weight must be an array of numbers, one per row of "
-                             "X.") from None
+            raise ValueError(_NOT_NUMBERS) from None
     if weights.ndim != 1 or weights.shape[0] != n:
         raise ValueError(f"sample_weight has shape {tuple(weights.shape)}, but X has {n} "
                          f"rows: give one weight per row, shape ({n},).")
     if not is_dask_array(weights):
-        if not np.all(np.isfinite(weights)):
-            raise ValueError("sample_weight contains NaN or infinity.")
-        if np.any(weights < 0):
-            raise ValueError(f"sample_weight has negative values (the smallest is "
-                             f"{weights.min():.6g}): weights must be >= 0.")
-        if not np.any(weights > 0):
-            raise ValueError("sample_weight is zero for every row: nothing to fit.")
+        _check_weight_values(weights, X.dtype)
     if not is_dask_array(X):
         return np.column_stack([X, weights.astype(X.dtype)])
     if is_dask_array(weights):
-        if not np.issubdtype(weights.dtype, np.number):
-            raise ValueError("sample_weight must be an array of numbers, one per row of X.")
         weights = weights.rechunk((X.chunks[0],))
     else:
         weights = da.from_array(weights, chunks=(X.chunks[0],))
     column = weights.astype(X.dtype)[:, None]
     return da.concatenate([X, column], axis=1).rechunk({1: -1})
+
+
+_NOT_NUMBERS = "sample_weight must be an array of real numbers, one per row of X."
+
+
+def _check_weight_dtype(dtype) -> None:
+    """Weights are real numbers or booleans (True weighs 1), never complex or text."""
+    if dtype == bool or dtype == object:
+        return  # booleans are 0 and 1; objects are converted (or refused) as NumPy does
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(_NOT_NUMBERS)
+
+
+def _check_weight_values(weights: np.ndarray, dtype) -> None:
+    """The summary pass's checks of the weights, for weights in this process; and that the
+    weight column (of ``X``'s dtype) holds them."""
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(weights < 0):
+        raise ValueError(f"sample_weight has negative values (the smallest is "
+                         f"{weights.min():.6g}): weights must be >= 0.")
+    if not np.any(weights > 0):
+        raise ValueError("sample_weight is zero for every row: nothing to fit.")
+    info = np.finfo(dtype)
+    largest, low, high = float(weights.max()), float(info.tiny), float(info.max)
+    if largest < np.finfo(np.float64).tiny:
+        raise ValueError(f"sample_weight is at most {largest:.3g}, below float64's normal "
+                         f"range: its products with the responsibilities underflow. Scale the "
+                         f"weights up (only their ratios matter).")
+    positive = weights[weights > 0]
+    if largest > high or float(positive.min()) < low:
+        raise ValueError(f"sample_weight ranges from {float(positive.min()):.3g} to "
+                         f"{largest:.3g}, beyond what X's dtype {np.dtype(dtype).name} holds "
+                         f"({low:.3g} to {high:.3g}): scale the weights (only their ratios "
+                         f"matter) or give X as float64.")
 
 
 def check_n_samples(n_samples, n_components):

@@ -117,6 +117,10 @@ BAD = {
     "all zero": (lambda n: np.zeros(n), "zero for every row"),
     "too short": (lambda n: np.ones(n - 1), "one weight per row"),
     "2-D": (lambda n: np.ones((n, 1)), "one weight per row"),
+    "subnormal": (lambda n: np.full(n, 5e-324), "below float64's normal range"),
+    "complex": (lambda n: np.ones(n) + 1j, "real numbers"),
+    "fewer positive rows than components": (lambda n: np.r_[np.ones(K - 1), np.zeros(n - K + 1)],
+                                            f"positive on only {K - 1} of the"),
 }
 
 
@@ -134,6 +138,55 @@ def test_bad_weights_are_one_clear_error_and_nothing_fitted(weighted_data, case,
     with pytest.raises(ValueError, match=message):
         model.fit(data, sample_weight=w)
     assert not hasattr(model, "means_")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_scaling_the_weights_changes_nothing_even_near_float64_s_limits(weighted_data, lazy):
+    """Only the weights' ratios matter: huge uniform weights fit as no weights (their sums
+    combine without overflowing), on NumPy and on Dask."""
+    X, _, _ = weighted_data
+    data = da.from_array(X, chunks=(100, -1)) if lazy else X
+    plain = GaussianMixture(K, random_state=0).fit(X)
+    for scale in (1e-300, 1e300):
+        weights = np.full(len(X), scale)
+        w = da.from_array(weights, chunks=(70,)) if lazy else weights
+        _assert_same_fit(GaussianMixture(K, random_state=0).fit(data, sample_weight=w), plain,
+                         tol=1e-8)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_boolean_weights_keep_the_rows_of_true(weighted_data, lazy):
+    X, _, _ = weighted_data
+    keep = X[:, 0] < np.median(X[:, 0])
+    w = da.from_array(keep, chunks=(100,)) if lazy else keep
+    data = da.from_array(X, chunks=(100, -1)) if lazy else X
+    weighted = GaussianMixture(2, random_state=0).fit(data, sample_weight=w)
+    _assert_same_fit(weighted, GaussianMixture(2, random_state=0).fit(X[keep]), tol=1e-8)
+
+
+def test_weights_beyond_the_range_of_float32_data_are_refused(weighted_data):
+    X, _, _ = weighted_data
+    for weights in (np.r_[1e39, np.ones(len(X) - 1)], np.r_[1e-46, np.ones(len(X) - 1)]):
+        with pytest.raises(ValueError, match="beyond what X's dtype float32 holds"):
+            GaussianMixture(K).fit(X.astype(np.float32), sample_weight=weights)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_the_scalable_sample_is_sized_by_the_rows_of_positive_weight(lazy):
+    """With 5% of the rows weighted, a sample of 400 rows holds about 400 of them (not 20):
+    the exploration on it finds the weighted fit's model."""
+    X, _ = make_blobs(seed=7, n_samples=8000, n_features=2, n_components=3)
+    weights = (np.random.default_rng(1).random(len(X)) < 0.05).astype(float)
+    data = da.from_array(X, chunks=(1000, -1)) if lazy else X
+    full = GaussianMixture(3, n_init=3, random_state=0).fit(X, sample_weight=weights)
+    sampled = GaussianMixture(3, n_init=3, sample_size=400, random_state=0).fit(
+        data, sample_weight=weights)
+    assert sampled.n_sample_passes_ > 0
+    assert sampled.lower_bound_ == pytest.approx(full.lower_bound_, abs=0.005)
+    summaries = InProcessEngine(with_sample_weight(X, weights), weighted=True).summaries
+    assert summaries.n_positive_rows == int(weights.sum())
+    assert summaries.rows_holding(400) == pytest.approx(400 / weights.mean(), rel=1e-3)
+    assert InProcessEngine(X).summaries.rows_holding(400) == 400
 
 
 def test_float32_data_takes_its_weights_in_float32(weighted_data):

@@ -90,6 +90,27 @@ def test_the_default_biglearn_sweep_in_the_scalable_mode(known):
     assert sel.n_data_passes_ < 60
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("n_rows, settings, message", [
+    (4000, {"criterion": "heldout", "heldout_fraction": 0.0}, "holds out 0 of the 4000 rows"),
+    (10, {"criterion": "heldout"}, "holds out 0 of the 10 rows"),
+    (10, {"criterion": "bic", "heldout_fraction": 0.5}, "fewer than the largest candidate"),
+])
+def test_a_split_the_criterion_cannot_use_is_refused_before_any_pass(known, lazy, n_rows,
+                                                                     settings, message):
+    X = known[0][:n_rows]
+    data = da.from_array(X, chunks=(1000, -1)) if lazy else X
+    sel = GaussianMixtureSelection(range(2, 10), estimator=_em(), random_state=0, **settings)
+    with pytest.raises(ValueError, match=message):
+        sel.fit(data)
+    assert not hasattr(sel, "best_estimator_")
+
+
+def test_a_generator_of_candidates_is_refused_rather_than_used_up(known):
+    with pytest.raises(ValueError, match="not a generator"):
+        GaussianMixtureSelection(k for k in range(2, 5)).fit(known[0])
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"n_components": []}, "n_components"),
     ({"n_components": [0, 2]}, "n_components"),

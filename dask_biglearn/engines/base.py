@@ -55,6 +55,9 @@ class DataSummaries:
         Per-feature minimum.
     max : ndarray of shape (n_features,)
         Per-feature maximum.
+    n_positive : int or None, default=None
+        How many rows have a positive weight (None: ``n_samples``, as without weights): the
+        rows a fit learns from.
     """
 
     n_samples: int
@@ -62,6 +65,35 @@ class DataSummaries:
     var: np.ndarray
     min: np.ndarray
     max: np.ndarray
+    n_positive: int | None = None
+
+    @property
+    def n_positive_rows(self) -> int:
+        """How many rows have a positive weight (every row without weights)."""
+        return self.n_samples if self.n_positive is None else self.n_positive
+
+    def rows_holding(self, n_rows: int) -> int:
+        """How many rows a row sample needs to hold about ``n_rows`` rows of positive weight.
+
+        A sample's rows are chosen by their global index and a seed, whatever their weight:
+        with sparse weights (zero for most rows, as for held-out rows) a sample of ``n_rows``
+        rows would hold few rows that count. Scaled by the share of rows of positive weight,
+        it holds ``n_rows`` of them on average (all rows, when there are fewer).
+
+        Parameters
+        ----------
+        n_rows : int
+            The rows of positive weight the sample should hold.
+
+        Returns
+        -------
+        int
+            Rows of the sample, at most all of them (``n_rows`` itself without weights).
+        """
+        n, positive = int(self.n_samples), int(self.n_positive_rows)
+        if positive >= n:
+            return int(n_rows)
+        return int(min(n, -(-int(n_rows) * n // max(positive, 1))))
 
 
 def order_free(mean, var):
@@ -125,16 +157,27 @@ def data_summaries(summary: BlockSummary) -> DataSummaries:
                          f"{summary.min_weight:.6g}): weights must be >= 0.")
     if summary.weighted and not summary.weight > 0:
         raise ValueError("sample_weight is zero for every row: nothing to fit.")
+    if summary.weighted and summary.max_weight < _TINY:
+        raise ValueError(f"sample_weight is at most {summary.max_weight:.3g}, below float64's "
+                         f"normal range: its products with the responsibilities underflow. "
+                         f"Scale the weights up (only their ratios matter).")
     with np.errstate(over="ignore", invalid="ignore"):
         var = summary.m2 / summary.weight
-    if not (np.all(np.isfinite(summary.mean)) and np.all(np.isfinite(var))):
+    if not (np.isfinite(summary.weight) and np.all(np.isfinite(summary.mean))
+            and np.all(np.isfinite(var))):
+        if summary.weighted and summary.max_weight > 1.0:
+            raise FloatingPointError(
+                f"The weighted sums of the data overflow float64 (sample_weight reaches "
+                f"{summary.max_weight:.3g}). Scale the weights down (only their ratios "
+                f"matter), or scale the data.")
         raise FloatingPointError(
             "The data's variance overflows float64 (values beyond ~1e150). Scale the data "
             "(e.g. standardise it) before fitting."
         )
     shift, var = order_free(summary.mean, var)
     return DataSummaries(int(summary.n_rows), shift, var,
-                         np.asarray(summary.min, np.float64), np.asarray(summary.max, np.float64))
+                         np.asarray(summary.min, np.float64), np.asarray(summary.max, np.float64),
+                         int(summary.n_positive_rows))
 
 
 # A protocol is never instantiated: its constructor is typing.Protocol's placeholder

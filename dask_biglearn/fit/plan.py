@@ -58,6 +58,7 @@ __all__ = [
     "FitPlan",
     "FitResult",
     "best_candidate",
+    "check_positive_rows",
     "conclude",
     "degeneracy",
     "draw_starts",
@@ -373,13 +374,36 @@ def run_plan(engine, plan: FitPlan, rng, callbacks=()) -> FitResult:
     result : FitResult
     """
     callbacks = list(callbacks)
+    check_positive_rows(engine.summaries, plan.n_components)
     if plan.sample_rows is None:
         return conclude(engine, plan, explore(engine, plan, rng, callbacks), None, callbacks)
     seed = int(rng.integers(2**63 - 1))
-    with engine.sample_engine(plan.sample_rows, seed) as on_sample:
+    with engine.sample_engine(engine.summaries.rows_holding(plan.sample_rows),
+                              seed) as on_sample:
         found = explore(on_sample, plan, rng, callbacks)
         n_sample_passes = int(on_sample.n_data_passes)
     return conclude(engine, plan, found, n_sample_passes, callbacks)
+
+
+def check_positive_rows(summaries, n_components: int) -> None:
+    """Refuse a fit of more components than the data has rows of positive weight.
+
+    Parameters
+    ----------
+    summaries : DataSummaries
+        The data's summary pass.
+    n_components : int
+
+    Raises
+    ------
+    ValueError
+        If fewer rows than ``n_components`` have a positive ``sample_weight``.
+    """
+    positive = summaries.n_positive_rows
+    if positive < n_components:
+        raise ValueError(f"sample_weight is positive on only {positive} of the "
+                         f"{summaries.n_samples} rows, fewer than n_components={n_components}: "
+                         f"fit fewer components, or give more rows a positive weight.")
 
 
 def conclude(engine, plan: FitPlan, exploration: Exploration, n_sample_passes,

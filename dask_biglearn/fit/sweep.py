@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import threading
 
-from ..initialization import SAMPLE_STARTS, init_sample_size
-from .plan import conclude, explore
+from ..initialization import SAMPLE_STARTS, init_sample_size, unweighted
+from .plan import check_positive_rows, conclude, explore
 
 __all__ = ["SharedPasses", "run_plans"]
 
@@ -164,13 +164,15 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
     plans, callbacks = list(plans), list(callbacks)
     rngs = rng.spawn(len(plans))
     largest = max(plan.n_components for plan in plans)
+    check_positive_rows(engine.summaries, largest)
     ranks = any(p.init_params in SAMPLE_STARTS or p.moves is not None for p in plans)
 
     def one_sample(on):  # the rows every program's starts, moves and re-seeding rank on
         if not ranks:
             return None
-        size = init_sample_size(on.summaries.n_samples, largest)
-        return on.take_sample(size, int(rng.integers(2**63 - 1)))
+        size = init_sample_size(on.summaries.n_positive_rows, largest)
+        return unweighted(on.take_sample(on.summaries.rows_holding(size),
+                                         int(rng.integers(2**63 - 1))), on)
 
     def program(plan, generator, rows):
         def run(on):
@@ -194,7 +196,8 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
         return run
 
     seed = int(rng.integers(2**63 - 1))
-    with engine.sample_engine(max(plan.sample_rows for plan in plans), seed) as on_sample:
+    size = engine.summaries.rows_holding(max(plan.sample_rows for plan in plans))
+    with engine.sample_engine(size, seed) as on_sample:
         rows = one_sample(on_sample)
         explored = _in_threads(on_sample, [exploration(plan, g, rows)
                                            for plan, g in zip(plans, rngs, strict=True)])

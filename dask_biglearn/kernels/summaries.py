@@ -6,8 +6,8 @@ is accurate whatever the number of rows and the offset of the data.
 
 Weighted data (``sample_weight``) travels as one more column, the last, of every block: its
 summary is of the weighted rows (weighted mean and variance, min and max over the rows of
-positive weight) and records the weights' sum and smallest value, so that the summary pass
-also checks the weights.
+positive weight) and records the weights' sum, smallest and largest value and how many rows
+have positive weight, so that the summary pass also checks the weights.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class BlockSummary:
         The smallest weight (``inf`` with no rows; 1 without weights).
     weighted : bool
         Whether the rows carried weights (a last column).
+    max_weight : float, default=1.0
+        The largest weight (``-inf`` with no rows; 1 without weights).
+    n_positive : int or None, default=None
+        How many rows have a positive weight (None: ``n_rows``, as without weights).
     """
 
     n_rows: int
@@ -60,29 +64,40 @@ class BlockSummary:
     weight: float
     min_weight: float
     weighted: bool
+    max_weight: float = 1.0
+    n_positive: int | None = None
+
+    @property
+    def n_positive_rows(self) -> int:
+        """How many rows have a positive weight (every row without weights)."""
+        return self.n_rows if self.n_positive is None else self.n_positive
 
 
 def _empty(n_features: int, weighted: bool) -> BlockSummary:
     zeros = np.zeros(n_features)
     return BlockSummary(0, True, zeros, zeros, np.full(n_features, np.inf),
-                        np.full(n_features, -np.inf), 0.0, np.inf, weighted)
+                        np.full(n_features, -np.inf), 0.0, np.inf, weighted, -np.inf, 0)
 
 
 def _combine_two(a: BlockSummary, b: BlockSummary) -> BlockSummary:
     n_rows = a.n_rows + b.n_rows
     finite, weighted = a.finite and b.finite, a.weighted or b.weighted
     low, high = np.minimum(a.min, b.min), np.maximum(a.max, b.max)
-    min_weight = min(a.min_weight, b.min_weight)
+    weights = {"min_weight": min(a.min_weight, b.min_weight),
+               "weighted": weighted, "max_weight": max(a.max_weight, b.max_weight),
+               "n_positive": a.n_positive_rows + b.n_positive_rows}
     if a.weight == 0 or b.weight == 0:
         nonempty = a if b.weight == 0 else b
         return BlockSummary(n_rows, finite, nonempty.mean, nonempty.m2, low, high,
-                            a.weight + b.weight, min_weight, weighted)
+                            weight=a.weight + b.weight, **weights)
     n = a.weight + b.weight
     delta = b.mean - a.mean
     with np.errstate(over="ignore", invalid="ignore"):
         mean = a.mean + delta * (b.weight / n)
-        m2 = a.m2 + b.m2 + delta**2 * (a.weight * b.weight / n)
-    return BlockSummary(n_rows, finite, mean, m2, low, high, n, min_weight, weighted)
+        # a.weight * (b.weight / n), not (a.weight * b.weight) / n: huge weights would
+        # overflow the product although the share is at most a.weight.
+        m2 = a.m2 + b.m2 + delta**2 * (a.weight * (b.weight / n))
+    return BlockSummary(n_rows, finite, mean, m2, low, high, weight=n, **weights)
 
 
 def combine_summaries(parts) -> BlockSummary:
@@ -148,14 +163,17 @@ def _summary(sub: np.ndarray, weighted: bool) -> BlockSummary:
         return BlockSummary(len(sub), finite, mean, m2, sub.min(axis=0), sub.max(axis=0),
                             float(len(sub)), 1.0, False)
     X, w = sub[:, :-1], sub[:, -1]
-    total = float(w.sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(w.sum())
     kept = X[w > 0]
-    if not finite or total <= 0 or len(kept) == 0:
+    weights = {"min_weight": float(w.min()), "weighted": True, "max_weight": float(w.max()),
+               "n_positive": len(kept)}
+    if not finite or not total > 0 or len(kept) == 0:
         empty = _empty(X.shape[1], True)
         return BlockSummary(len(sub), finite, empty.mean, empty.m2, empty.min, empty.max,
-                            max(total, 0.0) if finite else 0.0, float(w.min()), True)
+                            weight=max(total, 0.0) if finite else 0.0, **weights)
     with np.errstate(over="ignore", invalid="ignore"):
         mean = (w @ X) / total
         m2 = w @ (X - mean) ** 2
     return BlockSummary(len(sub), finite, mean, m2, kept.min(axis=0), kept.max(axis=0),
-                        total, float(w.min()), True)
+                        weight=total, **weights)

@@ -179,11 +179,15 @@ def test_restarts_advance_together_each_as_if_alone(data, settings):
         assert reads_together <= max(reads_alone) + 2
 
 
-def test_a_single_start_draws_from_the_fit_s_generator(data):
-    rng = np.random.default_rng(0)
+def test_a_single_start_draws_from_the_first_start_generator_of_several(data):
+    """Nested starts: one start is the first of three, to the bit."""
     with InProcessEngine(data) as engine:
-        (state,) = run_fits(engine, start_states(_initial(data), 1, rng), BIGLEARN)
-    assert state.rng is rng
+        (one,) = run_fits(engine, start_states(_initial(data), 1, np.random.default_rng(0)),
+                          BIGLEARN)
+        first = run_fits(engine, start_states(_initial(data), 3, np.random.default_rng(0)),
+                         BIGLEARN)[0]
+    np.testing.assert_array_equal(one.best_params.means, first.best_params.means)
+    assert one.matchings == first.matchings
 
 
 def test_near_ties_between_starts_go_to_the_first(data):
