@@ -24,8 +24,8 @@ variable (``DASK_BIGLEARN__COMPILED=0``, ``DASK_BIGLEARN__PERSIST=false``, ...):
     scheduler as tasks (``False``).
 ``biglearn.float32-products`` (default ``False``)
     Whether the passes over float32 data form its features and run their matrix products in
-    float32 (1.1-1.7 times faster passes, half the memory traffic; the statistics are still
-    summed in float64). The products' rounding moves an update by about 1e-6 of the data's
+    float32 (faster passes, half the memory traffic: ``benchmarks/README.md``; the statistics
+    are still summed in float64). The products' rounding moves an update by about 1e-6 of the data's
     scale (``benchmarks/bench_pass.py``), and since each sub-block's sums are rounded in
     float32, a fit then depends on the chunking at that level: off by default, every pass
     runs in float64 and a seed gives the same fit whatever the chunking.

@@ -36,19 +36,18 @@ from .algebra import (
     typed_covariances,
     typed_precisions,
     typed_precisions_cholesky,
-    typed_shape,
 )
 from .covariances import type_entry
 from .engines import make_engine
 from .exceptions import DegenerateFitWarning
-from .fit.journal import DATA_KEY, Journal
+from .fit.journal import Journal, fit_identity
 from .fit.loop import FitSettings
 from .fit.moves import MOVE_KINDS, MoveSettings
 from .fit.plan import FitPlan, FitResult, degeneracy, run_plan
 from .fit.scalable import sample_rows
 from .initialization import INIT_METHODS, one_given_start
-from .io.files import ModelFileError, require
-from .io.models import ModelDocument, jsonable_parameters, read_model, write_model
+from .io.files import ModelFileError
+from .io.models import ModelDocument, read_model, write_model
 from .kernels.scoring import checked_block, predict_block, proba_block, score_block
 from .model import MixtureParams
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
@@ -255,21 +254,38 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
                                        previous_lower_bound=self._previous_lower_bound())
         with verbosity(self.verbose, self.verbose_interval), make_engine(
                 X, split_every=self.split_every, weighted=weighted) as engine, \
-                self._journal(X, engine, start, weighted):
+                self._journal(X, engine, start, weighted) as journal:
             result = run_plan(engine, plan, check_generator(self.random_state),
                               self.callbacks or ())
-            passes = int(engine.n_data_passes)
-            degenerate = degeneracy(engine.summaries, result.params, self.covariance_floor)
+            # A resumed fit counts the passes of the runs before this one too.
+            passes = int(engine.n_data_passes) + getattr(journal, "passes_before", 0)
+            degenerate = degeneracy(engine.summaries, result.params, self.covariance_floor,
+                                    result.degenerate)
         self._warn_if_not_converged(result.chosen.main)
         if degenerate:
             warnings.warn(degenerate, DegenerateFitWarning, stacklevel=2)
-        self._set_fitted(result.params, {**self._fitted_values(result),
-                                         "n_data_passes_": passes,
-                                         "bytes_read_": passes * int(X.nbytes)})
+        self._set_fitted_result(result, passes, int(X.nbytes))
         logger.info("Fit done: %d full-data passes (%.3g GB read), %d passes over the sample, "
                     "mean log-likelihood %.6f", self.n_data_passes_, self.bytes_read_ / 1e9,
                     self.n_sample_passes_, self.lower_bound_)
         return self
+
+    def _set_fitted_result(self, result: FitResult, passes: int, nbytes: int) -> None:
+        """Set the fitted attributes from a fit program's result: the one hook that ``fit``
+        and :class:`~dask_biglearn.selection.GaussianMixtureSelection` (for its best
+        candidate) use.
+
+        Parameters
+        ----------
+        result : FitResult
+        passes : int
+            Full-data passes the fit (or the sweep) made.
+        nbytes : int
+            The data's size in memory (``bytes_read_ = passes * nbytes``).
+        """
+        self._set_fitted(result.params, {**self._fitted_values(result),
+                                         "n_data_passes_": passes,
+                                         "bytes_read_": passes * nbytes})
 
     def _fitted_values(self, result: FitResult) -> dict:
         """The fitted attributes of ``result`` (see ``_fitted_types``)."""
@@ -293,6 +309,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self.precisions_cholesky_ = chol
         self.precisions_ = typed_precisions(chol, self.covariance_type)
         self.n_features_in_ = int(params.means.shape[1])
+        self._fitted_covariance_type = self.covariance_type  # what a warm start reads
         for name, kind in self._fitted_types.items():
             if name in values:
                 setattr(self, name, kind(values[name]))
@@ -303,6 +320,12 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         one_given_start`); else None."""
         if not (self.warm_start and hasattr(self, "means_")):
             return None
+        fitted = getattr(self, "_fitted_covariance_type", self.covariance_type)
+        if fitted != self.covariance_type:
+            raise ValueError(
+                f"warm_start=True starts from the fitted model, whose covariance_type is "
+                f"{fitted!r}, but this fit asks for {self.covariance_type!r}: set "
+                f"warm_start=False (or refit a new estimator).")
         return one_given_start(self.weights_, self.means_, self.precisions_)
 
     def _previous_lower_bound(self) -> float | None:
@@ -312,30 +335,16 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         return float(history[-1]) if history else None
 
     def _journal(self, X, engine, start=None, weighted=False):
-        """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op. It is
-        bound to the fit's settings and to its data: the shape, the dtype and the summary
-        pass's fingerprint (rows, mean, variance, min, max: the same whatever the chunking),
-        and, for a warm start, to the model it starts from."""
+        """The checkpoint of this fit (:mod:`dask_biglearn.fit.journal`), or a no-op: bound to
+        the fit's settings, its data (:func:`~dask_biglearn.fit.journal.fit_identity`) and,
+        for a warm start, the model it starts from; it counts the engine's passes."""
         if self.checkpoint is None:
             return contextlib.nullcontext()
-        saved = self._saved_parameters(identity=True)
-        saved.pop("warm_start")  # what it changes is the start, named below when used
-        if not saved["reg_covar"]:  # 0: what every fit did before it existed
-            saved.pop("reg_covar")
-        if saved["covariance_type"] == "full":  # likewise
-            saved.pop("covariance_type")
-        saved.update(start or {})
-        params, _ = jsonable_parameters(saved, hash_arrays=True)
-        summaries = engine.summaries
-        fingerprint = {"n_samples": int(summaries.n_samples),
-                       **{name: [float(v) for v in getattr(summaries, name)]
-                          for name in ("shift", "var", "min", "max")}}
-        shape = [int(X.shape[0]), int(X.shape[1]) - weighted]
-        identity = {"estimator": type(self).__name__, "hyper_parameters": params,
-                    "shape": shape, "dtype": str(X.dtype), DATA_KEY: fingerprint}
-        if weighted:  # the weights shape the fingerprint's mean and variance too
-            identity["sample_weight"] = True
-        return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume)
+        shape = (int(X.shape[0]), int(X.shape[1]) - weighted)
+        identity = fit_identity(type(self).__name__, self._saved_parameters(identity=True),
+                                shape, X.dtype, engine.summaries, start, weighted)
+        return Journal(self.checkpoint, self.checkpoint_every, identity, self.resume,
+                       passes=lambda: engine.n_data_passes)
 
     def _saved_parameters(self, *, identity=False) -> dict:
         """The hyper-parameters as files keep them: no run-time settings (callbacks, the
@@ -584,8 +593,9 @@ _COMMON_PARAMS_DOC = """
         equal weights.
         ``"k-means++"``: means at seeds drawn as scikit-learn's ``kmeans_plusplus`` draws
         them; ``"kmeans"``: a few Lloyd iterations from those seeds. Both work on a row
-        sample (all rows of data up to 20000 rows; on Dask input one pass chooses the rows
-        by their global index and a seed, so the start does not depend on the chunking), and
+        sample (``max(20000, 200 n_components)`` rows, all rows of smaller data; on Dask
+        input one pass chooses the rows by their global index and a seed, so the start does
+        not depend on the chunking), and
         take each component's weight and covariance from the sample's rows nearest to it.
         ``"kmeans-pursuit"``: k-means on the same sample, whitened, in its independent
         directions that look multimodal (``FastICA``, the most platykurtic ones): the start
@@ -633,12 +643,17 @@ _COMMON_PARAMS_DOC = """
     checkpoint : path-like, default=None
         Write the fit's state to this file (atomically; JSON and ``.npz``, never pickled)
         every ``checkpoint_every`` iterations of each of its loops and when each ends
-        (:mod:`dask_biglearn.fit.journal`).
+        (:mod:`dask_biglearn.fit.journal`). An existing file is never overwritten: without
+        ``resume`` the fit is refused (``FileExistsError``) before any work.
     checkpoint_every : int, default=10
+        Iterations of a loop between two writes of the checkpoint.
     resume : bool, default=False
         With ``checkpoint``: continue the fit that wrote it (same data, hyper-parameters and
-        seed, else an error) instead of starting afresh. The result is exactly that of a fit
-        never interrupted; ``n_data_passes_`` counts this run's passes.
+        seed, else an error), or start afresh when there is no checkpoint yet, so that a
+        requeued job can repeat the same call. The result is exactly that of a fit never
+        interrupted; ``n_data_passes_`` counts the passes of every run (those of the runs
+        before up to their last checkpoint); :func:`dask_biglearn.fit.journal.
+        describe_checkpoint` (and ``dask-biglearn info``) says how far a checkpoint got.
     verbose : int, default=0
         1 logs progress at every check to the ``dask_biglearn`` logger at INFO, 2 also every
         iteration at DEBUG. A stderr handler is added if the logger has none.
@@ -668,7 +683,8 @@ _COMMON_ATTRS_DOC = """
     bytes_read_ : int
         ``n_data_passes_`` times the data's size in memory (``X.nbytes``).
     n_sample_passes_ : int
-        Passes over the in-process row sample of the scalable mode (0 without one).
+        Passes over the row sample of the scalable mode (0 without one), wherever it lives
+        (in this process, or persisted on the workers of a cluster).
     reseeded_components_ : list of int
         Components that were degenerate at the end of the fit (a weight below 1e-6, or a
         covariance on ``covariance_floor`` in every direction) and were re-seeded at the
@@ -724,8 +740,8 @@ class GaussianMixture(_BaseGaussianMixture):
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", max_iter=100, tol=1e-3,
-                 n_init=1, covariance_floor=1e-6, reg_covar=0.0, init_params="kmeans", weights_init=None,
-                 means_init=None, precisions_init=None, warm_start=False, sample_size=None,
+                 n_init=1, covariance_floor=1e-6, reg_covar=0.0, init_params="kmeans",
+                 weights_init=None, means_init=None, precisions_init=None, warm_start=False, sample_size=None,
                  refine_max_iter=100, refine_tol=1e-3, random_state=None, split_every=None,
                  callbacks=None, checkpoint=None, checkpoint_every=10, resume=False,
                  verbose=0, verbose_interval=10):
@@ -778,7 +794,7 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
     of them and at the end, and **returns the best parameters it checked** (BigLearn-EM
     wanders between good states), polished by plain EM (``refine_max_iter``).
 
-    The defaults are those that ``benchmarks/bench_quality.py`` measured best: 10 k-means
+    The defaults (chosen from the measurements of ``benchmarks/README.md``): 10 k-means
     starts and 3 pursuit starts advancing together (they share every read of the data),
     plain EM from each, the paper's matchings from the best two for as long as they beat
     that EM (``n_iter_no_change``), the plain-EM refinement and split-merge moves. The
@@ -817,12 +833,9 @@ class BigLearnGaussianMixture(_BaseGaussianMixture):
         After a warm-up, the warm-up's model counts as the first check: the matchings must
         beat it. The default spends 20 outer iterations (100 passes) on a start whose
         matchings find nothing better, and goes on for as long as they keep finding better
-        models. A larger value searches longer: 100, the default before, found no better
-        model on any problem of ``benchmarks/bench_quality.py`` at 3-6 times the cost, and
-        in 30-D (parallel cigars, 3000 rows) sometimes an overfitted one of higher training
-        likelihood. It still pays where the starts are all wrong and the matchings must do
-        the work (parallel cigars from k-means starts only). None runs all ``max_iter``
-        outer iterations (the paper's algorithm).
+        models. A larger value searches longer, which pays where the starts are all wrong
+        and the matchings must do the work (``benchmarks/README.md`` compares the values).
+        None runs all ``max_iter`` outer iterations (the paper's algorithm).
     refine_max_iter : int, default=200
         After the matchings, at most this many plain EM iterations (joint updates, no weight
         smoothing) from the returned model of each start, until the log-likelihood changes
@@ -1021,29 +1034,21 @@ def load_model(path):
         estimator._validate_params()
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{where}: bad hyper-parameters ({exc}).") from None
-    if document.weights.shape[0] != estimator.n_components:
-        raise ModelFileError(f"{where}: {document.weights.shape[0]} components, but "
-                             f"n_components is {estimator.n_components}.")
-    n_features = require(document.fitted, "n_features_in_", Integral, where) if (
-        "n_features_in_" in document.fitted) else document.means.shape[1]
-    if n_features != document.means.shape[1]:
-        raise ModelFileError(f"{where}: n_features_in_ does not match the means.")
+    # io.models.read_model checked the shapes (components, features, the type's shape of
+    # the covariances) and the values' ranges; what is left is positive definiteness and
+    # finite log-densities, which computing the precisions tells.
     values = {**document.fitted, "lower_bounds_": document.lower_bounds,
               "matchings_": document.matchings}
     covariance_type = estimator.covariance_type
     k, d = document.means.shape
-    shape = typed_shape(covariance_type, k, d)
-    if document.covariances.shape != shape:
-        raise ModelFileError(f"{where}: covariances of shape {document.covariances.shape}, "
-                             f"but covariance_type {covariance_type!r} has {shape}.")
     params = MixtureParams(document.weights, document.means,
                            full_covariances(document.covariances, covariance_type, k, d))
-    try:
-        estimator._set_fitted(params, values)
-    except (CholeskyError, np.linalg.LinAlgError):
-        raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
-    with np.errstate(all="ignore"):  # the model must score its own means
-        probe = score_block(params.means, params.weights, params.means,
+    with np.errstate(all="ignore"):  # out-of-range values are refused below, not warned
+        try:
+            estimator._set_fitted(params, values)
+        except (CholeskyError, np.linalg.LinAlgError):
+            raise ModelFileError(f"{where}: a covariance is not positive definite.") from None
+        probe = score_block(params.means, params.weights, params.means,  # its own means
                             estimator.precisions_cholesky_, covariance_type)
     if not (np.all(np.isfinite(estimator.precisions_cholesky_)) and np.all(np.isfinite(probe))):
         raise ModelFileError(f"{where}: the parameters are out of range (the model's "

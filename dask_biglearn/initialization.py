@@ -422,7 +422,20 @@ def init_sample(init_params, rng, n_components, engine):
 
 
 def unweighted(rows, engine):
-    """Rows of a weighted engine without their weight column (those of positive weight)."""
+    """Rows of a weighted engine without their weight column (those of positive weight).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features + 1) or (n_rows, n_features)
+        Rows the engine gave (with their weights, last, when it is weighted).
+    engine : object
+        Its ``weighted`` says whether the rows carry their weights.
+
+    Returns
+    -------
+    ndarray of shape (n_kept, n_features)
+        The rows of positive weight, without the weights (all rows of an unweighted engine).
+    """
     if not getattr(engine, "weighted", False):
         return rows
     return rows[rows[:, -1] > 0, :-1]

@@ -255,7 +255,7 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
                           int(X.nbytes), time.perf_counter() - started)
         best = self.best_estimator_
         message = degeneracy(summaries, results[self.best_index_].params,
-                             best.covariance_floor)
+                             best.covariance_floor, results[self.best_index_].degenerate)
         if message:
             warnings.warn(message, DegenerateFitWarning, stacklevel=2)
         edge = _at_the_edge(candidates, self.best_index_)
@@ -317,9 +317,7 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         self.best_index_ = int(order[0])
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         best, result = models[self.best_index_], results[self.best_index_]
-        best._set_fitted(result.params, {**best._fitted_values(result),
-                                         "n_data_passes_": passes,
-                                         "bytes_read_": passes * nbytes})
+        best._set_fitted_result(result, passes, nbytes)
         self.best_estimator_ = best
         self.n_data_passes_ = passes
         self.n_sample_passes_ = int(max(r.n_sample_passes for r in results))

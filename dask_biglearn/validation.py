@@ -169,7 +169,8 @@ def lazy_as_array(X):
     if is_data_array(X):
         return X.data if is_dask_array(X.data) else X
     if hasattr(X, "__dask_graph__"):
-        if hasattr(X, "to_dask_array"):
+        # A Delayed answers every attribute (with another Delayed): ask its type, not it.
+        if hasattr(type(X), "to_dask_array"):
             return X.to_dask_array(lengths=True)
         raise TypeError(
             f"X is a lazy Dask collection ({type(X).__name__}) that is not an array: pass a "

@@ -3,7 +3,6 @@ M-step and the map back of each covariance type."""
 
 import numpy as np
 import pytest
-from conftest import KINDS, make_projection, needs_numba, random_params
 from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
 from dask_biglearn.algebra import (
@@ -26,7 +25,9 @@ from dask_biglearn.kernels.features import projected_features
 from dask_biglearn.kernels.scoring import weighted_log_prob
 from dask_biglearn.kernels.stats import SuffStats
 from dask_biglearn.model import MixtureParams
-from dask_biglearn.testing import reference_floor
+from dask_biglearn.projection import MATCHING_KINDS as KINDS
+from dask_biglearn.testing import make_projection, random_params, reference_floor
+from dask_biglearn.testing.markers import needs_numba
 
 
 @pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_numba)])

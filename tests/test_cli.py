@@ -127,10 +127,10 @@ def _bad_cases(root, store, model):
         "fit: model is the checkpoint": (["fit", str(store), "--n-components", "2", "--model",
                                           str(root / "o7.dbl"), "--checkpoint",
                                           str(root / "o7.dbl")], 2, "the same file"),
-        "fit: --resume, no checkpoint file": (["fit", str(store), "--n-components", "2",
-                                               "--model", str(root / "o8.dbl"), "--checkpoint",
-                                               str(root / "typo.ckpt"), "--resume"], 1,
-                                              "no checkpoint at"),
+        "fit: --resume, not a checkpoint": (["fit", str(store), "--n-components", "2",
+                                             "--model", str(root / "o8.dbl"), "--checkpoint",
+                                             str(root / "notamodel.dbl"), "--resume"], 1,
+                                            "not a readable"),
         "fit: --resume, no --checkpoint": (["fit", str(store), "--n-components", "2",
                                             "--model", str(root / "o9.dbl"), "--resume"], 2,
                                            "--resume needs --checkpoint"),
@@ -144,7 +144,7 @@ BAD_CASE_NAMES = ["fit: no store", "fit: K > N", "fit: bad sample size",
                   "predict: output exists", "predict: output is the input", "info: directory", "info: foreign file",
                   "make-data: exists", "make-data: K > N", "fit: --n-workers 0",
                   "fit: model exists", "fit: checkpoint exists", "fit: model is the checkpoint",
-                  "fit: --resume, no checkpoint file", "fit: --resume, no --checkpoint",
+                  "fit: --resume, not a checkpoint", "fit: --resume, no --checkpoint",
                   "fit: model is a directory"]
 
 
@@ -196,3 +196,38 @@ def test_fit_starts_from_a_saved_model(made, local_cluster, capsys):
                             "--model", str(root / "refused.dbl"), *sched], capsys)
         assert got == code and words in err, err
         assert not (root / "refused.dbl").exists()
+
+
+# ---- info (the red team's cosmetic and leak items) ----------------------------------------------
+
+
+def _fitted(covariance_type="full"):
+    from dask_biglearn import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    return GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+
+
+def test_info_prints_a_huge_log_likelihood_compactly_and_the_covariance_type(tmp_path, capsys):
+    """A lower bound of 1e308 used to print as 309 digits; the type showed in --json only."""
+    model = _fitted("diag")
+    model.lower_bound_ = 1e308
+    model.save(tmp_path / "m.dbl")
+    code, out, _ = _run(["info", str(tmp_path / "m.dbl")], capsys)
+    assert code == 0
+    assert "diag covariances" in out.splitlines()[0]
+    assert "mean log-likelihood 1.000000e+308," in out and "0" * 20 not in out
+
+
+def test_info_on_parameters_that_overflow_is_one_line_without_numpy_s_warnings(tmp_path,
+                                                                              capsys):
+    import warnings
+
+    model = _fitted("spherical")
+    model.covariances_ = np.array([1e-320, 1.0])
+    model.save(tmp_path / "tiny.dbl")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = _run(["info", str(tmp_path / "tiny.dbl")], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "out of range" in err
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []

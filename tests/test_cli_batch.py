@@ -122,9 +122,39 @@ def test_sigterm_during_a_fit_exits_143_removes_temporaries_and_keeps_the_checkp
     assert _lines(err) == ["dask-biglearn fit: terminated"], err
     assert _listing(tmp_path) == ["fit.ckpt"]  # no model, no .tmp, no leftovers
     read_archive(checkpoint, "checkpoint")  # whole and ours
+    code, out, _ = _run(["info", str(checkpoint)], capsys)  # how far it got
+    assert code == 0 and "checkpoint of a BigLearnGaussianMixture fit, 16 components" in out
+    assert "at iteration" in out or "complete" in out
     code, _, err = _run([*fit, "--resume", *sched], capsys)
     assert code == 0, err
     assert db.load(model).n_components == 16
+
+
+def test_one_command_a_requeued_job_can_repeat(made, tmp_path, sched, capsys):
+    """``fit --checkpoint C --resume --overwrite``: with no checkpoint it starts afresh and
+    says so; run again (the job requeued after it ended) it resumes the ended fit, says
+    from where, and saves the same model; ``info`` reads the checkpoint."""
+    import json
+
+    _, store = made
+    model, checkpoint = tmp_path / "m.dbl", tmp_path / "fit.ckpt"
+    job = ["fit", str(store), "--n-components", "3", "--method", "em", "--max-iter", "15",
+           "--model", str(model), "--checkpoint", str(checkpoint), "--resume", "--overwrite",
+           *sched]
+    code, out, err = _run(job, capsys)
+    assert code == 0, err
+    assert f"No checkpoint at {checkpoint} yet: starting afresh" in out
+    first = db.load(model)
+    code, out, err = _run([*job, "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["resumed_from"]["finished"]
+    np.testing.assert_array_equal(db.load(model).means_, first.means_)
+    assert summary["n_data_passes"] > first.n_data_passes_  # both runs' passes counted
+    code, out, _ = _run(["info", str(checkpoint), "--json"], capsys)
+    described = json.loads(out)
+    assert code == 0 and described["kind"] == "checkpoint"
+    assert described["progress"]["finished"] and described["estimator"] == "GaussianMixture"
 
 
 def test_sigterm_while_the_model_is_written_leaves_no_temporary_file(made, tmp_path, sched,
@@ -177,12 +207,13 @@ def test_ctrl_c_keeps_130_and_names_the_command(made, tmp_path, capsys, monkeypa
 
 def _no_work(monkeypatch):
     """Make any start of work (connecting to a cluster) an error the test sees."""
-    from dask_biglearn.cli import commands
+    from dask_biglearn.cli import commands, outputs
 
     def connect(*args, **kwargs):
         raise AssertionError("work started before the outputs were checked")
 
-    monkeypatch.setattr(commands, "connect", connect)
+    monkeypatch.setattr(commands, "connect", connect)  # make-data, predict
+    monkeypatch.setattr(outputs, "connect", connect)  # fit, select (outputs.run_fit)
 
 
 def _unwritable_cases(root, store, tmp_path):
@@ -310,6 +341,21 @@ def test_a_checkpoint_is_not_overwritten_without_resume(made, tmp_path, sched, c
                                "--seed", "5", "--overwrite"), *sched], capsys)
     assert code == 0, err
     assert checkpoint.read_bytes() != saved
+
+
+def test_a_fit_that_fails_before_its_first_checkpoint_puts_the_old_one_back(made, tmp_path,
+                                                                             sched, capsys):
+    """``--overwrite`` moves the old checkpoint aside (the estimator never overwrites one):
+    a fit that fails before it writes its own leaves the old one where it was."""
+    checkpoint = tmp_path / "fit.ckpt"
+    assert _run([*_fit(made[1], tmp_path / "a.dbl", "--checkpoint", checkpoint), *sched],
+                capsys)[0] == 0
+    saved = checkpoint.read_bytes()
+    code, _, err = _run([*_fit(made[0] / "nan.zarr", tmp_path / "b.dbl", "--checkpoint",
+                               checkpoint, "--overwrite"), *sched], capsys)
+    assert code == 1 and "NaN" in err, err
+    assert checkpoint.read_bytes() == saved
+    assert _listing(tmp_path) == ["a.dbl", "fit.ckpt"]
 
 
 def test_model_and_checkpoint_naming_the_same_file_is_an_error(made, tmp_path, sched, capsys):
@@ -489,3 +535,75 @@ def test_every_start_of_the_estimators_is_a_choice_of_fit(made, tmp_path, sched,
                                "--n-init", "2"), *sched], capsys)
     assert code == 0, err
     assert db.load(tmp_path / "m.dbl").init_params == "kmeans-pursuit"
+
+
+# ---- the red team's data errors (M1, chunks named, make-data's warning) ----------------------
+
+
+def test_all_zero_sample_weights_say_so_not_that_a_chunk_is_missing(made, tmp_path, sched,
+                                                                     capsys):
+    """Zarr stores no chunk of an all-zero array: that used to read as ``chunk (0,) of array
+    'w' is missing``."""
+    import zarr
+
+    X = np.random.default_rng(0).normal(size=(2000, 2))
+    store = tmp_path / "z.zarr"
+    group = zarr.open_group(str(store), mode="w")
+    group.create_array("X", data=X, chunks=(500, 2))
+    group.create_array("w", data=np.zeros(2000), chunks=(500,))
+    for allow in ([], ["--allow-missing-chunks"]):
+        code, _, err = _run([*_fit(store, tmp_path / "m.dbl", "--sample-weight", "w", *allow),
+                             *sched], capsys)
+        assert code == 1
+        assert _lines(err) == [(f"dask-biglearn fit: error: {store}: --sample-weight w: all "
+                                f"weights zero (the array stores no chunk, so every weight "
+                                f"reads as its fill value 0): nothing to fit.")]
+        assert not (tmp_path / "m.dbl").exists()
+
+
+@pytest.mark.parametrize("command", ["fit", "predict"])
+def test_a_nan_in_the_data_names_its_chunk(made, tmp_path, sched, capsys, command):
+    root, _ = made
+    nan = root / "nan.zarr"  # a NaN in row 1234, chunks of 1000 rows
+    argv = {"fit": _fit(nan, tmp_path / "m.dbl"),
+            "predict": ["predict", str(root / "model.dbl"), str(nan), "--out",
+                        str(tmp_path / "p.zarr")]}[command]
+    code, _, err = _run([*argv, *sched], capsys)
+    assert code == 1
+    [line] = _lines(err)
+    assert line == (f"dask-biglearn {command}: error: {nan}: chunk (1, 0) of array 'X' (rows "
+                    f"1000 to 1999) holds NaN or infinity."), line
+
+
+def test_a_chunk_that_cannot_be_read_is_named(made, tmp_path, sched, capsys):
+    import shutil
+
+    _, store = made
+    broken = tmp_path / "broken.zarr"
+    shutil.copytree(store, broken)
+    chunk = broken / "X" / "c" / "4" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:50])  # cut short
+    code, _, err = _run([*_fit(broken, tmp_path / "m.dbl"), *sched], capsys)
+    assert code == 1
+    [line] = _lines(err)
+    assert line.startswith(f"dask-biglearn fit: error: {broken}: chunk (4, 0) of array 'X' "
+                           f"(rows 4000 to 4999) cannot be read: "), line
+    assert line.count("cannot be read") == 1 and line.endswith("."), line
+    assert not (tmp_path / "m.dbl").exists()
+
+
+def test_make_data_says_nothing_of_the_graph_it_sends(tmp_path, sched, capsys):
+    """distributed's "Sending large graph" warning (the true parameters travel in the graph)
+    used to reach stderr."""
+    import warnings
+
+    import dask.config
+
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1B"}), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = _run(["make-data", str(tmp_path / "d.zarr"), "--n-samples", "100",
+                             "--n-features", "3", "--n-components", "2", "--quiet", *sched],
+                            capsys)
+    assert code == 0 and err == ""
+    assert not [w for w in caught if "Sending large graph" in str(w.message)]

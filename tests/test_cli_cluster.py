@@ -124,3 +124,17 @@ def test_the_embedded_cluster_leaves_no_python_code_in_this_process_collections(
     with _local_cluster(args) as cluster:
         assert len(cluster.workers) == 1
         assert not any("GCDiagnosis" in getattr(cb, "__qualname__", "") for cb in gc.callbacks)
+
+
+def test_the_embedded_cluster_encrypts_when_dask_s_configuration_requires_it():
+    """``DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True`` used to stop the embedded cluster
+    with "Cluster failed to start": it now speaks TLS with a certificate of its own."""
+    import dask.config
+
+    parser = argparse.ArgumentParser()
+    add_cluster_options(parser)
+    args = parser.parse_args(["--n-workers", "1"])
+    with dask.config.set({"distributed.comm.require-encryption": True}), \
+            connect(args, log=lambda line: None) as client:
+        assert client.scheduler.address.startswith("tls://")
+        assert client.submit(sum, [1, 2]).result() == 3

@@ -70,3 +70,128 @@ def test_parse_components():
     with pytest.raises(argparse.ArgumentTypeError, match="START:STOP"):
         parse_components("1:2:0")
     assert np.all(np.diff(parse_components("1:30:7")) == 7)
+
+
+# ---- the red team's select (L1, L2, P1, H2, heldout-fraction 0) -----------------------------
+
+
+def _lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _select(store, model, *extra):
+    return ["select", str(store), "--n-components", "2:3", "--method", "em", "--model",
+            str(model), *map(str, extra)]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make any start of the sweep (connecting to a cluster) an error the test sees."""
+    from dask_biglearn.cli import outputs
+
+    def connect(*args, **kwargs):
+        raise AssertionError("the sweep started before the outputs were checked")
+
+    monkeypatch.setattr(outputs, "connect", connect)
+
+
+def _refused_cases(tmp_path):
+    (tmp_path / "bic.png").write_bytes(b"keep")
+    return {
+        # L1: the plot used to overwrite the model, exit 0
+        "--model and --plot the same file": (
+            ["--plot", tmp_path / "m.dbl"], 2,
+            f"--model and --plot name the same file ({tmp_path / 'm.dbl'})."),
+        # L2: matplotlib used to write bic.png over the user's file
+        "--plot without an extension": (
+            ["--plot", tmp_path / "bic"], 2, (f"--plot {tmp_path / 'bic'}: name the file with "
+                                             f"its format's extension (e.g. "
+                                             f"{tmp_path / 'bic'}.png); one of ")),
+        # P1: used to be found after the sweep, with the model already written
+        "--plot in a format matplotlib lacks": (
+            ["--plot", tmp_path / "out.xyz"], 2, "matplotlib does not write .xyz files"),
+        "--heldout-fraction 0 with --criterion heldout": (
+            ["--criterion", "heldout", "--heldout-fraction", "0"], 2,
+            "--criterion heldout needs held-out rows"),
+    }
+
+
+REFUSED = ["--model and --plot the same file", "--plot without an extension",
+           "--plot in a format matplotlib lacks", "--heldout-fraction 0 with --criterion heldout"]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_select_refuses_outputs_and_options_that_cannot_work_before_the_sweep(
+        store, tmp_path, local_cluster, capsys, no_work, case):
+    argv, want, words = _refused_cases(tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main([*_select(store, tmp_path / "m.dbl", *argv),
+                 "--scheduler", local_cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == want, err
+    [line] = _lines(err)
+    assert line.startswith("dask-biglearn select: error: ") and words in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "bic.png").read_bytes() == b"keep"
+
+
+def test_select_creates_the_plot_s_folders_and_writes_the_format_its_name_says(
+        store, tmp_path, local_cluster, capsys):
+    """``--plot plots/sub/x.pdf`` used to fail after the sweep (savefig creates no folder),
+    leaving the model behind."""
+    plot = tmp_path / "plots" / "sub" / "x.pdf"
+    code = main([*_select(store, tmp_path / "m.dbl", "--plot", plot, "--quiet"),
+                 "--scheduler", local_cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert plot.read_bytes()[:5] == b"%PDF-" and load(tmp_path / "m.dbl").n_components in (2, 3)
+    assert sorted(p.name for p in plot.parent.iterdir()) == ["x.pdf"]  # no temporary file
+
+
+def test_select_writes_the_model_and_the_plot_both_or_neither(store, tmp_path, local_cluster):
+    """A disk that fills while the plot is drawn: no model either, and the line names the
+    plot (it used to leave the model and say "cannot write the outputs")."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_files_only():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))  # a model, not a PNG
+
+    plot = tmp_path / "sel.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "dask_biglearn",
+         *_select(store, tmp_path / "m.dbl", "--plot", plot, "--quiet"),
+         "--scheduler", local_cluster.scheduler_address], capture_output=True, text=True,
+        timeout=300, check=False, preexec_fn=small_files_only)
+    assert done.returncode == 1, done.stderr
+    assert _lines(done.stderr) == [(f"dask-biglearn select: error: {plot}: cannot write the "
+                                   f"plot (File too large).")]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_huge_range_of_candidates_is_refused_without_being_built(store, tmp_path,
+                                                                  local_cluster, capsys):
+    """``1:1000000000000`` used to be built as a list (a MemoryError traceback, or 80 GB)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(argparse.ArgumentTypeError, match="at most 1000"):
+            parse_components("1:1000000000000")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    code = main(["select", str(store), "--n-components", "1:1000000000000", "--model",
+                 str(tmp_path / "m.dbl"), "--scheduler", local_cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 2 and len(_lines(err)) == 1 and "at most 1000" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_candidates_below_one_component_are_named_as_such():
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 1 component, got 0"):
+        parse_components("0:5")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 1 component, got -2"):
+        parse_components("3,-2")

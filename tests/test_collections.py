@@ -2,12 +2,13 @@
 and predicted through their Dask arrays (never computed into this process); predictions of a
 DataArray keep its row coordinate; other lazy collections are refused with one line."""
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs
 
 from dask_biglearn import GaussianMixture
+from dask_biglearn.testing import make_blobs
 
 xarray = pytest.importorskip("xarray")
 dd = pytest.importorskip("dask.dataframe")
@@ -60,3 +61,6 @@ def test_other_lazy_collections_are_refused_with_one_line(data):
     dataset = xarray.Dataset({"x": (("row", "feature"), Xd)})
     with pytest.raises(TypeError, match="lazy Dask collection \\(Dataset\\)"):
         _model().fit(dataset)
+    # A Delayed answers every attribute, to_dask_array too: refused by its type.
+    with pytest.raises(TypeError, match="lazy Dask collection \\(Delayed"):
+        _model().fit(dask.delayed(X))

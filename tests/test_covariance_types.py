@@ -8,13 +8,13 @@ import zipfile
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture, load
 from dask_biglearn.algebra import COVARIANCE_TYPES, typed_shape
 from dask_biglearn.cli import main
 from dask_biglearn.io import ModelFileError
+from dask_biglearn.testing import make_blobs
 
 K, D = 5, 4
 

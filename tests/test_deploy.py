@@ -228,7 +228,10 @@ def test_a_fit_job_killed_mid_fit_resumes_to_the_same_model(local_processes, tmp
     # in-process resume of tests/fit/test_checkpoint.py is bit for bit).
     np.testing.assert_allclose(resumed.means_, whole.means_, rtol=0, atol=1e-10)
     np.testing.assert_allclose(resumed.covariances_, whole.covariances_, rtol=0, atol=1e-10)
-    assert resumed.n_data_passes_ < whole.n_data_passes_
+    # The resumed model counts the killed run's passes up to its last checkpoint too: the
+    # whole fit's, and at most what was redone since (an outer iteration of 20 passes, the
+    # summary pass and the row sample).
+    assert whole.n_data_passes_ <= resumed.n_data_passes_ <= whole.n_data_passes_ + 20 + 2
 
 
 def _start_cluster(folder):

@@ -7,7 +7,6 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs, paper_biglearn, random_params
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -15,8 +14,9 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
 from dask_biglearn.engines.base import order_free
+from dask_biglearn.exceptions import DegenerateFitWarning
 from dask_biglearn.projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
-from dask_biglearn.testing import reference_biglearn_em
+from dask_biglearn.testing import make_blobs, paper_biglearn, random_params, reference_biglearn_em
 from dask_biglearn.testing.strategies import chunks_of
 
 
@@ -473,7 +473,6 @@ def test_default_fit_is_never_below_kmeans_started_em_with_the_same_starts(init_
                          ids=["identical-rows", "tiny-scale"])
 def test_data_with_no_spread_warns_instead_of_fitting_silently(X):
     from dask_biglearn import BigLearnGaussianMixture
-    from dask_biglearn.exceptions import DegenerateFitWarning
 
     for model in (BigLearnGaussianMixture(3, random_state=0), GaussianMixture(3, max_iter=5)):
         with pytest.warns(DegenerateFitWarning, match="no spread"):
@@ -482,7 +481,6 @@ def test_data_with_no_spread_warns_instead_of_fitting_silently(X):
 
 def test_components_collapsed_onto_one_point_warn(blobs):
     from dask_biglearn.engines import InProcessEngine
-    from dask_biglearn.exceptions import DegenerateFitWarning
     from dask_biglearn.fit.plan import degeneracy
     from dask_biglearn.model import MixtureParams
 
@@ -534,6 +532,11 @@ def test_warm_start_continues_from_the_fitted_model():
     np.testing.assert_allclose(warm.covariances_, whole.covariances_, rtol=0, atol=1e-8)
     with pytest.raises(ValueError, match="warm_start=True starts from the fitted model"):
         warm.fit(X[:, :2])
+    warm.set_params(covariance_type="tied")  # not the fitted model's: said as such
+    with pytest.raises(ValueError, match="whose covariance_type is 'full', but this fit asks "
+                                         "for 'tied'"):
+        warm.fit(X)
+    warm.set_params(covariance_type="full")
     cold = GaussianMixture(4, init_params="kmeans", max_iter=3, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -590,14 +593,16 @@ def test_data_that_collapses_components_never_gives_nan(case, make):
         "K near distinct rows": (np.repeat(rng.normal(size=(6, 2)), 30, axis=0), 6),
     }[case]
     model = make(k)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model.fit(X)
     for values in (model.weights_, model.means_, model.covariances_, model.precisions_):
         assert np.all(np.isfinite(values))
     assert np.all(np.linalg.eigvalsh(model.covariances_) > 0)
     assert np.isfinite(model.lower_bound_) and np.all(np.isfinite(model.score_samples(X)))
     # What is left degenerate is said, and it is what the model holds.
+    said = [str(w.message) for w in caught if issubclass(w.category, DegenerateFitWarning)]
+    assert bool(model.degenerate_components_) <= bool(said)
     floor = model.covariance_floor
     on_floor = np.linalg.eigvalsh(model.covariances_)[:, -1] <= (1 + 1e-6) * floor
     assert model.degenerate_components_ == [

@@ -6,13 +6,13 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs
 
 from dask_biglearn import BigLearnGaussianMixture, GaussianMixture
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import em_update
 from dask_biglearn.model import MixtureParams
 from dask_biglearn.projection import Projection
+from dask_biglearn.testing import make_blobs
 from dask_biglearn.validation import with_sample_weight
 
 K = 4
@@ -76,7 +76,7 @@ def test_weighted_passes_on_a_cluster_are_those_of_the_repeated_rows(client, wei
                                                                      actors, kind):
     """The tasks route and the actor route: one weighted EM update equals the update of the
     repeated rows, to 1e-10."""
-    from conftest import make_projection, random_params
+    from dask_biglearn.testing import make_projection, random_params
 
     X, counts, repeated = weighted_data
     params = MixtureParams(*random_params(5, X, K))

@@ -1,66 +1,79 @@
 """The command line, ``dask-biglearn``: thin commands, io -> estimator -> io.
 
-``make-data``, ``fit``, ``predict``, ``info`` and ``demo``. Exit codes: 0 on success, 2 for bad
-arguments (argparse's, and values or options that do not go together), 1 with one line on
-stderr for anything else that stops a command (an unreadable store, a file that is not ours,
-an output that exists or cannot be written, a scheduler that cannot be reached or is lost),
-130 on Ctrl-C and 143 on SIGTERM (what Kubernetes, systemd and SLURM send to stop a job),
-each with one line: both unwind the command as an error does, so temporary files and staged
-outputs are removed and the last checkpoint is kept.
+The commands:
+
+- ``make-data``: write synthetic Gaussian-mixture data to a Zarr group;
+- ``fit``: fit a mixture to a Zarr array and save the model (with checkpoints, ``--resume``
+  and ``--init-model``);
+- ``select``: choose the number of components (and covariance type) in one sweep, save the
+  best model, draw the criterion against K;
+- ``predict``: write a model's labels (log-likelihoods, responsibilities) for a Zarr array
+  to a new Zarr group;
+- ``info``: describe a model file;
+- ``demo``: the real job, in small, on a LocalCluster (``demo --grid``: the paper's 2-D
+  simulation).
+
+The commands live in :mod:`.commands`, :mod:`.select` and :mod:`.demo`; the options they share
+and the types of their values in :mod:`.options`, the safety of their outputs in
+:mod:`.outputs`, where they compute in :mod:`.cluster`.
+
+Exit codes: 0 on success, 2 for bad arguments (a value out of range, options that do not go
+together; one line), 1 with one line on stderr for anything else that stops a command (an
+unreadable store, a file that is not ours, an output that exists or cannot be written, a
+scheduler that cannot be reached or is lost), 130 on Ctrl-C and 143 on SIGTERM (what
+Kubernetes, systemd and SLURM send to stop a job), each with one line: both unwind the command
+as an error does, so temporary files and staged outputs are removed and the last checkpoint is
+kept. This package imports only the standard library until :func:`main` runs, so a Ctrl-C
+from the start is reported so too.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from .cluster import SchedulerLostError, Terminated
-from .commands import UsageError, add_fit, add_info, add_make_data, add_predict
-from .demo import add_demo
-from .select import add_select
+if TYPE_CHECKING:  # at run time argparse comes with the parser, inside main's handlers
+    import argparse
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: The subcommands, in the order of ``--help``.
+COMMANDS = ("make-data", "fit", "select", "predict", "info", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``dask-biglearn`` argument parser with all its subcommands.
 
     Each subcommand sets ``func``, the function :func:`main` calls with the parsed
-    arguments.
+    arguments. Its errors are one line (:class:`~.options.OneLineParser`).
 
     Returns
     -------
     parser : argparse.ArgumentParser
-        The parser of ``make-data``, ``fit``, ``select``, ``predict``, ``info`` and
-        ``demo``.
+        The parser of :data:`COMMANDS`.
     """
-    parser = argparse.ArgumentParser(
+    from .commands import add_fit, add_info, add_make_data, add_predict
+    from .demo import add_demo
+    from .options import OneLineParser
+    from .select import add_select
+
+    parser = OneLineParser(
         prog="dask-biglearn",
         description="Gaussian mixtures fitted with BigLearn-EM on Dask.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    add_make_data(sub)
-    add_fit(sub)
-    add_select(sub)
-    add_predict(sub)
-    add_info(sub)
-    add_demo(sub)
+    for add in (add_make_data, add_fit, add_select, add_predict, add_info, add_demo):
+        add(sub)
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
-
-
 @contextlib.contextmanager
-def _sigterm_raises_terminated():
-    """While the block runs (in the main thread), the first SIGTERM raises
-    :class:`~dask_biglearn.cli.cluster.Terminated`, a ``KeyboardInterrupt``, so the command
+def _sigterm_raises_terminated(terminated):
+    """While the block runs (in the main thread), the first SIGTERM raises ``terminated``
+    (:class:`~dask_biglearn.cli.cluster.Terminated`, a ``KeyboardInterrupt``), so the command
     unwinds through the same cleanup as on Ctrl-C; SIGTERMs that come during that cleanup are
     ignored (SIGKILL is the way to cut it short). The previous handler is restored after."""
     if threading.current_thread() is not threading.main_thread():
@@ -71,7 +84,7 @@ def _sigterm_raises_terminated():
     def terminate(signum, frame):
         if not raised:
             raised.append(signum)
-            raise Terminated("terminated (SIGTERM)")
+            raise terminated("terminated (SIGTERM)")
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
@@ -80,29 +93,20 @@ def _sigterm_raises_terminated():
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv=None) -> int:
-    """Run the ``dask-biglearn`` command line.
+def _command_name(argv) -> str:
+    """``dask-biglearn COMMAND`` when ``argv`` names one, else ``dask-biglearn``."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return f"dask-biglearn {command}" if command in COMMANDS else "dask-biglearn"
 
-    Errors that stop a command are printed as one line on stderr that names the command,
-    never as a traceback from deep inside (unless the ``dask_biglearn`` logger is at DEBUG,
-    which re-raises them); a lost scheduler is named as such. SIGTERM during the command is
-    handled as Ctrl-C is (the command unwinds, removing its temporary files and staged
-    outputs and keeping the last checkpoint), with its own line and exit code.
 
-    Parameters
-    ----------
-    argv : list of str, optional
-        The arguments, without the program name; ``sys.argv[1:]`` if None.
+def _run(argv) -> int:
+    """Parse ``argv`` and run its command (argparse's exit, with its code, is returned)."""
+    import logging
 
-    Returns
-    -------
-    exit_code : int
-        0 on success, 1 when a command fails, 2 for arguments that cannot be run together,
-        130 when interrupted (SIGINT, Ctrl-C), 143 when terminated (SIGTERM); argparse exits
-        with 2 on bad arguments.
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0), a bad argument (2, one line said)
+        return exc.code if isinstance(exc.code, int) else 0
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
         logging.getLogger("dask_biglearn").setLevel(logging.INFO)
@@ -114,10 +118,56 @@ def main(argv=None) -> int:
         import distributed  # noqa: F401
 
         logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
-    name = f"dask-biglearn {args.command}"
-    with _sigterm_raises_terminated():
+    return args.func(args)
+
+
+def _lost_scheduler(exc) -> bool:
+    """Whether ``exc`` says that the scheduler went away (and does not say so itself)."""
+    from .cluster import SchedulerLostError
+
+    if isinstance(exc, SchedulerLostError):
+        return False
+    try:
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover - without distributed nothing was lost
+        return False
+    return isinstance(exc, CommClosedError) or "scheduler-connection-lost" in str(exc)
+
+
+def main(argv=None) -> int:
+    """Run the ``dask-biglearn`` command line.
+
+    Errors that stop a command are printed as one line on stderr that names the command,
+    never as a traceback from deep inside (unless the ``dask_biglearn`` logger is at DEBUG,
+    which re-raises them); a lost scheduler is named as such. SIGTERM during the command is
+    handled as Ctrl-C is (the command unwinds, removing its temporary files and staged
+    outputs and keeping the last checkpoint), with its own line and exit code; both are
+    handled from the first line of this function, imports and parsing included.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments, without the program name; ``sys.argv[1:]`` if None.
+
+    Returns
+    -------
+    exit_code : int
+        0 on success, 1 when a command fails, 2 for bad arguments or arguments that cannot
+        be run together, 130 when interrupted (SIGINT, Ctrl-C), 143 when terminated
+        (SIGTERM).
+    """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    name = _command_name(argv)
+    try:  # the command line's own modules: the standard library only (quick)
+        from .cluster import Terminated
+        from .options import UsageError
+        from .outputs import one_line
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    with _sigterm_raises_terminated(Terminated):
         try:
-            return args.func(args)
+            return _run(argv)
         except Terminated:
             print(f"{name}: terminated", file=sys.stderr, flush=True)
             return 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
@@ -125,19 +175,17 @@ def main(argv=None) -> int:
             print(f"{name}: interrupted", file=sys.stderr, flush=True)
             return 130
         except UsageError as exc:
-            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+            print(f"{name}: error: {one_line(exc)}", file=sys.stderr, flush=True)
             return 2
         except (SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # one line, never a traceback from deep inside
             # (BaseException: asyncio's CancelledError, which a cancelled Dask future
             # raises, is not an Exception.)
-            from distributed.comm.core import CommClosedError
+            kind = "lost the Dask scheduler: " if _lost_scheduler(exc) else ""
+            print(f"{name}: error: {kind}{one_line(exc)}", file=sys.stderr, flush=True)
+            import logging
 
-            lost = (isinstance(exc, CommClosedError) or "scheduler-connection-lost" in str(exc)
-                    ) and not isinstance(exc, SchedulerLostError)
-            kind = "lost the Dask scheduler: " if lost else ""
-            print(f"{name}: error: {kind}{_one_line(exc)}", file=sys.stderr, flush=True)
             if logging.getLogger("dask_biglearn").isEnabledFor(logging.DEBUG):
                 raise
             return 1

@@ -6,15 +6,21 @@ TLS asked for by the ``--tls-*`` options or by Dask's configuration
 a ``tcp://`` or scheme-less address is refused, never spoken to in plain text. The embedded
 cluster's dashboard listens on 127.0.0.1 unless ``--dashboard-address`` says otherwise, its
 workers log nothing below CRITICAL (a failed task is the command's one error line) and ignore
-SIGINT (Ctrl-C reaches the whole process group; the command, not each worker, handles it).
+SIGINT (Ctrl-C reaches the whole process group; the command, not each worker, handles it);
+when Dask's configuration requires encryption, it speaks TLS with a temporary certificate of
+its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import signal
 import threading
+
+from .options import MAX_WORKERS_PER_CORE, UsageError, path, positive_float, positive_int
 
 #: Dask configuration keys that ask for TLS when set.
 TLS_CONFIG_KEYS = ("distributed.comm.require-encryption", "distributed.comm.tls.ca-file",
@@ -51,12 +57,13 @@ def add_cluster_options(parser, *, memory_limit_default="auto"):
         "cluster (default: the Dask setting scheduler-address, e.g. DASK_SCHEDULER_ADDRESS, "
         "else an embedded LocalCluster)")
     where = group.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS",
+    where.add_argument("--scheduler", metavar="ADDRESS", type=path,
                        help="a running Dask scheduler, e.g. tcp://host:8786 or tls://host:8786")
-    where.add_argument("--scheduler-file", metavar="FILE",
+    where.add_argument("--scheduler-file", metavar="FILE", type=path,
                        help="the scheduler file a running scheduler wrote")
-    group.add_argument("--n-workers", type=int, default=2,
-                       help="workers of the embedded LocalCluster (one thread each)")
+    group.add_argument("--n-workers", type=positive_int, default=2,
+                       help=f"workers of the embedded LocalCluster (one thread each; at "
+                            f"most {MAX_WORKERS_PER_CORE} per core)")
     group.add_argument("--memory-limit", default=memory_limit_default,
                        help="memory limit per embedded worker, e.g. 600MB")
     group.add_argument("--dashboard-address", default="127.0.0.1:0",
@@ -65,7 +72,7 @@ def add_cluster_options(parser, *, memory_limit_default="auto"):
     group.add_argument("--tls-ca-file", metavar="FILE", help="CA certificate (PEM)")
     group.add_argument("--tls-cert", metavar="FILE", help="this client's certificate (PEM)")
     group.add_argument("--tls-key", metavar="FILE", help="this client's private key (PEM)")
-    group.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
+    group.add_argument("--connect-timeout", type=positive_float, default=30.0, metavar="SECONDS",
                        help="give up reaching the scheduler after this long")
 
 
@@ -116,12 +123,12 @@ def security_of(args):
 
     Raises
     ------
-    ValueError
+    UsageError
         If some but not all of the three options are given.
     """
     given = [args.tls_ca_file, args.tls_cert, args.tls_key]
     if any(given) and not all(given):
-        raise ValueError("--tls-ca-file, --tls-cert and --tls-key go together.")
+        raise UsageError("--tls-ca-file, --tls-cert and --tls-key go together.")
     if not any(given) and not tls_configured():
         return None
     from distributed import Security
@@ -149,6 +156,43 @@ def _refuse_plain_text(address, args):
                           f"refused (give tls://{where})")
 
 
+def _embedded_security() -> dict:
+    """The embedded cluster's ``security``: when Dask's configuration requires encryption
+    (``distributed.comm.require-encryption``), TLS with a temporary certificate of its own
+    (the cluster lives in this process and its children only), else nothing."""
+    import dask.config
+
+    if not dask.config.get("distributed.comm.require-encryption", None):
+        return {}
+    from distributed import Security
+
+    try:
+        return {"security": Security.temporary()}
+    except ImportError:
+        raise ConnectionError("Dask's configuration requires encryption "
+                              "(distributed.comm.require-encryption), and the embedded "
+                              "LocalCluster needs the package cryptography to encrypt: "
+                              "install it, or give --scheduler tls://...") from None
+
+
+def _check_scheduler_file(name) -> None:
+    """Refuse a scheduler file that exists but is not one (JSON with the scheduler's
+    ``address``); one that does not exist yet is waited for, as Dask does."""
+    where = os.path.expanduser(name)
+    if not os.path.exists(where):
+        return
+    try:
+        with open(where, encoding="utf-8") as handle:
+            address = json.load(handle).get("address")
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not JSON with the scheduler's address"
+        raise ConnectionError(f"cannot reach the Dask scheduler: --scheduler-file {name} is "
+                              f"not a scheduler file ({reason}).") from None
+    if not isinstance(address, str) or not address:
+        raise ConnectionError(f"cannot reach the Dask scheduler: --scheduler-file {name} is "
+                              f"not a scheduler file (it names no address).")
+
+
 def _local_cluster(args):
     """Start the embedded ``LocalCluster``: its worker processes are started with SIGINT
     ignored (a disposition they inherit; a Ctrl-C while they start is lost) and log nothing
@@ -157,13 +201,15 @@ def _local_cluster(args):
     from distributed.gc import disable_gc_diagnosis
 
     quiet = logging.ERROR if getattr(args, "verbose", False) else logging.CRITICAL
+    security = _embedded_security()
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         cluster = LocalCluster(n_workers=args.n_workers, threads_per_worker=1, processes=True,
                                memory_limit=args.memory_limit,
                                dashboard_address=args.dashboard_address,
-                               worker_dashboard_address=None, silence_logs=quiet)
+                               worker_dashboard_address=None, silence_logs=quiet,
+                               **security)
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
@@ -218,17 +264,20 @@ def connect(args, log=print):
         extra = {} if security is None else {"security": security}
         if security is not None and args.scheduler:
             _refuse_plain_text(args.scheduler, args)
+        if args.scheduler_file and not args.scheduler:
+            _check_scheduler_file(args.scheduler_file)
         target = ({"address": args.scheduler} if args.scheduler
                   else {"scheduler_file": args.scheduler_file})
         try:
             client = Client(**target, timeout=args.connect_timeout, **extra)
-        except (OSError, TimeoutError, TypeError, ValueError) as exc:
+        except (OSError, TimeoutError, TypeError, ValueError, AssertionError, KeyError) as exc:
             _forget_failed_default_client()
             where = args.scheduler or args.scheduler_file
             hint = (" (a TLS scheduler: give --tls-ca-file, --tls-cert and --tls-key)"
                     if str(where).startswith("tls://") and security is None else "")
+            reason = str(exc).strip() or type(exc).__name__
             raise ConnectionError(f"cannot reach the Dask scheduler at {where}{hint}: "
-                                  f"{exc}") from None
+                                  f"{reason}") from None
         with client:
             log(f"Scheduler {client.scheduler.address}; dashboard {client.dashboard_link}")
             try:

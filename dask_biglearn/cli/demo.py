@@ -17,10 +17,10 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from .cluster import add_cluster_options, connect
 from .demo_grid import run_demo as run_grid_demo
+from .options import check_cluster_options, path, positive_int, seed
+from .outputs import OutputError, check_group_output
 
 
 def add_demo(sub):
@@ -35,26 +35,53 @@ def add_demo(sub):
                                     "LocalCluster (--grid: the paper's 2-D simulation)")
     p.add_argument("--grid", action="store_true",
                    help="the paper's 25-component 2-D simulation instead")
-    p.add_argument("--n-samples", type=int, default=8_000_000)
-    p.add_argument("--n-features", type=int, default=8)
-    p.add_argument("--n-components", type=int, default=12)
-    p.add_argument("--chunk-rows", type=int, default=None,
+    p.add_argument("--n-samples", type=positive_int, default=8_000_000)
+    p.add_argument("--n-features", type=positive_int, default=8)
+    p.add_argument("--n-components", type=positive_int, default=12)
+    p.add_argument("--chunk-rows", type=positive_int, default=None,
                    help="rows per chunk (default 250000; --grid: 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--em-max-iter", type=int, default=None,
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--em-max-iter", type=positive_int, default=None,
                    help="plain EM iterations from a random start (default 20; --grid: 300)")
-    p.add_argument("--subsample", type=int, default=50_000,
-                   help="rows scikit-learn fits on")
-    p.add_argument("--workdir", default=None, help="where the store goes (default: a "
-                                                  "temporary folder, removed at the end)")
+    p.add_argument("--subsample", type=positive_int, default=50_000,
+                   help="rows scikit-learn fits on (at most the data's)")
+    p.add_argument("--workdir", default=None, type=path,
+                   help="where the store (data.zarr) and the predictions (predictions.zarr) "
+                        "go, neither of which may exist (default: a temporary folder, "
+                        "removed at the end)")
     # --grid's options
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(--grid)")
-    p.add_argument("--max-iter", type=int, default=300, help="(--grid) outer iterations")
-    p.add_argument("--scheduler-address", default=None, help="(--grid) a running scheduler")
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2], help="(--grid)")
+    p.add_argument("--max-iter", type=positive_int, default=300,
+                   help="(--grid) outer iterations")
+    p.add_argument("--scheduler-address", default=None, type=path,
+                   help="(--grid) a running scheduler")
     p.add_argument("--dashboard", default=None, help="(--grid) dashboard address")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     add_cluster_options(p, memory_limit_default="400MB")
     p.set_defaults(func=run_demo)
+
+
+def _check_workdir(workdir) -> tuple[Path, Path]:
+    """``--workdir``'s two outputs, checked before any work: neither may exist (the demo
+    never replaces anything), and the folder must be writable."""
+    store, predictions = Path(workdir) / "data.zarr", Path(workdir) / "predictions.zarr"
+    for out in (store, predictions):
+        if out.exists() or out.is_symlink():
+            raise OutputError(f"{out} exists: the demo replaces nothing; remove it or choose "
+                              f"another --workdir.")
+        check_group_output(out, overwrite=False, option="--workdir")
+    return store, predictions
+
+
+def _write_store(X, store):
+    """Write ``X`` as the array ``X`` of a new group ``store``, whole or not at all, every
+    chunk stored."""
+    import dask
+
+    from ..io.zarr_store import staged_group, to_zarr_every_chunk
+
+    with staged_group(store) as url:
+        dask.compute(to_zarr_every_chunk(X, url, "X"))
 
 
 def run_demo(args) -> int:
@@ -65,7 +92,8 @@ def run_demo(args) -> int:
     bar, writes the predictions back to Zarr, and prints a table comparing the fit with plain
     EM from a random start and with scikit-learn on a subsample: modes found, test KL to the
     true mixture, full-data passes and time. With ``--grid`` it runs
-    :func:`dask_biglearn.cli.demo_grid.run_demo` instead.
+    :func:`dask_biglearn.cli.demo_grid.run_demo` instead. The cluster options and, with
+    ``--workdir``, both outputs are checked before any work.
 
     Parameters
     ----------
@@ -78,13 +106,16 @@ def run_demo(args) -> int:
     exit_code : int
         0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
     """
+    check_cluster_options(args)
     if args.grid:
         args.em_max_iter = 300 if args.em_max_iter is None else args.em_max_iter
         args.chunk_rows = 1000 if args.chunk_rows is None else args.chunk_rows
         return run_grid_demo(args)
     args.em_max_iter = 20 if args.em_max_iter is None else args.em_max_iter
     args.chunk_rows = 250_000 if args.chunk_rows is None else args.chunk_rows
-    import dask.array as da
+    if args.workdir is not None:
+        _check_workdir(args.workdir)
+    import numpy as np
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
     from .. import BigLearnGaussianMixture, GaussianMixture
@@ -117,7 +148,7 @@ def run_demo(args) -> int:
             warnings.simplefilter("ignore")
             X, _ = lazy_mixture(*truth, args.n_samples, args.chunk_rows, seed=seed)
             t0 = time.perf_counter()
-            da.to_zarr(X, str(store), component="X", mode="w")
+            _write_store(X, store)
             memory = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
             print(f"Wrote {store}: {args.n_samples} x {d} float64 ({X.nbytes / 1e6:.0f} MB, "
                   f"the workers hold {memory / 1e6:.0f} MB in all) in "
@@ -148,7 +179,7 @@ def run_demo(args) -> int:
                 subsample = engine.take_sample(args.subsample, seed)
                 passes = engine.n_data_passes
             sk = SkGaussianMixture(k, n_init=10, random_state=seed).fit(subsample)
-            report(f"scikit-learn n_init=10 on {args.subsample} rows", sk.weights_, sk.means_,
+            report(f"scikit-learn n_init=10 on {len(subsample)} rows", sk.weights_, sk.means_,
                    sk.covariances_, passes, time.perf_counter() - t0)
     finally:
         if args.workdir is None:

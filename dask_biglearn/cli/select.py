@@ -1,40 +1,66 @@
 """``dask-biglearn select``: choose the number of components of a Zarr array's mixture in one
-sweep that shares every read of the data, print the table, save the best model."""
+sweep that shares every read of the data, print the table, save the best model (and draw the
+criterion against K), both files or neither."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-import warnings
+import math
 
-import numpy as np
-
-from .cluster import add_cluster_options, connect
-from .commands import (
-    OutputError,
+from .cluster import add_cluster_options
+from .options import (
     UsageError,
-    _add_overwrite_option,
-    _add_store_options,
-    _check_cluster_options,
-    _check_file_output,
-    _computing_on,
-    _fit_warnings,
-    _positive_int,
-    _sample_size,
-    _say,
-    _storage_options,
+    add_overwrite_option,
+    add_store_options,
+    check_cluster_options,
+    covariance_types,
+    fraction,
+    path,
+    positive_int,
+    sample_size,
+    say,
+    seed,
+    storage_options,
+)
+from .outputs import (
+    Output,
+    check_file_output,
+    check_plot_output,
+    refuse_outputs_in_store,
+    report,
+    run_fit,
+    same_path,
+    write_all_or_nothing,
 )
 
-__all__ = ["add_select", "parse_components", "select", "table_rows"]
+__all__ = ["MAX_CANDIDATES", "add_select", "parse_components", "select", "table_rows"]
 
 COLUMNS = ("n_components", "covariance_type", "n_parameters", "bic", "aic",
            "train_log_likelihood", "heldout_log_likelihood", "rank")
 
+#: The most numbers of components one sweep tries (each candidate is a fit of its own, run
+#: side by side with the others).
+MAX_CANDIDATES = 1000
+
+
+def _candidates(text: str) -> range | list[int]:
+    """The candidates ``text`` gives: a ``range`` for ``START:STOP[:STEP]`` (never built as a
+    list here), a sorted list of the distinct values of a comma list."""
+    if ":" in text:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] < 1):
+            raise ValueError
+        start, stop, step = (*parts, 1) if len(parts) == 2 else parts
+        return range(start, stop + 1, step)
+    return sorted({int(p) for p in text.split(",")})
+
 
 def parse_components(text: str) -> list[int]:
     """``--n-components``: ``START:STOP[:STEP]`` (STOP included) or a comma list.
+
+    A range is reasoned on as a ``range`` (its length and its ends) and refused when it
+    gives no candidate, one below 1, or more than :data:`MAX_CANDIDATES`, before its list is
+    built: ``1:1000000000000`` costs nothing to refuse.
 
     Parameters
     ----------
@@ -43,40 +69,28 @@ def parse_components(text: str) -> list[int]:
     Returns
     -------
     list of int
-        The candidate numbers of components, each at least 1.
+        The candidate numbers of components, sorted, each at least 1.
 
     Raises
     ------
     argparse.ArgumentTypeError
-        For anything else (a ``ValueError``; argparse prints its message).
+        For anything else (argparse prints its message).
     """
     try:
-        if ":" in text:
-            parts = [int(p) for p in text.split(":")]
-            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] < 1):
-                raise ValueError
-            start, stop, step = (*parts, 1) if len(parts) == 2 else parts
-            values = list(range(start, stop + 1, step))
-        else:
-            values = [int(p) for p in text.split(",")]
+        candidates = _candidates(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expects START:STOP[:STEP] or a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} gives no candidate of at least 1 "
-                                         f"component")
-    return sorted(set(values))
-
-
-def _types(text: str) -> tuple[str, ...]:
-    from ..algebra import COVARIANCE_TYPES
-
-    types = tuple(t.strip() for t in text.split(",") if t.strip())
-    bad = [t for t in types if t not in COVARIANCE_TYPES]
-    if not types or bad:
-        raise argparse.ArgumentTypeError(f"expects a comma list of {COVARIANCE_TYPES}, got "
-                                         f"{text!r}")
-    return tuple(dict.fromkeys(types))
+    if len(candidates) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} gives no candidate (is START above "
+                                         f"STOP?)")
+    if candidates[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a mixture has at least 1 component, "
+                                         f"got {candidates[0]}")
+    if len(candidates) > MAX_CANDIDATES:
+        raise argparse.ArgumentTypeError(f"{text!r} gives {len(candidates)} candidates; one "
+                                         f"sweep tries at most {MAX_CANDIDATES} (use a STEP)")
+    return list(candidates)
 
 
 def add_select(sub):
@@ -87,33 +101,54 @@ def add_select(sub):
     sub : argparse._SubParsersAction
         The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
     """
+    from ..selection import CRITERIA
+
     p = sub.add_parser("select", help="choose the number of components in one sweep, save "
                                       "the best model")
-    _add_store_options(p)
+    add_store_options(p)
     p.add_argument("--n-components", type=parse_components, required=True,
                    metavar="START:STOP[:STEP]|K1,K2,...",
-                   help="the candidates (STOP included), e.g. 5:50:5")
-    p.add_argument("--covariance-type", type=_types, default=("full",), metavar="TYPES",
-                   help="comma list of candidate types, e.g. full,diag")
-    p.add_argument("--criterion", choices=["bic", "aic", "heldout"], default="bic")
-    p.add_argument("--heldout-fraction", type=float, default=None,
+                   help=f"the candidates (STOP included), e.g. 5:50:5; at most "
+                        f"{MAX_CANDIDATES}")
+    p.add_argument("--covariance-type", type=covariance_types, default=("full",),
+                   metavar="TYPES", help="comma list of candidate types, e.g. full,diag")
+    p.add_argument("--criterion", choices=CRITERIA, default="bic")
+    p.add_argument("--heldout-fraction", type=fraction, default=None,
                    help="rows held out (by global index and seed; default 0.1 for "
                         "--criterion heldout, else 0)")
     p.add_argument("--method", choices=["biglearn", "em"], default="biglearn")
-    p.add_argument("--n-init", type=_positive_int, default=None)
-    p.add_argument("--sample-size", type=_sample_size, default=None,
+    p.add_argument("--n-init", type=positive_int, default=None)
+    p.add_argument("--sample-size", type=sample_size, default=None,
                    help="scalable mode: one sample (rows, a fraction or auto) for all "
                         "candidates")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", required=True, metavar="BEST",
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--model", required=True, metavar="BEST", type=path,
                    help="where the best model goes (must not exist, unless --overwrite)")
-    p.add_argument("--plot", default=None, metavar="FILE.png",
-                   help="draw the criterion and the log-likelihoods against K")
+    p.add_argument("--plot", default=None, metavar="FILE.png", type=path,
+                   help="draw the criterion and the log-likelihoods against K (the extension "
+                        "names the format: png, pdf, svg, ...)")
     p.add_argument("--quiet", action="store_true", help="no log")
     p.add_argument("--json", action="store_true", help="print a JSON summary (only)")
-    _add_overwrite_option(p, "the model and the plot")
+    add_overwrite_option(p, "the model and the plot")
     add_cluster_options(p)
     p.set_defaults(func=select)
+
+
+def _check_select_options(args) -> None:
+    """Options that do not go together, refused before any work (exit code 2)."""
+    if args.criterion == "heldout" and args.heldout_fraction == 0:
+        raise UsageError("--criterion heldout needs held-out rows: give a --heldout-fraction "
+                         "above 0 (default 0.1).")
+
+
+def _check_select_outputs(args) -> str | None:
+    """The model and the plot, checked before any work starts; the plot's format."""
+    if args.plot and same_path(args.plot, args.model):
+        raise UsageError(f"--model and --plot name the same file ({args.model}).")
+    check_file_output(args.model, "--model", args.overwrite)
+    kind = check_plot_output(args.plot, args.overwrite) if args.plot else None
+    refuse_outputs_in_store(args.store, {"--model": args.model, "--plot": args.plot})
+    return kind
 
 
 def _selection(args):
@@ -128,6 +163,17 @@ def _selection(args):
                                          random_state=args.seed)
     selection._validate_params()  # a bad setting is refused before any work starts
     return selection
+
+
+def _plot_writer(selection):
+    """``write(path)``: draw the selection into ``path`` (its extension names the format)."""
+
+    def write(where):
+        import matplotlib.pyplot as plt
+
+        plt.close(selection.plot(where))
+
+    return write
 
 
 def table_rows(selection) -> list[dict]:
@@ -150,7 +196,7 @@ def table_rows(selection) -> list[dict]:
                "n_parameters": int(table["n_parameters"][i]), "rank": int(table["rank"][i])}
         for name in ("bic", "aic", "train_log_likelihood", "heldout_log_likelihood"):
             value = float(table[name][i])
-            row[name] = None if np.isnan(value) else value
+            row[name] = None if math.isnan(value) else value
         rows.append(row)
     return rows
 
@@ -161,7 +207,8 @@ def select(args) -> int:
     Every candidate of ``--n-components`` (and ``--covariance-type``) is fitted in one sweep
     (:class:`~dask_biglearn.GaussianMixtureSelection`: the candidates share every read of the
     data); the table is printed (or, with ``--json``, a JSON summary), the best model saved to
-    ``--model`` and, with ``--plot``, the criterion drawn against K.
+    ``--model`` and, with ``--plot``, the criterion drawn against K. Both files are checked
+    before the sweep (the plot's format too) and written both or neither.
 
     Parameters
     ----------
@@ -175,60 +222,46 @@ def select(args) -> int:
     """
     from ..io.zarr_store import open_zarr_array
 
-    say = _say(args)
-    _check_cluster_options(args)
-    _check_file_output(args.model, "--model", args.overwrite)
-    if args.plot:
-        try:
-            import matplotlib
-        except ImportError:
-            raise UsageError("--plot needs matplotlib (pip install matplotlib).") from None
-        _check_file_output(args.plot, "--plot", args.overwrite)
-    X = open_zarr_array(args.store, args.array, _storage_options(args.storage_option),
+    check_cluster_options(args)
+    _check_select_options(args)
+    _check_select_outputs(args)
+    options = storage_options(args.storage_option)
+    X = open_zarr_array(args.store, args.array, options,
                         allow_missing_chunks=args.allow_missing_chunks)
-    if max(args.n_components) > X.shape[0]:
-        raise ValueError(f"--n-components {max(args.n_components)} is larger than the "
+    if args.n_components[-1] > X.shape[0]:
+        raise ValueError(f"--n-components {args.n_components[-1]} is larger than the "
                          f"store's {X.shape[0]} rows.")
     selection = _selection(args)
-    say(f"Selecting among {len(args.n_components) * len(args.covariance_type)} candidates "
-        f"on {args.store} {X.shape} {X.dtype} in {len(X.chunks[0])} chunks")
-    started = time.perf_counter()
-    with connect(args, log=say), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with _computing_on(args.store):
-            selection.fit(X)
-    seconds = time.perf_counter() - started
-    best = selection.best_estimator_
-    try:
-        best.save(args.model)
-        if args.plot:
-            import matplotlib
-
-            matplotlib.use("Agg")  # a batch job draws into the file only
-            selection.plot(args.plot)
-    except OSError as exc:
-        raise OutputError(f"cannot write the outputs ({exc.strerror or exc}).") from None
+    say(args)(f"Selecting among {len(args.n_components) * len(args.covariance_type)} "
+              f"candidates on {args.store} {X.shape} {X.dtype} in {len(X.chunks[0])} chunks")
+    run = run_fit(args, lambda: selection.fit(X), arrays=[(args.store, args.array, options)])
+    outputs = [Output(args.model, "model", selection.best_estimator_.save, atomic=True)]
+    if args.plot:
+        outputs.append(Output(args.plot, "plot", _plot_writer(selection)))
+    write_all_or_nothing(outputs)
     rows = table_rows(selection)
     summary = {"model": str(args.model), "criterion": args.criterion,
                "best": selection.best_params_, "candidates": rows,
                "n_data_passes": int(selection.n_data_passes_),
                "n_sample_passes": int(selection.n_sample_passes_),
-               "bytes_read": int(selection.bytes_read_), "seconds": seconds,
-               "plot": args.plot, "warnings": _fit_warnings(caught)}
-    if args.json:
-        print(json.dumps(summary))
-        return 0
+               "bytes_read": int(selection.bytes_read_), "seconds": run.seconds,
+               "plot": args.plot, "warnings": run.warnings}
+    report(args, summary, lines=_table(rows), closing=(
+        f"Best: {selection.best_params_} by {args.criterion}; saved {args.model}"
+        f"{f' and {args.plot}' if args.plot else ''}; {selection.n_data_passes_} full-data "
+        f"passes for the whole sweep ({selection.bytes_read_ / 1e9:.2f} GB read), "
+        f"{run.seconds:.1f} s"))
+    return 0
+
+
+def _table(rows) -> list[str]:
+    """The candidates' table, one line per candidate under a header."""
     header = ["K", "type", "params", "BIC", "AIC", "train LL", "held-out LL", "rank"]
-    print("  ".join(f"{h:>12}" for h in header))
+    lines = ["  ".join(f"{h:>12}" for h in header)]
     for row in rows:
         cells = [row["n_components"], row["covariance_type"], row["n_parameters"],
                  *(f"{row[c]:.6g}" if row[c] is not None else "-"
                    for c in ("bic", "aic", "train_log_likelihood", "heldout_log_likelihood")),
                  row["rank"]]
-        print("  ".join(f"{c!s:>12}" for c in cells))
-    for note in summary["warnings"]:
-        print(f"dask-biglearn select: warning: {note}", file=sys.stderr, flush=True)
-    say(f"Best: {selection.best_params_} by {args.criterion}; saved {args.model}; "
-        f"{selection.n_data_passes_} full-data passes for the whole sweep "
-        f"({selection.bytes_read_ / 1e9:.2f} GB read), {seconds:.1f} s")
-    return 0
+        lines.append("  ".join(f"{c!s:>12}" for c in cells))
+    return lines

@@ -479,12 +479,15 @@ def _reseed(engine, plan: FitPlan, chosen: Candidate, sample, budget: int, callb
     return Candidate(chosen.main, result), tuple(reseeded), tuple(still), n_polish
 
 
-def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str | None:
-    """Why a fit is degenerate, or None: data with no spread, or components on one point.
+def degeneracy(summaries, params: MixtureParams, covariance_floor: float,
+               degenerate=()) -> str | None:
+    """Why a fit is degenerate, or None: data with no spread, components on one point, or
+    components that stayed degenerate after their re-seeding.
 
     Data whose variance is at most ``covariance_floor`` in every feature (all rows
     identical, or values at a scale far below the floor) gives components on the floor that
-    describe nothing; so do components that all share one mean with covariances on the floor.
+    describe nothing; so do components that all share one mean with covariances on the floor,
+    and components the re-seeding could not revive (more components than distinct rows).
 
     Parameters
     ----------
@@ -493,6 +496,8 @@ def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str
     params : MixtureParams
         The fitted model.
     covariance_floor : float
+    degenerate : sequence of int, default=()
+        The fitted model's components still degenerate (:attr:`FitResult.degenerate`).
 
     Returns
     -------
@@ -512,4 +517,12 @@ def degeneracy(summaries, params: MixtureParams, covariance_floor: float) -> str
         return (f"All {len(means)} components collapsed onto one point with covariances on "
                 f"the floor ({covariance_floor:g}): the model describes no structure of the "
                 "data. Scale the data, lower covariance_floor or fit fewer components.")
+    if len(degenerate):
+        listed = list(degenerate)[:10]
+        more = f" and {len(degenerate) - 10} more" if len(degenerate) > 10 else ""
+        return (f"{len(degenerate)} of the {len(means)} components are degenerate (a weight "
+                f"below 1e-6, or a covariance on covariance_floor={covariance_floor:g} in every "
+                f"direction: components {listed}{more}) and re-seeding them did not help: they "
+                "are kept at the floor (degenerate_components_). The data may hold fewer "
+                "distinct rows, or clusters, than n_components: fit fewer components.")
     return None

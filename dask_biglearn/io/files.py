@@ -230,6 +230,48 @@ def read_archive(path, kind: str, *, check_shapes: Callable | None = None
     return meta, arrays
 
 
+def file_kind(path) -> str:
+    """What one of our files holds (its header's ``kind``: ``"model"``, ``"checkpoint"``),
+    read from its JSON document alone, with the checks :func:`read_archive` makes of it.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    kind : str
+
+    Raises
+    ------
+    ModelFileError
+        For anything that is not such a file of ours, or is damaged.
+    """
+    path = Path(path)
+    where = f"{path}"
+    if path.is_dir():
+        raise ModelFileError(f"{where} is a directory, not a dask_biglearn file.")
+    if not path.is_file():
+        raise ModelFileError(f"{where}: no such file.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            if META_NAME not in infos:
+                raise ModelFileError(f"{where} is not a dask_biglearn file (its members are "
+                                     f"{_short(sorted(infos)[:5])}).")
+            meta = _read_meta(archive, infos[META_NAME], where, path.stat().st_size)
+    except ModelFileError:
+        raise
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{where} is not a readable dask_biglearn file (not a ZIP "
+                             f"archive, truncated or corrupted: {_short(exc)}).") from None
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if not isinstance(kind, str):
+        raise ModelFileError(f"{where} is not a dask_biglearn file (no kind in its header).")
+    _check_header(meta, kind, where)
+    return kind
+
+
 def _short(value, limit: int = 120) -> str:
     """``repr``-like text of ``value`` on one line, at most about ``limit`` characters."""
     text = (repr(value) if not isinstance(value, BaseException) else str(value) or

@@ -5,8 +5,8 @@ and hyper-parameters, the fitted parameters (weights, means, covariances: precis
 recomputed on load), the history (``lower_bounds``, ``matchings``) and the fitted scalars
 (``n_iter_``, ``n_data_passes_``, ...). The covariances (and a given ``precisions_init``)
 have scikit-learn's shape for the hyper-parameter ``covariance_type`` (since format 3; a file
-without it is of full covariances, as every earlier one). This module knows the format only: which estimator a
-file names, and what its attributes mean, is the estimators' business
+without it is of full covariances, as every earlier one). This module knows the format only:
+which estimator a file names, and what its attributes mean, is the estimators' business
 (:func:`dask_biglearn.estimator.load_model` builds the estimator from a
 :class:`ModelDocument`).
 """

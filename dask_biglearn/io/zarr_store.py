@@ -3,8 +3,12 @@
 Opening reads only the store's metadata, and the list of its chunk keys, on the client.
 Arrays that are not 2-D, not of a real numeric dtype, or that use a codec that would unpickle
 (an object dtype, numcodecs' Pickle filter) are refused with :class:`StoreError`, and so are
-arrays with a chunk missing from the store (one still being written) unless the caller
-accepts reading it as the array's fill value. Predictions are written chunk by chunk by
+arrays with a chunk missing from the store unless the caller accepts reading it as the
+array's fill value (:class:`MissingChunkError`). A chunk is missing when the store is
+incomplete (still being written), or when its writer left out a chunk whose values all equal
+the fill value (Zarr's default, ``write_empty_chunks=False``); what this module writes stores
+every chunk and says so in its attributes (:data:`EVERY_CHUNK_STORED`), so that a chunk
+missing from it can only mean an incomplete store. Predictions are written chunk by chunk by
 whoever computes them (the workers), into a temporary group beside the target that is renamed
 into place once complete. A write that fails (or is interrupted) cancels its tasks and waits
 until none is still running before it removes the temporary group: a failed write leaves
@@ -40,8 +44,44 @@ _LIVE_STATES = frozenset({"waiting", "ready", "constrained", "executing", "long-
                           "cancelled", "resumed"})
 
 
+#: The attribute, and its value, of the arrays written here: every chunk is stored, even one
+#: whose values all equal the fill value.
+EVERY_CHUNK_STORED = ("dask_biglearn", {"every_chunk_stored": True})
+
+#: Zarr's configuration of the arrays written here (stored chunks equal to the fill value).
+WRITE_CONFIG = {"write_empty_chunks": True}
+
+#: Tasks at most of a search for the first bad chunk (each reads a run of row chunks in order).
+_SEARCH_TASKS = 256
+
+
 class StoreError(ValueError):
     """A store that cannot be read as our input, or written as our output."""
+
+
+class MissingChunkError(StoreError):
+    """A chunk (or shard) is missing from the store.
+
+    Parameters
+    ----------
+    message : str
+        The one line that says so, and what it can mean.
+    coords : tuple of int
+        The grid coordinates of the first missing chunk.
+    n_stored : int
+        How many of the array's chunks (or shards) the store holds.
+    fill_value : scalar or None
+        What a missing chunk reads as.
+    """
+
+    def __init__(self, message, coords=(), n_stored=0, fill_value=None):
+        super().__init__(message)
+        self.coords = coords
+        self.n_stored = n_stored
+        self.fill_value = fill_value
+
+    def __reduce__(self):
+        return type(self), (str(self), self.coords, self.n_stored, self.fill_value)
 
 
 def _is_local(url) -> bool:
@@ -93,47 +133,9 @@ def _first_missing_chunk(node):
     return None
 
 
-def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None, *,
-                    allow_missing_chunks: bool = False, ndim: int = 2):
-    """Open the Zarr array at ``url`` as a Dask array chunked by rows only, read lazily.
-
-    Only the store's metadata, and the list of its chunk keys, are read here, on the client.
-    Arrays that are not 2-D, not of a real numeric dtype, empty, or that use a codec that
-    would unpickle (an object dtype, numcodecs' Pickle filter) are refused, and so are arrays
-    with a chunk missing from the store (an incomplete store, or one still being written),
-    unless ``allow_missing_chunks`` accepts reading missing chunks as the array's declared
-    fill value.
-
-    Parameters
-    ----------
-    url : str or path-like
-        The store: a local path or an fsspec URL, of an array or of a group.
-    array : str, optional
-        The array's name inside the group at ``url`` (default ``"X"``); must not be given
-        when ``url`` is an array.
-    storage_options : dict, optional
-        The fsspec storage options for a remote store.
-    allow_missing_chunks : bool, default=False
-        Read the chunks missing from the store as the array's fill value (Zarr 3 does not
-        store a chunk that equals the fill value, e.g. all zeros). Without it, a missing
-        chunk is an error; an array that declares no fill value (Zarr 2's ``null``) is refused
-        either way.
-    ndim : {2, 1}, default=2
-        The dimensions the array must have: 2 for data ``(n_samples, n_features)``, 1 for
-        one value per row (``sample_weight``).
-
-    Returns
-    -------
-    X : dask.array.Array of shape (n_samples, n_features) or (n_samples,)
-        The array, with one chunk across the features (rechunked if the store has more).
-
-    Raises
-    ------
-    StoreError
-        If the store cannot be read, the array is not one we accept, or a chunk is missing
-        (one line naming the store and the first missing chunk).
-    """
-    import dask.array as da
+def _open_node(url, array, storage_options):
+    """The Zarr array at ``url`` (or the array ``array`` of the group there), or
+    :class:`StoreError`."""
     import zarr
 
     if _is_local(url) and not _local_path(url).exists():
@@ -146,6 +148,9 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
                 raise StoreError(f"{url}: the group has no array {name!r} (it has "
                                  f"{sorted(node.array_keys())[:10]}).")
             node = node[name]
+            if isinstance(node, zarr.Group):
+                raise StoreError(f"{url}: {name!r} is a group, not an array (it holds "
+                                 f"{sorted(node.keys())[:10]}).")
         elif array not in (None, ""):
             raise StoreError(f"{url} is an array, not a group holding {array!r}.")
     except StoreError:
@@ -156,6 +161,95 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
             raise StoreError(f"{url}: its codecs would unpickle data; refused.") from None
         raise StoreError(f"{url}: not a readable Zarr store ({type(exc).__name__}: "
                          f"{exc}).") from None
+    return node
+
+
+def _array_name(node) -> str:
+    return f"array {node.path!r}" if node.path else "the array"
+
+
+def _fill(node):
+    fill = node.fill_value
+    return getattr(fill, "item", lambda: fill)()
+
+
+def _every_chunk_stored(node) -> bool:
+    """Whether the array says that its writer stored every chunk (:data:`EVERY_CHUNK_STORED`)."""
+    key, value = EVERY_CHUNK_STORED
+    try:
+        return node.attrs.get(key) == value
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _missing_chunk_error(url, node, missing) -> MissingChunkError:
+    """The error for ``node``'s first missing chunk ``missing``: what it can mean, by who
+    wrote the store."""
+    kind = "shard" if node.shards else "chunk"
+    what = f"{kind} {missing} of {_array_name(node)} is missing"
+    fill = _fill(node)
+    n_stored = node.nchunks_initialized
+    if node.fill_value is None:
+        text = (f"{url}: {what} (the store is incomplete, or still being written), and the "
+                f"array declares no fill value to read it as.")
+    elif _every_chunk_stored(node):
+        text = (f"{url}: {what}: the store is incomplete (still being written?) or damaged; "
+                f"its writer, dask_biglearn, stores every {kind}.")
+    else:
+        text = (f"{url}: {what}: the store is incomplete (still being written?), or its "
+                f"writer left out a {kind} whose values all equal the fill value {fill!r} "
+                f"(Zarr's default, write_empty_chunks=False). Only for a store known to be "
+                f"complete, pass allow_missing_chunks=True (--allow-missing-chunks) to read "
+                f"missing {kind}s as the fill value {fill!r}.")
+    return MissingChunkError(text, missing, n_stored, None if node.fill_value is None else fill)
+
+
+def open_zarr_array(url, array: str | None = None, storage_options: dict | None = None, *,
+                    allow_missing_chunks: bool = False, ndim: int = 2):
+    """Open the Zarr array at ``url`` as a Dask array chunked by rows only, read lazily.
+
+    Only the store's metadata, and the list of its chunk keys, are read here, on the client.
+    Arrays that are not 2-D, not of a real numeric dtype, empty, or that use a codec that
+    would unpickle (an object dtype, numcodecs' Pickle filter) are refused, and so are arrays
+    with a chunk missing from the store, unless ``allow_missing_chunks`` accepts reading
+    missing chunks as the array's declared fill value.
+
+    Parameters
+    ----------
+    url : str or path-like
+        The store: a local path or an fsspec URL, of an array or of a group.
+    array : str, optional
+        The array's name inside the group at ``url`` (default ``"X"``); must not be given
+        when ``url`` is an array.
+    storage_options : dict, optional
+        The fsspec storage options for a remote store.
+    allow_missing_chunks : bool, default=False
+        Read the chunks missing from the store as the array's fill value. A chunk is missing
+        when the store is incomplete (still being written), or when its writer left out a
+        chunk equal to the fill value (Zarr's default ``write_empty_chunks=False``, e.g. an
+        all-zero block): give it only for a store known to be complete. Without it, a missing
+        chunk is an error whose message says which of the two it can be (a store written by
+        this module stores every chunk); an array that declares no fill value (Zarr 2's
+        ``null``) is refused either way.
+    ndim : {2, 1}, default=2
+        The dimensions the array must have: 2 for data ``(n_samples, n_features)``, 1 for
+        one value per row (``sample_weight``).
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features) or (n_samples,)
+        The array, with one chunk across the features (rechunked if the store has more).
+
+    Raises
+    ------
+    MissingChunkError
+        If a chunk is missing (one line naming the store and the first missing chunk).
+    StoreError
+        If the store cannot be read or the array is not one we accept.
+    """
+    import dask.array as da
+
+    node = _open_node(url, array, storage_options)
     if node.ndim != ndim:
         expected = "a 2-D array (n_samples, n_features)" if ndim == 2 else (
             "a 1-D array (n_samples,)")
@@ -173,23 +267,132 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise StoreError(f"{url}: cannot list the store's chunks ({type(exc).__name__}: "
                          f"{exc}).") from None
-    if missing is not None:
-        kind = "shard" if node.shards else "chunk"
-        name = f"array {node.path!r}" if node.path else "the array"
-        what = (f"{kind} {missing} of {name} is missing (the store is incomplete, or still "
-                f"being written)")
-        fill = node.fill_value
-        if fill is None:
-            raise StoreError(f"{url}: {what}, and the array declares no fill value to read it "
-                             f"as.")
-        if not allow_missing_chunks:
-            raise StoreError(f"{url}: {what}; pass allow_missing_chunks=True "
-                             f"(--allow-missing-chunks) to read missing chunks as the fill "
-                             f"value {getattr(fill, 'item', lambda: fill)()!r}.")
+    if missing is not None and (node.fill_value is None or not allow_missing_chunks):
+        raise _missing_chunk_error(url, node, missing)
     X = da.from_zarr(node)
     if ndim == 2 and X.numblocks[1] != 1:
         X = X.rechunk({1: -1})
     return X
+
+
+# ---- the first bad chunk ------------------------------------------------------------------------
+
+
+def _first_problem(node, first, stop):
+    """The first chunk of row chunks ``first`` to ``stop - 1`` of ``node`` (in C order) that
+    cannot be read or holds NaN or infinity: ``(coords, problem)``, or None (run where the
+    chunks are read)."""
+    per_key = node.chunks
+    grid = [math.ceil(n / c) for n, c in zip(node.shape, per_key, strict=True)]
+    floating = np.dtype(node.dtype).kind == "f"
+    for i in range(first, stop):
+        for rest in np.ndindex(*grid[1:]):
+            coords = (i, *(int(c) for c in rest))
+            where = tuple(slice(c * size, (c + 1) * size)
+                          for c, size in zip(coords, per_key, strict=True))
+            try:
+                block = np.asarray(node[where])
+            except Exception as exc:  # noqa: BLE001 - a chunk that cannot be read, whatever why
+                return coords, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if floating and not np.isfinite(block).all():
+                return coords, "NaN or infinity"
+    return None
+
+
+def first_bad_chunk(url, array: str | None = None, storage_options: dict | None = None):
+    """Find the first chunk of an array that cannot be read or holds NaN or infinity.
+
+    Every chunk is read (on the active Dask scheduler, a run of row chunks per task), so this
+    is for explaining an error, not for checking a store before use.
+
+    Parameters
+    ----------
+    url : str or path-like
+        The store, as :func:`open_zarr_array` takes it.
+    array : str, optional
+        The array's name inside the group at ``url`` (default ``"X"``).
+    storage_options : dict, optional
+        The fsspec storage options for a remote store.
+
+    Returns
+    -------
+    description : str or None
+        ``chunk (i, j) of array 'X' (rows a to b): PROBLEM``, or None when every chunk reads
+        and is finite.
+    """
+    import dask
+
+    node = _open_node(url, array, storage_options)
+    rows = node.chunks[0]
+    n_row_chunks = math.ceil(node.shape[0] / rows)
+    step = max(1, math.ceil(n_row_chunks / _SEARCH_TASKS))
+    tasks = [dask.delayed(_first_problem, pure=True)(node, first,
+                                                    min(first + step, n_row_chunks))
+             for first in range(0, n_row_chunks, step)]
+    found = next((hit for hit in dask.compute(*tasks) if hit is not None), None)
+    if found is None:
+        return None
+    coords, problem = found
+    start = coords[0] * rows
+    stop = min(start + rows, node.shape[0])
+    return (f"chunk {coords} of {_array_name(node)} (rows {start} to {stop - 1}) "
+            f"{'holds' if problem == 'NaN or infinity' else 'cannot be read:'} {problem}")
+
+
+# ---- writing every chunk ----------------------------------------------------------------------
+
+
+def to_zarr_every_chunk(X, url, component, storage_options=None):
+    """``da.to_zarr(X, url, component=component, compute=False)``, every chunk stored.
+
+    The array is created now, with Zarr's ``write_empty_chunks=True`` (a chunk whose values
+    all equal the fill value is stored too) and the attribute :data:`EVERY_CHUNK_STORED`, so
+    a reader can tell a chunk missing from it (an incomplete store) from one left out as
+    empty. Nothing is written until the result is computed.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+    url : str
+        The group.
+    component : str
+        The array's name in the group.
+    storage_options : dict, optional
+        The fsspec storage options for a remote ``url``.
+
+    Returns
+    -------
+    dask collection
+        The writes, to compute.
+    """
+    import dask.array as da
+    import zarr
+
+    writes = da.to_zarr(X, url, component=component, storage_options=storage_options,
+                        mode="w", compute=False, config=WRITE_CONFIG)
+    array = zarr.open_array(store=url, path=component, mode="r+",
+                            storage_options=storage_options)
+    key, value = EVERY_CHUNK_STORED
+    array.attrs[key] = value
+    return writes
+
+
+def create_array_every_chunk(group, name, data):
+    """Create the array ``name`` of ``group`` from ``data`` (small, in memory), every chunk
+    stored and said so (:data:`EVERY_CHUNK_STORED`).
+
+    Parameters
+    ----------
+    group : zarr.Group
+    name : str
+    data : numpy.ndarray
+
+    Returns
+    -------
+    zarr.Array
+    """
+    key, value = EVERY_CHUNK_STORED
+    return group.create_array(name, data=data, config=WRITE_CONFIG, attributes={key: value})
 
 
 def _scheduler_holds(keys, dask_scheduler=None) -> int:
@@ -395,7 +598,8 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
 
     The chunks are written by whoever computes them (the workers), into a group staged by
     :func:`staged_group` and computed by :func:`compute_writes`: a failed or interrupted
-    write stops all its tasks and leaves nothing, at ``out`` or beside it.
+    write stops all its tasks and leaves nothing, at ``out`` or beside it. Every chunk is
+    stored (:func:`to_zarr_every_chunk`).
 
     Parameters
     ----------
@@ -420,15 +624,12 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
         The names of the arrays written: ``labels`` (int64, of shape ``(n_samples,)``), then
         those asked for.
     """
-    import dask.array as da
-
     outputs = {"labels": model.predict(X).astype(np.int64)}
     if log_likelihood:
         outputs["log_likelihood"] = model.score_samples(X)
     if responsibilities:
         outputs["responsibilities"] = model.predict_proba(X)
     with staged_group(out, storage_options) as url:
-        compute_writes(*[da.to_zarr(a, url, component=name, storage_options=storage_options,
-                                    mode="w", compute=False)
+        compute_writes(*[to_zarr_every_chunk(a, url, name, storage_options)
                          for name, a in outputs.items()])
     return list(outputs)

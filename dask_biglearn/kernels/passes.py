@@ -171,8 +171,8 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
     """:func:`feature_pass` of several models at once, over the same features.
 
     The models' coefficients are stacked, so that both matrix products of the pass are one
-    product each for all of them (a product with a few dozen rows runs several times faster
-    per row than one with ten); the softmax runs per model.
+    product each for all of them (a product of a few dozen rows runs faster per row than
+    several products of ten); the softmax runs per model.
 
     float32 features (and coefficients) run both products in float32, at twice the rate and
     half the memory traffic: the log-densities are widened to float64 for the softmax, the
@@ -254,7 +254,8 @@ def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int,
 
 def pass_stats(blocks, spec: PassSpec, block_rows: int | None = None,
                cache=None) -> SuffStats:
-    """Sufficient statistics of a pass over ``blocks``: the kernel every route calls.
+    """Sufficient statistics of one pass over ``blocks``: :func:`pass_stats_batch` of one
+    spec (the routes call the batch).
 
     Parameters
     ----------

@@ -1,6 +1,9 @@
 """Test support: the dense NumPy/SciPy reference of BigLearn-EM (the oracle the engines are
-held to) and, in :mod:`dask_biglearn.testing.strategies`, hypothesis strategies."""
+held to), the seeded data several test modules share (:mod:`~dask_biglearn.testing.data`),
+and, in :mod:`dask_biglearn.testing.strategies` and :mod:`dask_biglearn.testing.markers`,
+hypothesis strategies and pytest markers (which import those libraries)."""
 
+from .data import make_blobs, make_projection, paper_biglearn, random_params
 from .reference import (
     reference_biglearn_em,
     reference_em_update,
@@ -9,6 +12,10 @@ from .reference import (
 )
 
 __all__ = [
+    "make_blobs",
+    "make_projection",
+    "paper_biglearn",
+    "random_params",
     "reference_biglearn_em",
     "reference_em_update",
     "reference_floor",

@@ -9,11 +9,11 @@ import dask
 import dask.array as da
 import pytest
 from cluster_checks import actor_workers, eventually, joint_spec, n_pass_tasks, pass_tasks
-from conftest import make_projection, random_params
 from distributed import Client, LocalCluster
 from test_dask_graph import assert_matches_reference, engine_update
 
 from dask_biglearn.engines import DaskEngine
+from dask_biglearn.testing import make_projection, random_params
 
 
 @pytest.mark.parametrize("actors", [True, False])

@@ -1,20 +1,25 @@
 """The Dask engine's pass graph against the dense reference and the in-process engine, on a
-real LocalCluster (two worker processes), on Dask's threads, and under ``gen_cluster``."""
+real LocalCluster (two worker processes) and on Dask's threads."""
 
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 from cluster_checks import eventually, joint_spec, n_pass_tasks, pass_tasks, scheduler_keys
-from conftest import KINDS, make_projection, paper_biglearn, random_params
 
 from dask_biglearn.algebra import constrain_covariances
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import em_update
 from dask_biglearn.kernels.stats import combine_stat_lists
 from dask_biglearn.model import MixtureParams
+from dask_biglearn.projection import MATCHING_KINDS as KINDS
 from dask_biglearn.projection import Projection
-from dask_biglearn.testing import reference_em_update
+from dask_biglearn.testing import (
+    make_projection,
+    paper_biglearn,
+    random_params,
+    reference_em_update,
+)
 
 CHUNKINGS = [600, 250, 97, (300, 1, 299)]
 

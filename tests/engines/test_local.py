@@ -3,15 +3,15 @@ its resources."""
 
 import numpy as np
 import pytest
-from conftest import KINDS, make_blobs, make_projection, random_params
 
 from dask_biglearn.algebra import constrain_covariances
 from dask_biglearn.engines import InProcessEngine
 from dask_biglearn.engines.base import order_free
 from dask_biglearn.fit import em_update
 from dask_biglearn.model import MixtureParams
+from dask_biglearn.projection import MATCHING_KINDS as KINDS
 from dask_biglearn.projection import Projection
-from dask_biglearn.testing import reference_em_update
+from dask_biglearn.testing import make_blobs, make_projection, random_params, reference_em_update
 
 
 def assert_update_matches_reference(X, params, P, floor=1e-3, alpha=0.1, tol=1e-10,

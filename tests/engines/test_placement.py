@@ -4,12 +4,12 @@ through the scheduler (task streams and the statistics each task returned)."""
 import dask.array as da
 import numpy as np
 from cluster_checks import n_pass_tasks, pass_tasks, rows_by_worker
-from conftest import make_blobs, make_projection, random_params
 from distributed import futures_of, wait
 from test_dask_graph import assert_matches_reference, engine_update
 
 from dask_biglearn.engines import DaskEngine
 from dask_biglearn.engines.placement import BALANCE_TOLERANCE
+from dask_biglearn.testing import make_blobs, make_projection, random_params
 
 
 def test_persisted_chunks_are_grouped_by_worker(client, blobs):

@@ -6,14 +6,13 @@ import json
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs, random_params
 
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit import FitSettings, best_state, run_fit, run_fits, start_states
 from dask_biglearn.fit.loop import finish_fit
 from dask_biglearn.model import FitState, MixtureParams
 from dask_biglearn.projection import MatchingSchedule
-from dask_biglearn.testing import reference_biglearn_em
+from dask_biglearn.testing import make_blobs, random_params, reference_biglearn_em
 
 SCHEDULE = MatchingSchedule({"joint": 0.4, "marginal": 0.1, "rotated_marginal": 0.5})
 BIGLEARN = FitSettings.biglearn(schedule=SCHEDULE, max_iter=24, n_inner_iter=3, check_every=4,

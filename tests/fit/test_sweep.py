@@ -4,13 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import make_blobs
 
 from dask_biglearn.engines import InProcessEngine
 from dask_biglearn.fit.loop import FitSettings, pass_spec
 from dask_biglearn.fit.plan import FitPlan, run_plan
 from dask_biglearn.fit.sweep import _in_threads, run_plans
 from dask_biglearn.model import MixtureParams
+from dask_biglearn.testing import make_blobs
 
 
 def _plan(k, covariance_type="full", **kw):

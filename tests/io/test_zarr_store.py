@@ -6,7 +6,14 @@ import pytest
 import zarr
 
 import dask_biglearn as db
-from dask_biglearn.io.zarr_store import StoreError, open_zarr_array, write_predictions
+from dask_biglearn.io.zarr_store import (
+    MissingChunkError,
+    StoreError,
+    first_bad_chunk,
+    open_zarr_array,
+    to_zarr_every_chunk,
+    write_predictions,
+)
 
 
 @pytest.fixture
@@ -42,6 +49,11 @@ def _group(path):
     return path
 
 
+def _group_in_group(path):
+    zarr.open_group(str(path), mode="w").create_group("X")
+    return path
+
+
 def _pickled(path):
     import numcodecs
 
@@ -60,6 +72,8 @@ BAD_STORES = {
     "bool": lambda t: (_make(t, "d.zarr", shape=(4, 2), dtype="bool"), None, "numeric"),
     "empty": lambda t: (_make(t, "e.zarr", shape=(0, 2), dtype="f8"), None, "empty"),
     "no such array": lambda t: (_group(t / "g.zarr"), "X", "no array"),
+    # used to be "'Group' object has no attribute 'ndim'"
+    "a group named X": lambda t: (_group_in_group(t / "h.zarr"), None, "'X' is a group, not"),
 }
 
 
@@ -125,6 +139,67 @@ def test_a_missing_chunk_is_an_error_naming_the_store_and_the_chunk(store, tmp_p
     (v2 / "1.0").unlink()
     with pytest.raises(StoreError, match=r"chunk \(1, 0\).*declares no fill value"):
         open_zarr_array(v2, allow_missing_chunks=True)
+
+
+def test_what_we_write_stores_every_chunk_even_one_equal_to_the_fill_value(store, tmp_path,
+                                                                           client):
+    """Zarr leaves out a chunk equal to the fill value by default: predictions of one
+    component (all labels 0) used to be an array with no chunk at all."""
+    X, path = store
+    model = db.GaussianMixture(1, random_state=0).fit(X)
+    out = tmp_path / "pred.zarr"
+    write_predictions(model, open_zarr_array(path), out)
+    labels = zarr.open_array(str(out / "labels"), mode="r")
+    assert labels.nchunks_initialized == labels.nchunks == 5
+    np.testing.assert_array_equal(open_zarr_array(out, "labels", ndim=1).compute(), 0)
+    zeros = tmp_path / "zeros.zarr"
+    zarr.open_group(str(zeros), mode="w")
+    da.compute(to_zarr_every_chunk(da.zeros((10, 2), chunks=(5, 2)), str(zeros), "X"))
+    assert zarr.open_array(str(zeros / "X"), mode="r").nchunks_initialized == 2
+
+
+def test_a_missing_chunk_is_told_apart_by_who_wrote_the_store(tmp_path, client):
+    """Of a store we wrote (every chunk stored) a missing chunk means an incomplete store; of
+    another's, it may also be a chunk left out as equal to the fill value: both are said,
+    and the way to read it is offered only for a store known to be complete."""
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    X[5:10] = 0.0
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(str(foreign), mode="w").create_array("X", data=X, chunks=(5, 2))
+    with pytest.raises(MissingChunkError) as info:
+        open_zarr_array(foreign)
+    message = str(info.value)
+    assert message.startswith(f"{foreign}: chunk (1, 0) of array 'X' is missing: the store is "
+                              f"incomplete (still being written?), or its writer left out a "
+                              f"chunk whose values all equal the fill value 0.0 (Zarr's "
+                              f"default, write_empty_chunks=False). Only for a store known to "
+                              f"be complete, pass allow_missing_chunks=True")
+    assert info.value.coords == (1, 0) and info.value.n_stored == 3
+    ours = tmp_path / "ours.zarr"
+    zarr.open_group(str(ours), mode="w")
+    da.compute(to_zarr_every_chunk(da.from_array(X, chunks=(5, 2)), str(ours), "X"))
+    np.testing.assert_array_equal(open_zarr_array(ours).compute(), X)  # all stored
+    (ours / "X" / "c" / "2" / "0").unlink()
+    with pytest.raises(MissingChunkError) as info:
+        open_zarr_array(ours)
+    assert str(info.value) == (f"{ours}: chunk (2, 0) of array 'X' is missing: the store is "
+                               f"incomplete (still being written?) or damaged; its writer, "
+                               f"dask_biglearn, stores every chunk.")
+
+
+def test_the_first_chunk_with_nan_or_that_cannot_be_read_is_found(store, tmp_path, client):
+    X, path = store
+    assert first_bad_chunk(path) is None
+    bad = X.copy()
+    bad[1500, 2] = np.inf
+    nan = tmp_path / "nan.zarr"
+    da.from_array(bad, chunks=(700, 3)).to_zarr(str(nan), component="X")
+    assert first_bad_chunk(nan) == ("chunk (2, 0) of array 'X' (rows 1400 to 2099) holds NaN "
+                                    "or infinity")
+    chunk = path / "X" / "c" / "3" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:40])  # cut short
+    found = first_bad_chunk(path)
+    assert found.startswith("chunk (3, 0) of array 'X' (rows 2100 to 2799) cannot be read: ")
 
 
 # ---- a failed write stops its tasks before the staging group is removed ---------------------

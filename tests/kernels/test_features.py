@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import make_projection, needs_numba, random_params
 
 import dask_biglearn.kernels.features as features_module
 from dask_biglearn.algebra import estep_coefficients, project_params
@@ -14,6 +13,8 @@ from dask_biglearn.kernels.features import (
     quadratic_features,
 )
 from dask_biglearn.kernels.passes import PassSpec, pass_stats
+from dask_biglearn.testing import make_projection, random_params
+from dask_biglearn.testing.markers import needs_numba
 
 
 def test_quadratic_features_layout():

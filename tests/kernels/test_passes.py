@@ -3,7 +3,6 @@ compiled softmax against the NumPy reference."""
 
 import numpy as np
 import pytest
-from conftest import make_projection, needs_numba, random_params
 
 from dask_biglearn.algebra import estep_coefficients, project_params
 from dask_biglearn.kernels._compiled import NUMBA_AVAILABLE
@@ -14,6 +13,8 @@ from dask_biglearn.kernels.passes import (
     responsibilities_from_log_prob,
 )
 from dask_biglearn.kernels.stats import combine_stats
+from dask_biglearn.testing import make_projection, random_params
+from dask_biglearn.testing.markers import needs_numba
 
 
 def _spec(X, kind="joint", seed=4, moments=True, compiled=False):

@@ -3,7 +3,8 @@
 import dask.array as da
 import numpy as np
 import pytest
-from conftest import make_blobs, paper_biglearn
+
+from dask_biglearn.testing import make_blobs, paper_biglearn
 
 zarr = pytest.importorskip("zarr")
 
