@@ -366,13 +366,17 @@ def test_model_and_checkpoint_naming_the_same_file_is_an_error(made, tmp_path, s
     assert _listing(tmp_path) == []
 
 
-def test_resume_needs_a_checkpoint_that_exists(made, tmp_path, sched, capsys):
-    code, _, err = _run([*_fit(made[1], tmp_path / "m.dbl", "--checkpoint",
-                               tmp_path / "typo.ckpt", "--resume"), *sched], capsys)
-    assert code == 1 and "no checkpoint at" in err and str(tmp_path / "typo.ckpt") in err
+def test_resume_needs_a_checkpoint_option_and_a_checkpoint_of_ours(made, tmp_path, sched,
+                                                                   capsys):
+    """--resume without --checkpoint, or over a file that is not a checkpoint, is one line
+    before any work (with no file at all it starts afresh: the requeue test above)."""
     code, _, err = _run([*_fit(made[1], tmp_path / "m.dbl", "--resume"), *sched], capsys)
     assert code == 2 and "--resume needs --checkpoint" in err
-    assert _listing(tmp_path) == []
+    (tmp_path / "not.ckpt").write_text("not a checkpoint")
+    code, _, err = _run([*_fit(made[1], tmp_path / "m.dbl", "--checkpoint",
+                               tmp_path / "not.ckpt", "--resume"), *sched], capsys)
+    assert code == 1 and "not a readable dask_biglearn file" in err
+    assert _listing(tmp_path) == ["not.ckpt"]
 
 
 def test_predict_and_make_data_replace_only_with_overwrite(made, tmp_path, sched, capsys):

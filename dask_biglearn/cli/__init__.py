@@ -118,7 +118,17 @@ def _run(argv) -> int:
         import distributed  # noqa: F401
 
         logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+    # An interrupted gather leaves a task that raised distributed's AllExit, which asyncio
+    # reports when it is collected ("Task exception was never retrieved"), after our line.
+    logging.getLogger("asyncio").addFilter(_without_all_exit)
     return args.func(args)
+
+
+def _without_all_exit(record) -> bool:
+    """A logging filter: False for asyncio's report of a task that raised ``AllExit`` (the
+    client's gather, when an interrupt closed the client), True for any other record."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return type(exc).__name__ != "AllExit"
 
 
 def _lost_scheduler(exc) -> bool:
