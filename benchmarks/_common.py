@@ -79,9 +79,9 @@ def machine_info():
         "scikit-learn": sklearn.__version__,
     }
     from dask_biglearn.config import compiled_kernels
-    from dask_biglearn.kernels._compiled import numba
+    from dask_biglearn.kernels._compiled import numba_version
 
-    info["numba"] = getattr(numba, "__version__", None)
+    info["numba"] = numba_version()
     info["compiled_kernels"] = compiled_kernels()
     try:
         from threadpoolctl import threadpool_info

@@ -48,7 +48,14 @@ from .fit.scalable import sample_rows
 from .initialization import INIT_METHODS, one_given_start
 from .io.files import ModelFileError
 from .io.models import ModelDocument, read_model, write_model
-from .kernels.scoring import checked_block, predict_block, proba_block, score_block
+from .kernels.features import default_block_rows
+from .kernels.scoring import (
+    checked_block,
+    predict_block,
+    proba_block,
+    score_block,
+    score_sum_block,
+)
 from .model import MixtureParams
 from .projection import DEFAULT_MATCHING_PROBS, MatchingSchedule
 from .validation import (
@@ -61,6 +68,7 @@ from .validation import (
     check_warm_start,
     is_dask_array,
     is_data_array,
+    lazy_as_array,
     with_sample_weight,
 )
 from .verbosity import verbosity
@@ -411,17 +419,23 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def _apply_blocks(self, X, block_fn, new_width=None, **map_blocks_kwargs):
         """``block_fn(X, weights, means, precisions_cholesky)``: directly on NumPy input,
         lazily chunk by chunk (each chunk checked for NaN and inf) on Dask input; an xarray
-        ``DataArray``'s result is a ``DataArray`` on its rows (their coordinate kept)."""
+        ``DataArray``'s result is a ``DataArray`` on its rows (their coordinate kept).
+
+        Either way the kernel works through its rows in the passes' sub-blocks
+        (:func:`~dask_biglearn.kernels.features.default_block_rows`), so a chunk costs its
+        output and a few sub-blocks' temporaries, not a float64 copy of itself."""
         check_is_fitted(self)
         given = X
         X, lazy = check_array(self, X, reset=False)
         args = (self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+        block_rows = default_block_rows(self.n_features_in_)
         if not lazy:
-            result = block_fn(X, *args)
+            result = block_fn(X, *args, block_rows=block_rows)
         else:
             if new_width is not None:
                 map_blocks_kwargs["chunks"] = (X.chunks[0], (new_width,))
-            result = X.map_blocks(checked_block, block_fn, *args, **map_blocks_kwargs)
+            result = X.map_blocks(checked_block, block_fn, *args, block_rows=block_rows,
+                                  **map_blocks_kwargs)
         return _on_rows_of(given, result) if is_data_array(given) else result
 
     def score_samples(self, X):
@@ -454,10 +468,20 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         return self._mean_score(X)[0]
 
     def _mean_score(self, X):
-        scores = self.score_samples(X)
-        scores = scores.data if is_data_array(scores) else scores
-        mean = scores.mean().compute() if is_dask_array(scores) else scores.mean()
-        return float(mean), int(scores.shape[0])
+        """The mean log-likelihood of the rows of ``X`` and their number. On Dask input a
+        reduction: one sum per chunk (:func:`~dask_biglearn.kernels.scoring.score_sum_block`),
+        added up and divided by the number of rows; no per-row scores are kept."""
+        X = lazy_as_array(X)
+        if not is_dask_array(X):
+            scores = self.score_samples(X)
+            scores = scores.data if is_data_array(scores) else scores
+            return float(scores.mean()), int(scores.shape[0])
+        check_is_fitted(self)
+        X, _ = check_array(self, X, reset=False)
+        sums = self._apply_blocks(X, score_sum_block, drop_axis=1, dtype=np.float64,
+                                  chunks=((1,) * X.numblocks[0],))
+        n = int(X.shape[0])
+        return float(np.float64(sums.sum().compute()) / n), n
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.

@@ -1,37 +1,31 @@
-"""What every engine provides, and the data summaries it computes in its summary pass.
+"""The engine contract (:class:`Engine`), stated once, and the data summaries an engine
+computes in its summary pass.
 
-An engine owns where the rows live. It offers
-
-* ``n_samples``, ``n_features`` and ``summaries`` (:class:`DataSummaries`, from one summary
-  pass when the engine is built; ``summaries.shift`` is the centre of every pass's moments);
-* ``compiled``: whether passes run the compiled kernels (read once from
-  :func:`dask_biglearn.config.compiled_kernels`, and sent to the workers in every spec);
-* ``run_passes(specs) -> [SuffStats]``: several passes (each a
-  :class:`~dask_biglearn.kernels.passes.PassSpec`) from one read of the data, for restarts
-  that advance together; ``run_pass(spec)``, a batch of one;
-* ``take_rows(sorted_indices) -> ndarray``;
-* ``take_sample(size, seed) -> ndarray``: ``size`` rows chosen by their global index and the
-  seed (:mod:`~dask_biglearn.kernels.sampling`), the same whatever the chunking;
-* ``sample_engine(n_rows, seed)``: a context manager giving an engine over such a sample;
-  the engine decides where the sample lives (this process or the workers) and releases it
-  when the context ends;
-* ``run_passes_on_rows(specs, ranges)``: passes over some row ranges only (mini-batches);
-* ``n_data_passes``: how many times it has read the whole data so far;
-* ``close()``, and use as a context manager, releasing what it holds.
+An engine owns where the rows live and runs passes over them; the fit program
+(:mod:`dask_biglearn.fit`) only ever sees the data through it. :class:`Engine` states what
+every engine provides (its attributes, its abstract methods and their docstrings, which the
+engines' own methods inherit): the summaries, passes batched on one read of the data, rows by
+index or by sample, an engine over a row sample, and the release of what it holds. The
+in-process engine (:mod:`~dask_biglearn.engines.local`) and the Dask engine
+(:mod:`~dask_biglearn.engines.dask`) implement it; both also run passes over some row ranges
+only (``run_passes_on_rows``, for the mini-batches of :mod:`dask_biglearn.fit.stochastic`),
+a capability outside the contract.
 """
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from ..config import compiled_kernels, float32_products
+from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec
 from ..kernels.stats import SuffStats
 from ..kernels.summaries import BlockSummary
 
-__all__ = ["DataSummaries", "Engine", "EngineBase", "PassSpec", "data_summaries"]
+__all__ = ["DataSummaries", "Engine", "PassSpec", "data_summaries"]
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -180,14 +174,28 @@ def data_summaries(summary: BlockSummary) -> DataSummaries:
                          int(summary.n_positive_rows))
 
 
-# A protocol is never instantiated: its constructor is typing.Protocol's placeholder
-# ``(*args, **kwargs)``, with no parameters to document (its attributes are documented).
-class Engine(Protocol):  # numpydoc ignore=PR01
-    """The engine protocol: what the fit loop needs from where the rows live.
+class Engine(abc.ABC):
+    """The engine contract: what the fit program needs from where the rows live.
 
-    An engine owns the data's rows and runs passes over them; the fit functions
-    (:mod:`dask_biglearn.fit`) only ever see the data through it. See the module docstring
-    for an overview.
+    An engine is built over validated data, runs its summary pass at once (``summaries``),
+    and is used as a context manager: leaving ``with engine:`` releases what it holds
+    (:meth:`close`). Every random choice of rows is made by global row index and a seed
+    (:mod:`~dask_biglearn.kernels.sampling`), so an engine's rows never depend on the chunking.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features) or (n_samples, n_features + 1)
+        The data (with the rows' weights as a last column when ``weighted``).
+    weighted : bool, default=False
+        Whether each row carries its weight (``sample_weight``) as one more, last, column:
+        every pass is weighted and the rows :meth:`take_rows` and :meth:`take_sample` return
+        keep it.
+    compiled : bool or None, default=None
+        Run the compiled kernels (None: :func:`dask_biglearn.config.compiled_kernels`, read
+        once here and sent to the workers in every spec).
+    block_rows : int or None, default=None
+        Rows per sub-block of the kernels (None:
+        :func:`~dask_biglearn.kernels.features.default_block_rows`).
 
     Attributes
     ----------
@@ -196,36 +204,45 @@ class Engine(Protocol):  # numpydoc ignore=PR01
     n_features : int
         How many features each row has.
     weighted : bool
-        Whether each row carries its weight (``sample_weight``) as one more, last, column:
-        every pass is weighted and the rows :meth:`take_rows` and :meth:`take_sample` return
-        keep it.
-    summaries : DataSummaries
-        From one summary pass when the engine is built; ``summaries.shift`` is the centre of
-        every pass's moments.
     compiled : bool
-        Whether passes run the compiled kernels (read once from
-        :func:`dask_biglearn.config.compiled_kernels`, and sent to the workers in every
-        spec).
     float32_products : bool
         Whether passes run their products in float32 (float32 data, see
         :func:`dask_biglearn.config.float32_products`; sent to the workers in every spec).
+    block_rows : int
+    summaries : DataSummaries
+        From the summary pass; ``summaries.shift`` is the centre of every pass's moments.
     n_data_passes : int
-        How many times the engine has read the whole data so far.
+        How many times the engine has read the whole data so far (the summary pass, row
+        samples, and every batch of passes).
     """
 
-    n_samples: int
-    n_features: int
-    weighted: bool
-    summaries: DataSummaries
-    compiled: bool
-    float32_products: bool
-    n_data_passes: int
+    def __init_subclass__(cls, **kwargs):
+        # An engine's methods of the contract borrow its docstrings (as dask's derived_from
+        # borrows NumPy's): the contract is written here only.
+        super().__init_subclass__(**kwargs)
+        for name in ("run_passes", "run_pass", "take_rows", "take_sample", "sample_engine",
+                     "close"):
+            own = cls.__dict__.get(name)
+            if own is not None and not getattr(own, "__doc__", None):
+                own.__doc__ = getattr(Engine, name).__doc__
 
+    def __init__(self, X, *, weighted: bool = False, compiled: bool | None = None,
+                 block_rows: int | None = None):
+        self.weighted = bool(weighted)
+        self.n_samples = int(X.shape[0])
+        self.n_features = int(X.shape[1]) - self.weighted
+        self.compiled = compiled_kernels() if compiled is None else bool(compiled)
+        self.float32_products = float32_products(X.dtype)
+        self.block_rows = block_rows or default_block_rows(self.n_features)
+        self.n_data_passes = 0
+        self.rows_read = 0  # by mini-batches, beyond the full passes
+
+    @abc.abstractmethod
     def run_passes(self, specs) -> list[SuffStats]:
         """Run several passes from one read of the data.
 
-        The restarts of a fit advance together: each of their passes is computed from the
-        same read of the rows. An engine must count the read in ``n_data_passes``.
+        The fits that advance together (restarts, candidates of a sweep) each get their
+        statistics from the same read of the rows; it counts once in ``n_data_passes``.
 
         Parameters
         ----------
@@ -237,124 +254,6 @@ class Engine(Protocol):  # numpydoc ignore=PR01
         stats : list of SuffStats
             One per spec, in order, over all the data's rows.
         """
-        ...
-
-    def run_pass(self, spec: PassSpec) -> SuffStats:
-        """Run one pass over the data: :meth:`run_passes` of a batch of one.
-
-        Parameters
-        ----------
-        spec : PassSpec
-            The pass to run.
-
-        Returns
-        -------
-        stats : SuffStats
-            The pass's statistics over all the data's rows.
-        """
-        ...
-
-    def take_rows(self, indices: np.ndarray) -> np.ndarray:
-        """Return rows by their global index.
-
-        Parameters
-        ----------
-        indices : ndarray of int
-            Sorted global row indices.
-
-        Returns
-        -------
-        rows : ndarray of shape (len(indices), n_features)
-            The rows, in the order of ``indices``.
-        """
-        ...
-
-    def take_sample(self, size: int, seed: int) -> np.ndarray:
-        """Return a row sample chosen by the rows' global index and ``seed``.
-
-        The rows are chosen as :mod:`~dask_biglearn.kernels.sampling` does: the same whatever
-        the chunking.
-
-        Parameters
-        ----------
-        size : int
-            Rows to take (all, if there are fewer).
-        seed : int
-            Chooses the rows, by their global index.
-
-        Returns
-        -------
-        rows : ndarray of shape (min(size, n_samples), n_features)
-            The sampled rows, in index order.
-        """
-        ...
-
-    def sample_engine(self, n_rows: int, seed: int):
-        """Return a context manager giving an engine over a row sample.
-
-        The sample is the one :meth:`take_sample` draws. The engine decides where the sample
-        lives (this process or the workers) and must release it when the context ends.
-
-        Parameters
-        ----------
-        n_rows : int
-            Rows of the sample.
-        seed : int
-            Chooses the rows, by their global index.
-
-        Returns
-        -------
-        context : context manager of Engine
-            Entering it gives an engine over the sample; leaving it releases the sample.
-        """
-        ...
-
-    def run_passes_on_rows(self, specs, ranges) -> list[SuffStats]:
-        """Run several passes over some row ranges only (a mini-batch).
-
-        Parameters
-        ----------
-        specs : list of PassSpec
-            The passes to run.
-        ranges : list of (int, int)
-            Row ranges ``[start, stop)`` of the global row index.
-
-        Returns
-        -------
-        stats : list of SuffStats
-            One per spec, in order, over the rows of the ranges.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release what the engine holds (cached features, persisted data, workers' state).
-
-        An engine is also a context manager: leaving ``with engine:`` closes it.
-        """
-        ...
-
-
-class EngineBase:
-    """What the engines share: ``run_pass`` as a batch of one, and the context manager.
-
-    ``with Engine(...) as engine:`` closes the engine when the block ends. Subclasses
-    implement :meth:`run_passes` and :meth:`close` (and the rest of :class:`Engine`).
-    """
-
-    def run_passes(self, specs) -> list[SuffStats]:  # pragma: no cover - overridden
-        """Run several passes from one read of the data (every engine overrides it).
-
-        Parameters
-        ----------
-        specs : list of PassSpec
-            The passes to run.
-
-        Returns
-        -------
-        stats : list of SuffStats
-            One per spec, in order.
-        """
-        raise NotImplementedError
 
     def run_pass(self, spec: PassSpec) -> SuffStats:
         """Run one pass over the data: :meth:`run_passes` of a batch of one.
@@ -371,9 +270,72 @@ class EngineBase:
         """
         return self.run_passes([spec])[0]
 
-    def close(self) -> None:  # pragma: no cover - every engine overrides it
-        """Release what the engine holds (every engine overrides it)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def take_rows(self, indices) -> np.ndarray:
+        """Return rows by their global index.
+
+        Parameters
+        ----------
+        indices : array-like of int
+            Sorted global row indices.
+
+        Returns
+        -------
+        rows : ndarray of shape (len(indices), n_columns)
+            The rows, in the order of ``indices`` (with their weight, last, when
+            ``weighted``).
+        """
+
+    @abc.abstractmethod
+    def take_sample(self, size: int, seed: int) -> np.ndarray:
+        """Return a row sample chosen by the rows' global index and ``seed``, into this
+        process: one read of the data.
+
+        The ``size`` rows of smallest sampling key (:mod:`~dask_biglearn.kernels.sampling`):
+        the same whatever the chunking.
+
+        Parameters
+        ----------
+        size : int
+            Rows to take (all, if there are fewer).
+        seed : int
+            Chooses the rows, by their global index.
+
+        Returns
+        -------
+        rows : ndarray of shape (min(size, n_samples), n_columns)
+            The sampled rows, in index order, float64 (with their weight, last, when
+            ``weighted``).
+        """
+
+    @abc.abstractmethod
+    def sample_engine(self, n_rows: int, seed: int):
+        """A context manager giving an engine over a row sample.
+
+        The sample holds the rows :meth:`take_sample` draws. The engine decides where the
+        sample lives (this process, or the workers of a cluster) and releases it when the
+        context ends.
+
+        Parameters
+        ----------
+        n_rows : int
+            Rows of the sample.
+        seed : int
+            Chooses the rows, by their global index.
+
+        Yields
+        ------
+        engine : Engine
+            An engine over the sample (the method is a context manager: leaving its
+            ``with`` block releases the sample).
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the engine holds (cached features, persisted data, actors, copies).
+
+        Leaving ``with engine:`` calls it.
+        """
 
     def __enter__(self):
         return self

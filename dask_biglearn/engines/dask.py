@@ -22,13 +22,10 @@ from dask.core import flatten
 from ..config import actor_pass_bytes as configured_actor_pass_bytes
 from ..config import (
     actors_policy,
-    compiled_kernels,
     driver_sample_bytes,
-    float32_products,
     persist_policy,
 )
 from ..config import split_every as resolve_split_every
-from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec, pass_stats_batch
 from ..kernels.sampling import (
     candidate_fraction,
@@ -41,7 +38,7 @@ from ..kernels.sampling import (
 from ..kernels.stats import SuffStats, combine_stat_lists
 from ..kernels.summaries import SUMMARY_BLOCK_ROWS, combine_summaries, summarize_blocks
 from .actors import ActorRoute
-from .base import EngineBase, data_summaries
+from .base import Engine, data_summaries
 from .local import InProcessEngine
 from .placement import active_client, place_on_cluster
 
@@ -63,8 +60,9 @@ def _rows_up_to_key(block, seed, threshold, block_info=None):
     return rows_up_to_key(block, offset, seed, threshold)
 
 
-class DaskEngine(EngineBase):
-    """Passes over a row-chunked Dask array: tasks over its chunks and a tree reduction.
+class DaskEngine(Engine):
+    """An :class:`~dask_biglearn.engines.base.Engine` over a row-chunked Dask array: tasks
+    over its chunks and a tree reduction.
 
     Each task returns only ``K (1 + m + m^2) + 2`` numbers; ``split_every`` sets the fan-in
     of the reduction tree; the driver adds up its last level (at most ``split_every``
@@ -92,8 +90,13 @@ class DaskEngine(EngineBase):
 
     Otherwise every chunk is its own task. A pass's spec is written into every chunk task
     while its copies take at most ``inline_spec_bytes`` (else it is a key of its own, sent
-    once). :meth:`close` releases what the engine created on the cluster (persisted chunks,
-    balancing copies, actors).
+    once). :meth:`close` releases what the engine created on the cluster: actors and
+    balancing copies (keys of their own) are cancelled, persisted chunks (which keep the
+    array's keys, which a caller may hold too) only released. A sample engine keeps its
+    sample on the workers (persisted, an engine of this class over it, whose passes use every
+    worker's cores) on a ``distributed`` cluster, or takes it into this process (an
+    :class:`~dask_biglearn.engines.local.InProcessEngine`) where
+    ``biglearn.driver-sample-bytes`` allows; both hold the same rows.
 
     Parameters
     ----------
@@ -127,13 +130,8 @@ class DaskEngine(EngineBase):
             raise ValueError(
                 f"DaskEngine needs a 2-D array in one chunk along the features, got chunks "
                 f"{X.chunks}: validate it first (dask_biglearn.validation.check_dask_array).")
-        self.weighted = bool(weighted)
-        self.n_samples = int(X.shape[0])
-        self.n_features = int(X.shape[1]) - self.weighted
+        super().__init__(X, weighted=weighted, compiled=compiled, block_rows=block_rows)
         self.split_every = resolve_split_every(split_every)
-        self.block_rows = block_rows or default_block_rows(self.n_features)
-        self.compiled = compiled_kernels() if compiled is None else bool(compiled)
-        self.float32_products = float32_products(X.dtype)
         self.inline_spec_bytes = int(inline_spec_bytes)
         # Unique per engine: concurrent fits on the same data must not share task keys.
         self._name = f"biglearn-pass-{uuid.uuid4().hex}"
@@ -141,8 +139,6 @@ class DaskEngine(EngineBase):
         self._client = active_client()
         self._persisted, self._copies = [], []  # what this engine created on the cluster
         self._actors = None
-        self.n_data_passes = 0  # reads of the whole data: summaries, samples, passes
-        self.rows_read = 0  # by mini-batches, beyond the full passes
         layout = None
         if self._client is not None:
             layout = place_on_cluster(self._client, X, self.persist)
@@ -284,20 +280,9 @@ class DaskEngine(EngineBase):
         """Tasks over the data per pass through the scheduler (chunk groups; combines aside)."""
         return len(self._groups)
 
-    # ---- the engine protocol -----------------------------------------------------------------
+    # ---- the engine contract (docstrings: Engine's) -------------------------------------------------------------
 
     def run_passes(self, specs) -> list[SuffStats]:
-        """Several passes from one read of the data (through the actors when they run).
-
-        Parameters
-        ----------
-        specs : list of PassSpec
-
-        Returns
-        -------
-        stats : list of SuffStats
-            One per spec.
-        """
         specs = list(specs)
         if self._actors is not None:
             stats = self._actors.run_passes(specs, self.block_rows)
@@ -333,39 +318,12 @@ class DaskEngine(EngineBase):
         return combine_stat_lists(self._compute(graph, keys, full_pass=False))
 
     def take_rows(self, indices) -> np.ndarray:
-        """Rows by global index.
-
-        Parameters
-        ----------
-        indices : array-like of int
-            Sorted global row indices.
-
-        Returns
-        -------
-        rows : ndarray of shape (len(indices), n_features)
-        """
         return np.asarray(self.X[np.asarray(indices)].compute())
 
     def take_sample(self, size: int, seed: int) -> np.ndarray:
-        """Rows chosen by their global index and ``seed``, into this process: one pass.
-
-        The same rows whatever the chunking (see :mod:`~dask_biglearn.kernels.sampling`).
-        Each chunk sends only its candidates below
-        :func:`~dask_biglearn.kernels.sampling.candidate_fraction`, so the pass holds about
-        ``size`` rows in all; in the (vanishingly rare) case that fewer than ``size`` rows
-        fall below it, a second pass keeps every candidate.
-
-        Parameters
-        ----------
-        size : int
-            Rows to take (all, if there are fewer).
-        seed : int
-
-        Returns
-        -------
-        rows : ndarray of shape (min(size, n_samples), n_features)
-            In index order, float64.
-        """
+        # Each chunk sends only its candidates below candidate_fraction, so the pass holds
+        # about ``size`` rows in all; in the (vanishingly rare) case that fewer than ``size``
+        # rows fall below it, a second pass keeps every candidate.
         fraction = candidate_fraction(size, self.n_samples)
         while True:
             leaves = self._group_tasks(sample_blocks, (int(seed), int(size), fraction),
@@ -410,26 +368,6 @@ class DaskEngine(EngineBase):
 
     @contextlib.contextmanager
     def sample_engine(self, n_rows: int, seed: int):
-        """An engine over a row sample, released when the context ends.
-
-        On a ``distributed`` cluster the sample stays on the workers
-        (:meth:`persisted_sample`, an engine of this class over it, whose passes use every
-        worker's cores) and is released when the context ends; without one, or when
-        ``biglearn.driver-sample-bytes`` allows it, it is taken into this process
-        (:meth:`take_sample`, an :class:`~dask_biglearn.engines.local.InProcessEngine`).
-        Both hold the same rows.
-
-        Parameters
-        ----------
-        n_rows : int
-            Rows of the sample.
-        seed : int
-            Chooses the rows, by their global index.
-
-        Yields
-        ------
-        engine : InProcessEngine or DaskEngine
-        """
         if n_rows * self.X.shape[1] * 8 <= driver_sample_bytes(self._client is not None):
             with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled,
                                  weighted=self.weighted) as engine:
@@ -445,11 +383,6 @@ class DaskEngine(EngineBase):
             del rows  # the last reference: the workers drop the sample
 
     def close(self) -> None:
-        """Release the actors, the balancing copies and the chunks this engine persisted.
-
-        Actors and copies have keys of their own and are cancelled; persisted chunks keep
-        the keys of the array (which a caller may hold too) and are only released.
-        """
         if self._actors is not None:
             self._actors.close()
             self._actors = None

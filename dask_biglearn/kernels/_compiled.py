@@ -19,16 +19,18 @@ and :mod:`dask_biglearn.algebra` stay the reference. Which of the two runs is de
 the driver (:func:`dask_biglearn.config.compiled_kernels`), and travels to the workers in every
 :class:`~dask_biglearn.kernels.passes.PassSpec`; nothing here reads the environment. Tests hold
 both to each other.
+
+numba is imported, and the kernels compiled (or loaded from numba's cache), on their first
+use, not when this module is imported: a process that only scores a fitted model (scoring is
+NumPy) never loads numba and its LLVM (several tens of MiB a worker).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import functools
+import importlib.util
 
-try:  # numba is a dependency, but the package must still work (slower) without it
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+import numpy as np
 
 #: Same clip as the NumPy reference: exp(-100) ~ 4e-44 is negligible.
 _CLIP = -100.0
@@ -182,17 +184,33 @@ def _estep_coefficients_py(log_weights, means, covariances, shift, log_2pi, thet
     return -1
 
 
-if numba is not None:
-    _jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
-    _softmax_columns = _jit(_softmax_columns_py)
-    _quadratic_features = _jit(_quadratic_features_py)
-    _estep_coefficients = _jit(_estep_coefficients_py)
-else:  # pragma: no cover
-    _softmax_columns = _quadratic_features = _estep_coefficients = None
+#: Whether numba is installed (the compiled kernels exist); found without importing it.
+NUMBA_AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
-#: Whether numba could be imported (the compiled kernels exist).
-NUMBA_AVAILABLE = numba is not None
+@functools.cache
+def _kernels():
+    """The compiled kernels ``(softmax_columns, quadratic_features, estep_coefficients)``,
+    numba imported on the first call."""
+    import numba
+
+    jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
+    return (jit(_softmax_columns_py), jit(_quadratic_features_py),
+            jit(_estep_coefficients_py))
+
+
+def numba_version() -> str | None:
+    """numba's version (importing it), or None without numba.
+
+    Returns
+    -------
+    str or None
+    """
+    if not NUMBA_AVAILABLE:
+        return None
+    import numba
+
+    return numba.__version__
 
 
 def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -> np.ndarray:
@@ -202,7 +220,7 @@ def quadratic_features_into(X: np.ndarray, shift: np.ndarray, F_t: np.ndarray) -
     """
     if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
         X = np.ascontiguousarray(X, dtype=np.float64)
-    _quadratic_features(X, shift, F_t)
+    _kernels()[1](X, shift, F_t)
     return F_t
 
 
@@ -219,8 +237,8 @@ def softmax_columns(log_prob_t: np.ndarray, work: np.ndarray, weights=None) -> f
     """
     n = log_prob_t.shape[1]
     weights = _NO_WEIGHTS if weights is None else np.ascontiguousarray(weights, np.float64)
-    return float(_softmax_columns(log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n],
-                                  weights))
+    return float(_kernels()[0](log_prob_t, work[:n], work[n : 2 * n], work[2 * n : 3 * n],
+                               weights))
 
 
 def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> int:
@@ -231,8 +249,8 @@ def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> in
     """
     m = means.shape[1]
     work = np.empty((2, m, m))
-    return int(_estep_coefficients(log_weights, means, covariances, shift,
-                                   float(np.log(2.0 * np.pi)), theta, work))
+    return int(_kernels()[2](log_weights, means, covariances, shift,
+                             float(np.log(2.0 * np.pi)), theta, work))
 
 
 def warm_up() -> bool:
