@@ -195,28 +195,17 @@ def read_archive(path, kind: str, *, check_shapes: Callable | None = None
     """
     path = Path(path)
     where = f"{path}"
-    if path.is_dir():
-        raise ModelFileError(f"{where} is a directory, not a dask_biglearn file.")
-    if not path.is_file():
-        raise ModelFileError(f"{where}: no such file.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = {info.filename: info for info in archive.infolist()}
-            if set(infos) != {META_NAME, ARRAYS_NAME} or len(archive.infolist()) != 2:
-                raise ModelFileError(f"{where} is not a dask_biglearn file (its members are "
-                                     f"{_short(sorted(infos)[:5])}).")
-            length = path.stat().st_size
-            meta = _read_meta(archive, infos[META_NAME], where, length)
-            declared = _check_header(meta, kind, where)
-            if declared is not None and check_shapes is not None:
-                check_shapes(meta, declared)
-            blob = _read_member(archive, infos[ARRAYS_NAME], where,
-                                _arrays_limit(infos[ARRAYS_NAME], declared, where), length)
-    except ModelFileError:
-        raise
-    except _READ_ERRORS as exc:
-        raise ModelFileError(f"{where} is not a readable dask_biglearn file (not a ZIP "
-                             f"archive, truncated or corrupted: {_short(exc)}).") from None
+    with _our_archive(path, where) as (archive, infos):
+        if set(infos) != {META_NAME, ARRAYS_NAME} or len(archive.infolist()) != 2:
+            raise ModelFileError(f"{where} is not a dask_biglearn file (its members are "
+                                 f"{_short(sorted(infos)[:5])}).")
+        length = path.stat().st_size
+        meta = _read_meta(archive, infos[META_NAME], where, length)
+        declared = _check_header(meta, kind, where)
+        if declared is not None and check_shapes is not None:
+            check_shapes(meta, declared)
+        blob = _read_member(archive, infos[ARRAYS_NAME], where,
+                            _arrays_limit(infos[ARRAYS_NAME], declared, where), length)
     try:
         arrays = _read_arrays(blob, meta, declared, where, check_shapes)
     except ModelFileError:
@@ -228,6 +217,24 @@ def read_archive(path, kind: str, *, check_shapes: Callable | None = None
         if not np.all(np.isfinite(array)):
             raise ModelFileError(f"{where}: array {_short(name)} holds NaN or infinite values.")
     return meta, arrays
+
+
+@contextlib.contextmanager
+def _our_archive(path: Path, where: str):
+    """The open ZIP archive of a file and its members by name; any failure to read it (not
+    a file, not a ZIP archive, truncated, corrupted) as one :class:`ModelFileError`."""
+    if path.is_dir():
+        raise ModelFileError(f"{where} is a directory, not a dask_biglearn file.")
+    if not path.is_file():
+        raise ModelFileError(f"{where}: no such file.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            yield archive, {info.filename: info for info in archive.infolist()}
+    except ModelFileError:
+        raise
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{where} is not a readable dask_biglearn file (not a ZIP "
+                             f"archive, truncated or corrupted: {_short(exc)}).") from None
 
 
 def file_kind(path) -> str:
@@ -249,22 +256,11 @@ def file_kind(path) -> str:
     """
     path = Path(path)
     where = f"{path}"
-    if path.is_dir():
-        raise ModelFileError(f"{where} is a directory, not a dask_biglearn file.")
-    if not path.is_file():
-        raise ModelFileError(f"{where}: no such file.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = {info.filename: info for info in archive.infolist()}
-            if META_NAME not in infos:
-                raise ModelFileError(f"{where} is not a dask_biglearn file (its members are "
-                                     f"{_short(sorted(infos)[:5])}).")
-            meta = _read_meta(archive, infos[META_NAME], where, path.stat().st_size)
-    except ModelFileError:
-        raise
-    except _READ_ERRORS as exc:
-        raise ModelFileError(f"{where} is not a readable dask_biglearn file (not a ZIP "
-                             f"archive, truncated or corrupted: {_short(exc)}).") from None
+    with _our_archive(path, where) as (archive, infos):
+        if META_NAME not in infos:
+            raise ModelFileError(f"{where} is not a dask_biglearn file (its members are "
+                                 f"{_short(sorted(infos)[:5])}).")
+        meta = _read_meta(archive, infos[META_NAME], where, path.stat().st_size)
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if not isinstance(kind, str):
         raise ModelFileError(f"{where} is not a dask_biglearn file (no kind in its header).")

@@ -9,8 +9,8 @@ temporaries live in buffers allocated once per block (:class:`Workspace`): alloc
 for every sub-block, each would be an ``mmap`` and its page faults on a ``distributed`` worker,
 whose nanny sets ``MALLOC_TRIM_THRESHOLD_`` (and so a fixed ``mmap`` threshold). The
 driver chooses the sub-block size (the passes' own,
-:func:`~dask_biglearn.kernels.features.default_block_rows`) and passes it in: this module
-imports only NumPy, so a worker that only scores never loads the compiled kernels (numba).
+:func:`~dask_biglearn.kernels.features.default_block_rows`) and passes it in. Scoring is
+NumPy only: a worker that only scores never loads the compiled kernels (numba).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from .features import default_block_rows, row_blocks
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -180,28 +182,6 @@ def sub_block_log_prob(X, terms: ComponentTerms, out: np.ndarray,
     return out
 
 
-def row_ranges(n_rows: int, block_rows: int):
-    """Bounds of consecutive sub-blocks of at most ``block_rows`` rows.
-
-    Parameters
-    ----------
-    n_rows : int
-        Rows to cover.
-    block_rows : int
-        Rows per sub-block.
-
-    Yields
-    ------
-    start : int
-        First row of the sub-block.
-    stop : int
-        One past its last row.
-    """
-    step = max(1, int(block_rows))
-    for start in range(0, n_rows, step):
-        yield start, min(start + step, n_rows)
-
-
 def sub_block_rows(n_features: int, block_rows: int | None = None) -> int:
     """Rows per sub-block: ``block_rows``, or the passes' choice for data of ``n_features``.
 
@@ -211,18 +191,14 @@ def sub_block_rows(n_features: int, block_rows: int | None = None) -> int:
         Columns of the data.
     block_rows : int, optional
         The caller's choice. Without it,
-        :func:`~dask_biglearn.kernels.features.default_block_rows`, whose module loads numba:
-        the estimators choose on the driver and pass the number to the workers.
+        :func:`~dask_biglearn.kernels.features.default_block_rows` (the estimators choose on
+        the driver and pass the number to the workers).
 
     Returns
     -------
     block_rows : int
     """
-    if block_rows is not None:
-        return int(block_rows)
-    from .features import default_block_rows
-
-    return default_block_rows(n_features)
+    return int(block_rows) if block_rows is not None else default_block_rows(n_features)
 
 
 def weighted_log_prob(X, weights, means, precisions_cholesky,
@@ -299,7 +275,7 @@ def _log_prob_by_sub_block(X, params, block_rows, out=None):
     rows = sub_block_rows(X.shape[1], block_rows)
     work = Workspace(min(rows, X.shape[0]))
     k = len(terms.offset)
-    for start, stop in row_ranges(X.shape[0], rows):
+    for start, stop in row_blocks(X.shape[0], rows):
         target = work.get("log_prob", stop - start, k) if out is None else out[start:stop]
         yield start, stop, sub_block_log_prob(X[start:stop], terms, target, work), work
 
@@ -468,7 +444,7 @@ def checked_block(X, block_fn, *args, block_rows: int | None = None):
     """
     X = np.asarray(X)
     rows = sub_block_rows(X.shape[1], block_rows)
-    for start, stop in row_ranges(X.shape[0], rows):
+    for start, stop in row_blocks(X.shape[0], rows):
         if not np.isfinite(X[start:stop]).all():
             raise ValueError("Input X contains NaN or infinity (found while scoring a chunk).")
     return block_fn(X, *args, block_rows=rows)
