@@ -73,7 +73,8 @@ from .validation import (
 )
 from .verbosity import verbosity
 
-__all__ = ["PAPER_SETTINGS", "BigLearnGaussianMixture", "GaussianMixture", "load_model"]
+__all__ = ["PAPER_SETTINGS", "BigLearnGaussianMixture", "GaussianMixture", "load_model",
+           "missing_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         "n_iter_": int, "converged_": bool, "n_data_passes_": int, "bytes_read_": int,
         "n_sample_passes_": int, "reseeded_components_": lambda v: [int(k) for k in v],
         "degenerate_components_": lambda v: [int(k) for k in v],
+        "missing_fraction_": float, "n_incomplete_rows_": int, "n_empty_rows_": int,
     }
 
     def __init__(self, n_components, *, covariance_type, max_iter, tol, n_init,
@@ -197,6 +199,11 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self.resume = resume
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing value
+        return tags
 
     # ----- the fit ---------------------------------------------------------------------------
 
@@ -229,6 +236,13 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             persisted when it fits, spread over the workers, and small data is passed over
             through one actor per worker). Per-sample data never comes back to the driver,
             and what the fit placed on the cluster is released when it ends.
+            NaN marks a missing value (infinity is refused): the fit is exact EM on the
+            incomplete data, a row's log-likelihood that of its observed values and its
+            statistics completed with their conditional expectations given them. A row with
+            no observed value is ignored (it counts neither in the fit nor in
+            ``lower_bound_``); a column with no observed value is refused, naming it. The
+            starts see a missing value as its column's mean. ``missing_fraction_``,
+            ``n_incomplete_rows_`` and ``n_empty_rows_`` say how much was missing.
         y : None
             Ignored.
         sample_weight : array-like or dask.array.Array of shape (n_samples,), default=None
@@ -263,6 +277,11 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         with verbosity(self.verbose, self.verbose_interval), make_engine(
                 X, split_every=self.split_every, weighted=weighted) as engine, \
                 self._journal(X, engine, start, weighted) as journal:
+            summaries = engine.summaries
+            if summaries.n_missing:
+                logger.info("%s.", missing_summary(
+                    summaries.missing_fraction, summaries.n_incomplete,
+                    summaries.n_counted_rows, summaries.n_empty))
             result = run_plan(engine, plan, check_generator(self.random_state),
                               self.callbacks or ())
             # A resumed fit counts the passes of the runs before this one too.
@@ -272,13 +291,14 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         self._warn_if_not_converged(result.chosen.main)
         if degenerate:
             warnings.warn(degenerate, DegenerateFitWarning, stacklevel=2)
-        self._set_fitted_result(result, passes, int(X.nbytes))
+        self._set_fitted_result(result, passes, int(X.nbytes), summaries)
         logger.info("Fit done: %d full-data passes (%.3g GB read), %d passes over the sample, "
                     "mean log-likelihood %.6f", self.n_data_passes_, self.bytes_read_ / 1e9,
                     self.n_sample_passes_, self.lower_bound_)
         return self
 
-    def _set_fitted_result(self, result: FitResult, passes: int, nbytes: int) -> None:
+    def _set_fitted_result(self, result: FitResult, passes: int, nbytes: int,
+                           summaries=None) -> None:
         """Set the fitted attributes from a fit program's result: the one hook that ``fit``
         and :class:`~dask_biglearn.selection.GaussianMixtureSelection` (for its best
         candidate) use.
@@ -290,8 +310,17 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             Full-data passes the fit (or the sweep) made.
         nbytes : int
             The data's size in memory (``bytes_read_ = passes * nbytes``).
+        summaries : DataSummaries or None, default=None
+            The training data's summary pass: its counts of missing values give
+            ``missing_fraction_``, ``n_incomplete_rows_`` and ``n_empty_rows_`` (None:
+            complete data).
         """
-        self._set_fitted(result.params, {**self._fitted_values(result),
+        missing = {"missing_fraction_": 0.0, "n_incomplete_rows_": 0, "n_empty_rows_": 0}
+        if summaries is not None:
+            missing = {"missing_fraction_": summaries.missing_fraction,
+                       "n_incomplete_rows_": summaries.n_incomplete,
+                       "n_empty_rows_": summaries.n_empty}
+        self._set_fitted(result.params, {**self._fitted_values(result), **missing,
                                          "n_data_passes_": passes,
                                          "bytes_read_": passes * nbytes})
 
@@ -441,6 +470,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
     def score_samples(self, X):
         """Log-density of each sample under the fitted mixture.
 
+        NaN marks a missing value: a row's log-density is that of its observed values (the
+        marginal density), 0 for a row with none (infinity is refused).
+
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
@@ -485,6 +517,9 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
+
+        NaN marks a missing value: the posterior given a row's observed values (the mixture
+        weights for a row with none).
 
         Parameters
         ----------
@@ -568,6 +603,35 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
         return X, y
 
 
+def missing_summary(missing_fraction: float, n_incomplete: int, n_rows: int,
+                    n_empty: int = 0) -> str:
+    """One sentence about the missing values of a fit's data, for people.
+
+    Parameters
+    ----------
+    missing_fraction : float
+        The fraction of the values missing (``missing_fraction_``).
+    n_incomplete : int
+        Rows with a missing value (``n_incomplete_rows_``).
+    n_rows : int
+        The rows they are counted among.
+    n_empty : int, default=0
+        Rows with no observed value (``n_empty_rows_``).
+
+    Returns
+    -------
+    sentence : str
+        ``"12.3% of the values missing, in 4000 of 10000 rows; 20 rows with no observed value
+        are ignored"`` (without the clause on empty rows when there are none).
+    """
+    text = (f"{100 * missing_fraction:.3g}% of the values missing, in {n_incomplete} of "
+            f"{n_rows} rows")
+    if n_empty:
+        text += (f"; {n_empty} row{'s' if n_empty != 1 else ''} with no observed value "
+                 f"{'are' if n_empty != 1 else 'is'} ignored")
+    return text
+
+
 def _on_rows_of(data_array, result):
     """``result`` (per row, or per row and component) as a ``DataArray`` on the rows of
     ``data_array``: its first dimension and that dimension's coordinate, if it has one."""
@@ -625,6 +689,9 @@ _COMMON_PARAMS_DOC = """
         directions that look multimodal (``FastICA``, the most platykurtic ones): the start
         for clusters that Euclidean k-means cuts the wrong way, such as parallel cigars
         (:func:`dask_biglearn.initialization.pursuit_params`).
+        With missing values, every start sees a missing value as its column's mean and
+        leaves out the rows with no observed value; ``"random"`` spans each column's
+        observed values.
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precisions of scikit-learn's shape for the
@@ -716,6 +783,14 @@ _COMMON_ATTRS_DOC = """
     degenerate_components_ : list of int
         Components of the returned model still degenerate (re-seeding did not help, e.g.
         more components than distinct rows): kept at the floor, never NaN.
+    missing_fraction_ : float
+        The fraction of the training values that were missing (NaN), over the rows of
+        positive weight; 0.0 for complete data.
+    n_incomplete_rows_ : int
+        Training rows (of positive weight) with at least one missing value, those with none
+        observed included.
+    n_empty_rows_ : int
+        Training rows (of positive weight) with no observed value: the fit ignored them.
 """
 
 
@@ -1061,7 +1136,9 @@ def load_model(path):
     # io.models.read_model checked the shapes (components, features, the type's shape of
     # the covariances) and the values' ranges; what is left is positive definiteness and
     # finite log-densities, which computing the precisions tells.
-    values = {**document.fitted, "lower_bounds_": document.lower_bounds,
+    # Files written before NaN was allowed fitted complete data.
+    values = {"missing_fraction_": 0.0, "n_incomplete_rows_": 0, "n_empty_rows_": 0,
+              **document.fitted, "lower_bounds_": document.lower_bounds,
               "matchings_": document.matchings}
     covariance_type = estimator.covariance_type
     k, d = document.means.shape

@@ -6,6 +6,11 @@ pass), ``"random_from_data"`` ``n_components`` rows fetched by index, and ``"k-m
 :mod:`dask_biglearn.kernels.sampling`) on which the seeds are drawn and Lloyd's iterations
 run, on the driver. Every random draw comes from the fit's generator, so the start never
 depends on the chunking or the number of workers.
+
+The starts see a missing value (NaN) as its column's mean: the rows they work on (the sample,
+``"random_from_data"``'s rows) have their missing values replaced by the data's per-feature
+mean (``engine.summaries.shift``), and rows with no observed value are left out
+(:func:`start_rows`). ``"random"`` reads min and max, which are over the observed values.
 """
 
 from __future__ import annotations
@@ -68,30 +73,62 @@ def random_params(rng, n_components, data_min, data_max) -> MixtureParams:
 def random_from_data_params(rng, n_components, n_samples, data_var, take_rows) -> MixtureParams:
     """Means at ``n_components`` distinct random rows; covariances ``diag(var)``; equal weights.
 
+    ``take_rows`` may leave out rows that cannot be a mean (rows with no observed value):
+    the rows it left out are replaced by more distinct rows drawn from ``rng`` (in rounds
+    that double, none drawn twice) until there are ``n_components`` of them.
+
     Parameters
     ----------
     rng : numpy.random.Generator
         Source of the row indices.
     n_components : int
-        Number of components ``K`` (at most ``n_samples``).
+        Number of components ``K`` (at most the rows ``take_rows`` keeps).
     n_samples : int
         Rows of the data.
     data_var : ndarray of shape (n_features,)
         Per-feature variance of the data (a constant feature gets variance 1).
     take_rows : callable
-        ``take_rows(sorted_indices)`` returns those rows as a NumPy array.
+        ``take_rows(sorted_indices)`` returns those rows as a NumPy array (those it keeps).
 
     Returns
     -------
     MixtureParams
         The initial parameters.
+
+    Raises
+    ------
+    ValueError
+        If fewer than ``n_components`` rows of the data are kept.
     """
     idx = np.sort(rng.choice(n_samples, size=n_components, replace=False))
     means = np.asarray(take_rows(idx), dtype=np.float64)
+    tried, batch = idx, n_components
+    while len(means) < n_components:
+        if len(tried) >= n_samples:
+            raise ValueError(f"init_params='random_from_data' needs {n_components} rows with "
+                             f"an observed value; the data has only {len(means)}.")
+        batch = min(2 * batch, n_samples - len(tried))
+        more = _untried(rng, n_samples, tried, batch)
+        tried = np.union1d(tried, more)
+        means = np.concatenate([means, np.asarray(take_rows(more), dtype=np.float64)])
+    means = means[:n_components]
     var = np.where(data_var > 0, data_var, 1.0)
     covariances = np.broadcast_to(np.diag(var), (n_components, var.size, var.size)).copy()
     weights = np.full(n_components, 1.0 / n_components)
     return MixtureParams(weights, means, covariances)
+
+
+def _untried(rng, n_samples, tried, size):
+    """``size`` distinct sorted row indices drawn from ``rng``, none of them in ``tried``
+    (sorted): by rejection while most rows are untried, else among the untried rows."""
+    if 2 * len(tried) >= n_samples:
+        return np.sort(rng.choice(np.setdiff1d(np.arange(n_samples), tried), size=size,
+                                  replace=False))
+    found = np.empty(0, dtype=np.int64)
+    while len(found) < size:
+        draw = np.setdiff1d(rng.integers(n_samples, size=2 * (size - len(found))), tried)
+        found = np.union1d(found, draw)
+    return np.sort(rng.choice(found, size=size, replace=False))
 
 
 def init_sample_size(n_samples: int, n_components: int) -> int:
@@ -409,16 +446,18 @@ def init_sample(init_params, rng, n_components, engine):
     Returns
     -------
     ndarray of shape (n_sample_rows, n_features) or None
-        The sample, for the k-means starts. Of weighted data (``sample_weight``), its rows of
-        positive weight, without their weights: the starts see each sampled row once (the
-        EM passes weigh them); the sample is then sized so as to hold about as many rows of
-        positive weight as unweighted data would give (``DataSummaries.rows_holding``).
+        The sample, for the k-means starts (:func:`start_rows` of the rows drawn: a missing
+        value is its column's mean, rows with no observed value are left out). Of weighted
+        data (``sample_weight``), its rows of positive weight, without their weights: the
+        starts see each sampled row once (the EM passes weigh them); the sample is then
+        sized so as to hold about as many rows of positive weight (with an observed value)
+        as complete, unweighted data would give (``DataSummaries.rows_holding``).
     """
     if init_params not in SAMPLE_STARTS:
         return None
     summaries = engine.summaries
     size = summaries.rows_holding(init_sample_size(summaries.n_positive_rows, n_components))
-    return unweighted(engine.take_sample(size, int(rng.integers(2**63 - 1))), engine)
+    return start_rows(engine.take_sample(size, int(rng.integers(2**63 - 1))), engine)
 
 
 def unweighted(rows, engine):
@@ -439,6 +478,52 @@ def unweighted(rows, engine):
     if not getattr(engine, "weighted", False):
         return rows
     return rows[rows[:, -1] > 0, :-1]
+
+
+def completed(rows, shift):
+    """Rows with their missing values (NaN) replaced by their columns' means, and the rows
+    with no observed value left out.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features)
+    shift : ndarray of shape (n_features,)
+        The data's per-feature mean (``DataSummaries.shift``).
+
+    Returns
+    -------
+    ndarray of shape (n_kept, n_features)
+        ``rows`` itself when none has a missing value; else a new float64 array.
+    """
+    missing = np.isnan(rows)
+    if not missing.any():
+        return rows
+    kept = ~missing.all(axis=1)
+    return np.where(missing[kept], np.asarray(shift, dtype=np.float64), rows[kept])
+
+
+def start_rows(rows, engine):
+    """The rows the starts, the moves and the re-seeding work on, from rows an engine gave:
+    those of positive weight, without their weight (:func:`unweighted`), a missing value
+    replaced by its column's mean and rows with no observed value left out
+    (:func:`completed`).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows, n_features + 1) or (n_rows, n_features)
+        Rows the engine gave (with their weights, last, when it is weighted).
+    engine : object
+        Its ``weighted`` and ``summaries`` (``shift``, and ``missing``).
+
+    Returns
+    -------
+    ndarray of shape (n_kept, n_features)
+        With no NaN.
+    """
+    rows = unweighted(rows, engine)
+    if not engine.summaries.missing:
+        return rows
+    return completed(rows, engine.summaries.shift)
 
 
 def initial_params(init_params, rng, n_components, engine, covariance_floor,
@@ -475,7 +560,7 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
         "random": lambda: random_params(rng, n_components, summaries.min, summaries.max),
         "random_from_data": lambda: random_from_data_params(
             rng, n_components, summaries.n_samples, summaries.var,
-            lambda index: np.asarray(engine.take_rows(index))[:, :engine.n_features]),
+            lambda index: _observed_rows(engine, index)),
         "k-means++": lambda: kmeans_params(rng, n_components, sample, covariance_floor),
         "kmeans": lambda: kmeans_params(rng, n_components, sample, covariance_floor,
                                         KMEANS_ITERATIONS),
@@ -483,6 +568,15 @@ def initial_params(init_params, rng, n_components, engine, covariance_floor,
                                                  sources),
     }
     return starts[init_params]()
+
+
+def _observed_rows(engine, index):
+    """``"random_from_data"``'s rows: those of ``index`` (without a weight column), a missing
+    value replaced by its column's mean, rows with no observed value left out."""
+    rows = np.asarray(engine.take_rows(index))[:, :engine.n_features]
+    if not engine.summaries.missing:
+        return rows
+    return completed(rows, engine.summaries.shift)
 
 
 def check_user_init(name, value, shape):

@@ -15,6 +15,7 @@ the scalable mode one row sample serves all of them.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from numbers import Integral, Real
@@ -27,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .algebra import COVARIANCE_TYPES, n_mixture_parameters
 from .engines import make_engine
-from .estimator import BigLearnGaussianMixture, GaussianMixture
+from .estimator import BigLearnGaussianMixture, GaussianMixture, missing_summary
 from .exceptions import DegenerateFitWarning, SelectionBoundaryWarning
 from .fit.loop import pass_spec
 from .fit.plan import degeneracy
@@ -44,6 +45,8 @@ from .validation import (
 from .verbosity import verbosity
 
 __all__ = ["CRITERIA", "GaussianMixtureSelection", "heldout_mask"]
+
+logger = logging.getLogger(__name__)
 
 #: The selection criteria: lower is better for the information criteria, higher for the
 #: held-out log-likelihood.
@@ -152,7 +155,9 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
     Attributes
     ----------
     best_estimator_ : GaussianMixture or BigLearnGaussianMixture
-        The best candidate, fitted (its ``n_data_passes_`` are the whole sweep's).
+        The best candidate, fitted (its ``n_data_passes_`` are the whole sweep's; its
+        ``missing_fraction_``, ``n_incomplete_rows_`` and ``n_empty_rows_`` count the
+        training rows).
     best_params_ : dict
         Its ``n_components`` and ``covariance_type``.
     best_index_ : int
@@ -201,6 +206,11 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         self.split_every = split_every
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing value
+        return tags
+
     def _heldout_fraction(self) -> float:
         if self.heldout_fraction is not None:
             return float(self.heldout_fraction)
@@ -212,7 +222,8 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or dask.array.Array of shape (n_samples, n_features)
-            As the estimators take it (a Dask array's passes run on the active scheduler).
+            As the estimators take it (a Dask array's passes run on the active scheduler;
+            NaN marks a missing value, and rows with no observed value are ignored).
         y : None
             Ignored.
 
@@ -244,15 +255,22 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         plans = [m._fit_plan(n_samples, n_features) for m in models]
         with verbosity(self.verbose), make_engine(
                 data, split_every=self.split_every, weighted=heldout is not None) as engine:
+            summaries = engine.summaries
+            if summaries.n_missing:
+                logger.info("%s.", missing_summary(
+                    summaries.missing_fraction, summaries.n_incomplete,
+                    summaries.n_counted_rows, summaries.n_empty))
             results = run_plans(engine, plans, rng)
             passes = int(engine.n_data_passes)
-            summaries = engine.summaries
         scores = np.full(len(candidates), np.nan)
         if heldout is not None:
-            scores, scored_passes = self._heldout_scores(X, heldout, candidates, results)
+            scores, scored_passes = self._heldout_scores(X, heldout, candidates, results,
+                                                         summaries)
             passes += scored_passes
-        self._set_results(candidates, models, results, n_train, scores, passes,
-                          int(X.nbytes), time.perf_counter() - started)
+        # The criteria count the rows the fits learnt from: rows with no observed value
+        # are ignored (with none, these are the training rows).
+        self._set_results(candidates, models, results, summaries.n_positive_rows, scores,
+                          passes, int(X.nbytes), time.perf_counter() - started, summaries)
         best = self.best_estimator_
         message = degeneracy(summaries, results[self.best_index_].params,
                              best.covariance_floor, results[self.best_index_].degenerate)
@@ -277,11 +295,13 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
                              f"n_components={largest}: lower heldout_fraction or the "
                              f"candidates.")
 
-    def _heldout_scores(self, X, heldout, candidates, results):
+    def _heldout_scores(self, X, heldout, candidates, results, summaries):
         """The mean log-likelihood of every candidate on the held-out rows: one summary pass,
-        then one pass for all the candidates (each with its type's kernel)."""
+        then one pass for all the candidates (each with its type's kernel). A feature that
+        no held-out row observes takes the training rows' ``summaries``."""
         with make_engine(with_sample_weight(X, heldout.astype(np.float64)),
-                         split_every=self.split_every, weighted=True) as engine:
+                         split_every=self.split_every, weighted=True,
+                         parent=summaries) as engine:
             specs = [pass_spec(engine, r.params, None, moments=False, covariance_type=t)[0]
                      for (_, t), r in zip(candidates, results, strict=True)]
             stats = engine.run_passes(specs)
@@ -289,8 +309,9 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
             return scores, int(engine.n_data_passes)
 
     def _set_results(self, candidates, models, results, n_train, heldout, passes, nbytes,
-                     seconds):
-        """``cv_results_``, the best candidate, and the sweep's accounting."""
+                     seconds, summaries=None):
+        """``cv_results_``, the best candidate (with the training rows' counts of missing
+        values, from their ``summaries``), and the sweep's accounting."""
         train = np.array([r.lower_bound for r in results])
         n_params = np.array([n_mixture_parameters(t, k, self.n_features_in_)
                              for k, t in candidates])
@@ -317,7 +338,7 @@ class GaussianMixtureSelection(DensityMixin, BaseEstimator):
         self.best_index_ = int(order[0])
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         best, result = models[self.best_index_], results[self.best_index_]
-        best._set_fitted_result(result, passes, nbytes)
+        best._set_fitted_result(result, passes, nbytes, summaries)
         self.best_estimator_ = best
         self.n_data_passes_ = passes
         self.n_sample_passes_ = int(max(r.n_sample_passes for r in results))

@@ -1,7 +1,9 @@
 """Checks of arrays and hyper-parameters, with errors that name the problem.
 
-Checks that need the data's values (NaN and infinity, the variance) belong to the engine's
-summary pass; what is here needs only shapes, dtypes and the parameters themselves.
+NaN in ``X`` marks a missing value; infinity is an error. Checks that need the values of
+Dask data (infinity, columns with no observed value, the variance) belong to the engine's
+summary pass; what is here needs only shapes, dtypes and the parameters themselves, and
+NumPy data's values, which are in this process already.
 Hyper-parameters are declared, as scikit-learn declares them: each estimator's
 ``_parameter_constraints`` lists the constraints of every parameter (scikit-learn's
 :class:`~sklearn.utils._param_validation.Interval` and ``StrOptions``, and :class:`Satisfies`
@@ -18,6 +20,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Options
 from sklearn.utils.validation import validate_data
+
+from .kernels.summaries import unobserved_message
 
 
 class Satisfies(Options):
@@ -183,7 +187,10 @@ def check_array(estimator, X, *, reset: bool):
     """Validate fit or predict input.
 
     NumPy input goes through scikit-learn's ``validate_data`` (which also sets or checks
-    ``n_features_in_``), Dask input through :func:`check_dask_array`.
+    ``n_features_in_``), Dask input through :func:`check_dask_array` (not computed: the
+    summary pass checks its values at fit, and each chunk is checked as it is scored). NaN
+    marks a missing value; infinity is refused. At fit, a NumPy column with no observed value
+    is refused, naming it.
 
     Parameters
     ----------
@@ -196,6 +203,11 @@ def check_array(estimator, X, *, reset: bool):
     -------
     X : ndarray or dask.array.Array of shape (n_samples, n_features)
     is_dask : bool
+
+    Raises
+    ------
+    ValueError
+        If NumPy ``X`` contains infinity, or (at fit) has a column with no observed value.
     """
     X = lazy_as_array(X)
     if is_dask_array(X):
@@ -204,9 +216,43 @@ def check_array(estimator, X, *, reset: bool):
         if reset:
             estimator.n_features_in_ = int(X.shape[1])
         return X, True
-    X = validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset,
-                      **({"ensure_min_samples": 2} if reset else {}))
+    try:
+        X = validate_data(estimator, X, dtype=[np.float64, np.float32], reset=reset,
+                          ensure_all_finite="allow-nan",
+                          **({"ensure_min_samples": 2} if reset else {}))
+    except ValueError as exc:
+        if "infinity" not in str(exc):
+            raise
+        raise ValueError(INFINITY) from None
+    if reset:
+        check_observed_columns(X)
     return X, False
+
+
+#: The one line that refuses infinity in ``X`` (the NaN in it are missing values).
+INFINITY = "Input X contains infinity (NaN marks a missing value, infinity is not one)."
+
+
+def check_observed_columns(X: np.ndarray) -> None:
+    """Refuse a NumPy ``X`` with a column that has no observed value (every value NaN).
+
+    The columns' sums find the candidates (a column with a NaN sums to NaN) with no
+    temporary of the size of ``X``; only those are read again.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Raises
+    ------
+    ValueError
+        Naming the (first) columns with no observed value.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        candidates = np.flatnonzero(np.isnan(X.sum(axis=0)))
+    empty = [int(j) for j in candidates if np.isnan(X[:, j]).all()]
+    if empty:
+        raise ValueError(unobserved_message(empty))
 
 
 def with_sample_weight(X, sample_weight):

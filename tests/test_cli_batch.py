@@ -31,8 +31,8 @@ def _listing(folder):
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory, local_cluster):
-    """A store that a BigLearn fit takes some seconds on, a model of it, a store with a NaN
-    and a store with no spread."""
+    """A store that a BigLearn fit takes some seconds on, a model of it, a store with an
+    infinity and a store with no spread."""
     root = tmp_path_factory.mktemp("cli_batch")
     store = root / "data.zarr"
     assert main(["make-data", str(store), "--n-samples", "6000", "--n-features", "3",
@@ -42,8 +42,8 @@ def made(tmp_path_factory, local_cluster):
     model = db.GaussianMixture(2, random_state=0).fit(rng.normal(size=(2000, 3)))
     model.save(root / "model.dbl")
     X = rng.normal(size=(3000, 3))
-    X[1234, 1] = np.nan
-    da.from_array(X, chunks=(1000, 3)).to_zarr(str(root / "nan.zarr"), component="X")
+    X[1234, 1] = np.inf
+    da.from_array(X, chunks=(1000, 3)).to_zarr(str(root / "inf.zarr"), component="X")
     da.full((3000, 2), 5.0, chunks=(1000, 2)).to_zarr(str(root / "flat.zarr"), component="X")
     return root, store
 
@@ -351,9 +351,9 @@ def test_a_fit_that_fails_before_its_first_checkpoint_puts_the_old_one_back(made
     assert _run([*_fit(made[1], tmp_path / "a.dbl", "--checkpoint", checkpoint), *sched],
                 capsys)[0] == 0
     saved = checkpoint.read_bytes()
-    code, _, err = _run([*_fit(made[0] / "nan.zarr", tmp_path / "b.dbl", "--checkpoint",
+    code, _, err = _run([*_fit(made[0] / "inf.zarr", tmp_path / "b.dbl", "--checkpoint",
                                checkpoint, "--overwrite"), *sched], capsys)
-    assert code == 1 and "NaN" in err, err
+    assert code == 1 and "infinity" in err, err
     assert checkpoint.read_bytes() == saved
     assert _listing(tmp_path) == ["a.dbl", "fit.ckpt"]
 
@@ -425,9 +425,9 @@ def test_a_failed_overwrite_puts_the_old_output_back(made, tmp_path, sched, caps
     model = ["predict", str(root / "model.dbl")]
     assert _run([*model, str(store), "--out", str(out), "--quiet", *sched], capsys)[0] == 0
     before = zarr.open_group(str(out), mode="r")["labels"][:]
-    code, _, err = _run([*model, str(root / "nan.zarr"), "--out", str(out), "--overwrite",
+    code, _, err = _run([*model, str(root / "inf.zarr"), "--out", str(out), "--overwrite",
                          "--quiet", *sched], capsys)
-    assert code == 1 and "NaN" in err, err
+    assert code == 1 and "infinity" in err, err
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["labels"][:], before)
     assert _listing(tmp_path) == ["p.zarr"]
 
@@ -475,14 +475,14 @@ def test_a_fit_that_did_not_converge_says_so(made, tmp_path, sched, capsys):
 def test_an_error_computing_on_a_store_names_the_store(made, tmp_path, sched, capsys,
                                                        command):
     root, _ = made
-    nan = root / "nan.zarr"
-    argv = {"fit": _fit(nan, tmp_path / "m.dbl"),
-            "predict": ["predict", str(root / "model.dbl"), str(nan), "--out",
+    inf = root / "inf.zarr"
+    argv = {"fit": _fit(inf, tmp_path / "m.dbl"),
+            "predict": ["predict", str(root / "model.dbl"), str(inf), "--out",
                         str(tmp_path / "p.zarr")]}[command]
     code, _, err = _run([*argv, *sched], capsys)
     assert code == 1
     [line] = _lines(err)
-    assert line.startswith(f"dask-biglearn {command}: error: {nan}: ") and "NaN" in line
+    assert line.startswith(f"dask-biglearn {command}: error: {inf}: ") and "infinity" in line
     time.sleep(0.5)
     assert _listing(tmp_path) == []
 
@@ -566,17 +566,17 @@ def test_all_zero_sample_weights_say_so_not_that_a_chunk_is_missing(made, tmp_pa
 
 
 @pytest.mark.parametrize("command", ["fit", "predict"])
-def test_a_nan_in_the_data_names_its_chunk(made, tmp_path, sched, capsys, command):
+def test_an_infinity_in_the_data_names_its_chunk(made, tmp_path, sched, capsys, command):
     root, _ = made
-    nan = root / "nan.zarr"  # a NaN in row 1234, chunks of 1000 rows
-    argv = {"fit": _fit(nan, tmp_path / "m.dbl"),
-            "predict": ["predict", str(root / "model.dbl"), str(nan), "--out",
+    inf = root / "inf.zarr"  # an infinity in row 1234, chunks of 1000 rows
+    argv = {"fit": _fit(inf, tmp_path / "m.dbl"),
+            "predict": ["predict", str(root / "model.dbl"), str(inf), "--out",
                         str(tmp_path / "p.zarr")]}[command]
     code, _, err = _run([*argv, *sched], capsys)
     assert code == 1
     [line] = _lines(err)
-    assert line == (f"dask-biglearn {command}: error: {nan}: chunk (1, 0) of array 'X' (rows "
-                    f"1000 to 1999) holds NaN or infinity."), line
+    assert line == (f"dask-biglearn {command}: error: {inf}: chunk (1, 0) of array 'X' (rows "
+                    f"1000 to 1999) holds infinity."), line
 
 
 def test_a_chunk_that_cannot_be_read_is_named(made, tmp_path, sched, capsys):

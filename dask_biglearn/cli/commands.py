@@ -72,6 +72,50 @@ def load_model(path):
         return load(path)
 
 
+def missing_fields(model) -> dict:
+    """The ``--json`` summary's fields about the training data's missing values.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BigLearnGaussianMixture
+        Fitted.
+
+    Returns
+    -------
+    dict
+        ``missing_fraction`` (0.0 for complete data), ``n_incomplete_rows`` and
+        ``n_empty_rows``.
+    """
+    return {"missing_fraction": float(getattr(model, "missing_fraction_", 0.0)),
+            "n_incomplete_rows": int(getattr(model, "n_incomplete_rows_", 0)),
+            "n_empty_rows": int(getattr(model, "n_empty_rows_", 0))}
+
+
+def missing_note(model, n_rows: int) -> str:
+    """The text summary's words on the missing values, or nothing for complete data.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BigLearnGaussianMixture
+        Fitted.
+    n_rows : int
+        The store's rows.
+
+    Returns
+    -------
+    str
+        ``"12.3% of the values missing, in 4000 of 10000 rows"`` (and the rows with no
+        observed value, when there are), or ``""``.
+    """
+    from ..estimator import missing_summary
+
+    fields = missing_fields(model)
+    if not fields["n_incomplete_rows"]:
+        return ""
+    return missing_summary(fields["missing_fraction"], fields["n_incomplete_rows"], n_rows,
+                           fields["n_empty_rows"])
+
+
 def _store_arrays(args, options):
     """The arrays a command reads, as :func:`~.outputs.computing_on` takes them."""
     names = [args.array, getattr(args, "sample_weight", None)]
@@ -387,14 +431,17 @@ def fit(args) -> int:
     write_all_or_nothing([Output(args.model, "model", model.save, atomic=True)])
     summary = {"model": str(args.model), "estimator": type(model).__name__,
                "n_components": int(args.n_components), "n_samples": int(X.shape[0]),
-               "n_features": int(X.shape[1]), "lower_bound": float(model.lower_bound_),
+               "n_features": int(X.shape[1]), **missing_fields(model),
+               "lower_bound": float(model.lower_bound_),
                "n_iter": int(model.n_iter_), "converged": bool(model.converged_),
                "n_data_passes": int(model.n_data_passes_), "bytes_read": int(model.bytes_read_),
                "n_sample_passes": int(model.n_sample_passes_), "seconds": run.seconds,
                "dashboard": run.dashboard, "warnings": run.warnings,
                "resumed_from": resumed_from}
+    note = missing_note(model, int(X.shape[0]))
     report(args, summary, closing=(
-        f"Saved {args.model}: mean log-likelihood {_number(model.lower_bound_)}, "
+        f"Saved {args.model}{f' ({note})' if note else ''}: mean log-likelihood "
+        f"{_number(model.lower_bound_)}, "
         f"{model.n_data_passes_} full-data passes ({model.bytes_read_ / 1e9:.2f} GB read), "
         f"{run.seconds:.1f} s"))
     return 0

@@ -485,9 +485,10 @@ def cannot_write(exc, outputs):
 
 
 def _about_the_data(exc) -> bool:
-    """Whether ``exc`` may come from the data: non-finite values, or a chunk that Zarr (or
-    its codecs) failed to read (its traceback, a worker's included, passes through them)."""
-    if "NaN or infinity" in str(exc):
+    """Whether ``exc`` may come from the data: infinity (NaN is a missing value, not an
+    error), or a chunk that Zarr (or its codecs) failed to read (its traceback, a worker's
+    included, passes through them)."""
+    if "contains infinity" in str(exc) or "NaN or infinity" in str(exc):
         return True
     frame = exc.__traceback__
     while frame is not None:
@@ -512,10 +513,10 @@ def _bad_chunk(arrays) -> str | None:
 
 def _with_chunk(reason: str, chunk: str | None) -> str:
     """The problem, said by the chunk at fault when it is the same problem (a chunk that
-    cannot be read, or that holds the NaN the error is about), else both."""
+    cannot be read, or that holds the infinity the error is about), else both."""
     if chunk is None:
         return reason
-    if "cannot be read" in chunk or ("NaN or infinity" in reason and "NaN" in chunk):
+    if "cannot be read" in chunk or ("infinity" in reason and "holds infinity" in chunk):
         return f"{chunk}."
     return f"{reason} ({chunk})"
 
@@ -527,8 +528,8 @@ def computing_on(store, outputs=(), names=(), arrays=()):
     A failed write of one of ``outputs`` reads ``OUTPUT: cannot write ...`` (never the
     name of a temporary file); errors that already name the store or one of ``names`` (a
     checkpoint), and the loss of the scheduler, pass unchanged. When the problem may come
-    from the data (NaN or infinity, a chunk that cannot be decoded), ``arrays`` are read
-    again to name the first chunk at fault.
+    from the data (infinity, a chunk that cannot be decoded), ``arrays`` are read again to
+    name the first chunk at fault.
 
     Parameters
     ----------

@@ -8,6 +8,7 @@ import argparse
 import math
 
 from .cluster import add_cluster_options
+from .commands import missing_fields, missing_note
 from .options import (
     UsageError,
     add_overwrite_option,
@@ -240,13 +241,16 @@ def select(args) -> int:
         outputs.append(Output(args.plot, "plot", _plot_writer(selection)))
     write_all_or_nothing(outputs)
     rows = table_rows(selection)
+    best = selection.best_estimator_
     summary = {"model": str(args.model), "criterion": args.criterion,
-               "best": selection.best_params_, "candidates": rows,
+               "best": selection.best_params_, **missing_fields(best), "candidates": rows,
                "n_data_passes": int(selection.n_data_passes_),
                "n_sample_passes": int(selection.n_sample_passes_),
                "bytes_read": int(selection.bytes_read_), "seconds": run.seconds,
                "plot": args.plot, "warnings": run.warnings}
-    report(args, summary, lines=_table(rows), closing=(
+    note = missing_note(best, int(X.shape[0]))
+    lines = [f"{note[0].upper()}{note[1:]}."] if note else []  # the first line says it
+    report(args, summary, lines=[*lines, *_table(rows)], closing=(
         f"Best: {selection.best_params_} by {args.criterion}; saved {args.model}"
         f"{f' and {args.plot}' if args.plot else ''}; {selection.n_data_passes_} full-data "
         f"passes for the whole sweep ({selection.bytes_read_ / 1e9:.2f} GB read), "

@@ -17,7 +17,7 @@ from .local import InProcessEngine
 __all__ = ["DaskEngine", "DataSummaries", "Engine", "InProcessEngine", "PassSpec", "make_engine"]
 
 
-def make_engine(X, *, split_every=None, weighted=False) -> Engine:
+def make_engine(X, *, split_every=None, weighted=False, parent=None) -> Engine:
     """The engine for validated data: in-process for NumPy, :class:`DaskEngine` for Dask.
 
     Parameters
@@ -29,6 +29,9 @@ def make_engine(X, *, split_every=None, weighted=False) -> Engine:
     weighted : bool, default=False
         The last column of ``X`` is the rows' weights
         (:func:`dask_biglearn.validation.with_sample_weight`).
+    parent : DataSummaries, optional
+        The summaries of the data whose rows these are (held-out rows, a sample): a feature
+        with no observed value among them takes its summaries from them.
 
     Returns
     -------
@@ -38,5 +41,5 @@ def make_engine(X, *, split_every=None, weighted=False) -> Engine:
     import dask.array as da
 
     if isinstance(X, da.Array):
-        return DaskEngine(X, split_every=split_every, weighted=weighted)
-    return InProcessEngine(X, weighted=weighted)
+        return DaskEngine(X, split_every=split_every, weighted=weighted, parent=parent)
+    return InProcessEngine(X, weighted=weighted, parent=parent)

@@ -23,7 +23,7 @@ from ..config import compiled_kernels, float32_products
 from ..kernels.features import default_block_rows
 from ..kernels.passes import PassSpec
 from ..kernels.stats import SuffStats
-from ..kernels.summaries import BlockSummary
+from ..kernels.summaries import BlockSummary, unobserved_message
 
 __all__ = ["DataSummaries", "Engine", "PassSpec", "data_summaries"]
 
@@ -35,7 +35,8 @@ class DataSummaries:
     """Per-feature summaries of the data, float64 arrays of shape ``(n_features,)``.
 
     ``shift`` is the mean and ``var`` the variance, both rounded onto a grid far below their
-    accuracy (:func:`order_free`), so that they do not depend on the chunking.
+    accuracy (:func:`order_free`), so that they do not depend on the chunking. With missing
+    values (NaN), each feature's summaries are those of its observed values.
 
     Parameters
     ----------
@@ -50,8 +51,17 @@ class DataSummaries:
     max : ndarray of shape (n_features,)
         Per-feature maximum.
     n_positive : int or None, default=None
-        How many rows have a positive weight (None: ``n_samples``, as without weights): the
-        rows a fit learns from.
+        How many rows have a positive weight and at least one observed value (None:
+        ``n_samples``, as without weights and missing values): the rows a fit learns from.
+    n_missing : int, default=0
+        Missing values (NaN) in the rows of positive weight.
+    n_incomplete : int, default=0
+        Rows of positive weight with at least one missing value (empty rows included).
+    n_empty : int, default=0
+        Rows of positive weight with no observed value: every fit ignores them.
+    n_nan : int, default=0
+        Missing values in all the rows, those of zero weight included: a pass that meets
+        one must take the path of incomplete rows, whatever the row's weight.
     """
 
     n_samples: int
@@ -60,19 +70,43 @@ class DataSummaries:
     min: np.ndarray
     max: np.ndarray
     n_positive: int | None = None
+    n_missing: int = 0
+    n_incomplete: int = 0
+    n_empty: int = 0
+    n_nan: int = 0
 
     @property
     def n_positive_rows(self) -> int:
-        """How many rows have a positive weight (every row without weights)."""
+        """How many rows a fit learns from: rows of positive weight (every row without
+        weights) with at least one observed value."""
         return self.n_samples if self.n_positive is None else self.n_positive
+
+    @property
+    def n_counted_rows(self) -> int:
+        """The rows the counts of missing values cover: those of positive weight, empty
+        rows included (every row without weights)."""
+        return self.n_positive_rows + self.n_empty
+
+    @property
+    def missing(self) -> bool:
+        """Whether any value is missing (NaN), in any row (of zero weight too): whether the
+        passes must take the path of incomplete rows."""
+        return self.n_missing > 0 or self.n_nan > 0
+
+    @property
+    def missing_fraction(self) -> float:
+        """The fraction of the values of the rows of positive weight that are missing."""
+        n_values = self.n_counted_rows * len(self.shift)
+        return float(self.n_missing / n_values) if n_values else 0.0
 
     def rows_holding(self, n_rows: int) -> int:
         """How many rows a row sample needs to hold about ``n_rows`` rows of positive weight.
 
         A sample's rows are chosen by their global index and a seed, whatever their weight:
         with sparse weights (zero for most rows, as for held-out rows) a sample of ``n_rows``
-        rows would hold few rows that count. Scaled by the share of rows of positive weight,
-        it holds ``n_rows`` of them on average (all rows, when there are fewer).
+        rows would hold few rows that count. Scaled by the share of rows of positive weight
+        (and with an observed value: empty rows count for nothing either), it holds
+        ``n_rows`` of them on average (all rows, when there are fewer).
 
         Parameters
         ----------
@@ -82,7 +116,8 @@ class DataSummaries:
         Returns
         -------
         int
-            Rows of the sample, at most all of them (``n_rows`` itself without weights).
+            Rows of the sample, at most all of them (``n_rows`` itself without weights and
+            empty rows).
         """
         n, positive = int(self.n_samples), int(self.n_positive_rows)
         if positive >= n:
@@ -121,31 +156,42 @@ def order_free(mean, var):
     return np.round(mean / grid) * grid, np.round(var / var_grid) * var_grid
 
 
-def data_summaries(summary: BlockSummary) -> DataSummaries:
+def data_summaries(summary: BlockSummary, parent: DataSummaries | None = None) -> DataSummaries:
     """The driver's view of a combined summary, with clear errors for unusable data.
+
+    NaN marks a missing value: each feature is summarised over its observed values. A feature
+    with none is refused (one line naming its column), unless ``parent`` gives it summaries.
 
     Parameters
     ----------
     summary : BlockSummary
         The summary of all the data's rows (the summary pass, combined over its blocks).
+    parent : DataSummaries or None, default=None
+        The summaries of the data these rows are taken from (a sample engine's, or held-out
+        rows'): a feature with no observed value among them takes its summaries from them,
+        and rows with none usable get a message that says to take more.
 
     Returns
     -------
     summaries : DataSummaries
         The data's row count, its mean and variance made independent of the chunking
-        (:func:`order_free`), and its per-feature minimum and maximum.
+        (:func:`order_free`), its per-feature minimum and maximum, and its counts of missing
+        values, incomplete rows and empty rows.
 
     Raises
     ------
     ValueError
-        If the data (or its weights) contains NaN or infinity, or weights are negative or
-        all zero.
+        If the data contains infinity, its weights contain NaN or infinity or are negative
+        or all zero, a column has no observed value, or no row of positive weight has one.
     FloatingPointError
         If the data's mean or variance overflows float64.
     """
     if not summary.finite:
-        raise ValueError(("Input X or sample_weight" if summary.weighted else "Input X")
-                         + " contains NaN or infinity (checked before fitting).")
+        raise ValueError("Input X contains infinity (checked before fitting; NaN marks a "
+                         "missing value, infinity is not one).")
+    if summary.weighted and not summary.weights_finite:
+        raise ValueError("sample_weight contains NaN or infinity (checked before fitting; "
+                         "weights are never missing).")
     if summary.weighted and summary.min_weight < 0:
         raise ValueError(f"sample_weight has negative values (the smallest is "
                          f"{summary.min_weight:.6g}): weights must be >= 0.")
@@ -155,8 +201,18 @@ def data_summaries(summary: BlockSummary) -> DataSummaries:
         raise ValueError(f"sample_weight is at most {summary.max_weight:.3g}, below float64's "
                          f"normal range: its products with the responsibilities underflow. "
                          f"Scale the weights up (only their ratios matter).")
-    with np.errstate(over="ignore", invalid="ignore"):
-        var = summary.m2 / summary.weight
+    n_usable = int(summary.n_positive_rows) - int(summary.n_empty)
+    if n_usable <= 0:
+        raise ValueError(_no_usable_row(summary, parent))
+    observed = summary.feature_weights > 0
+    if not observed.all() and parent is None:
+        raise ValueError(unobserved_message(np.flatnonzero(~observed), summary.weighted))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if summary.feature_weight is None:
+            var = summary.m2 / summary.weight
+        else:
+            var = np.where(observed, summary.m2 / np.where(observed, summary.feature_weights,
+                                                           1.0), 0.0)
     if not (np.isfinite(summary.weight) and np.all(np.isfinite(summary.mean))
             and np.all(np.isfinite(var))):
         if summary.weighted and summary.max_weight > 1.0:
@@ -169,9 +225,26 @@ def data_summaries(summary: BlockSummary) -> DataSummaries:
             "(e.g. standardise it) before fitting."
         )
     shift, var = order_free(summary.mean, var)
-    return DataSummaries(int(summary.n_rows), shift, var,
-                         np.asarray(summary.min, np.float64), np.asarray(summary.max, np.float64),
-                         int(summary.n_positive_rows))
+    low = np.asarray(summary.min, np.float64)
+    high = np.asarray(summary.max, np.float64)
+    if not observed.all():  # a sample's: the data's own summaries of those features
+        shift, var, low, high = (np.where(observed, mine, theirs) for mine, theirs in (
+            (shift, parent.shift), (var, parent.var), (low, parent.min), (high, parent.max)))
+    return DataSummaries(int(summary.n_rows), shift, var, low, high, n_usable,
+                         int(summary.n_missing), int(summary.n_incomplete),
+                         int(summary.n_empty), int(summary.n_nan))
+
+
+def _no_usable_row(summary: BlockSummary, parent) -> str:
+    """Why no row can be learnt from: every row (of positive weight) is empty."""
+    if parent is not None:
+        return (f"None of the {summary.n_positive_rows} rows sampled (or held out) from the "
+                f"data has an observed value (every value is NaN): sample (or hold out) more "
+                f"rows.")
+    if summary.weighted:
+        return ("Every row of positive sample_weight has no observed value (every value is "
+                "NaN): nothing to fit.")
+    return "Every row of X has no observed value (every value is NaN): nothing to fit."
 
 
 class Engine(abc.ABC):
@@ -214,6 +287,9 @@ class Engine(abc.ABC):
     n_data_passes : int
         How many times the engine has read the whole data so far (the summary pass, row
         samples, and every batch of passes).
+    missing : bool
+        Whether the data has missing values (NaN): ``summaries.missing``, what every pass's
+        spec says, so that the kernels take the path of incomplete rows only then.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -236,6 +312,11 @@ class Engine(abc.ABC):
         self.block_rows = block_rows or default_block_rows(self.n_features)
         self.n_data_passes = 0
         self.rows_read = 0  # by mini-batches, beyond the full passes
+
+    @property
+    def missing(self) -> bool:
+        """Whether the data has missing values (NaN): from the summary pass."""
+        return bool(self.summaries.missing)
 
     @abc.abstractmethod
     def run_passes(self, specs) -> list[SuffStats]:

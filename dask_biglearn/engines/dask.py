@@ -119,12 +119,17 @@ class DaskEngine(Engine):
     weighted : bool, default=False
         The last column of ``X`` is the rows' weights (``sample_weight``), not a feature
         (see :class:`~dask_biglearn.engines.local.InProcessEngine`).
+    parent : DataSummaries, optional
+        The summaries of the data ``X`` is a row sample of (a sample engine's): a feature
+        with no observed value in the sample takes them (:func:`~dask_biglearn.engines.base.
+        data_summaries`).
     """
 
     def __init__(self, X, *, split_every: int | None = None, block_rows: int | None = None,
                  persist=None, actors=None, compiled: bool | None = None,
                  actor_pass_bytes: int | None = None,
-                 inline_spec_bytes: int = INLINE_SPEC_BYTES, weighted: bool = False):
+                 inline_spec_bytes: int = INLINE_SPEC_BYTES, weighted: bool = False,
+                 parent=None):
         self.persist, self.actors = persist_policy(persist), actors_policy(actors)
         if X.ndim != 2 or X.numblocks[1] != 1:
             raise ValueError(
@@ -145,7 +150,7 @@ class DaskEngine(Engine):
             X, self._persisted, self._copies = layout.X, layout.persisted, layout.copies
         try:
             self._set_graph(X, layout)
-            self.summaries = self._summary_pass()
+            self.summaries = self._summary_pass(parent)
             limit = (configured_actor_pass_bytes() if actor_pass_bytes is None
                       else int(actor_pass_bytes))
             if layout is not None and layout.placement is not None and (
@@ -265,10 +270,10 @@ class DaskEngine(Engine):
         get = get_scheduler(collections=[self.X]) or dask.threaded.get
         return get(graph, keys)
 
-    def _summary_pass(self):
+    def _summary_pass(self, parent=None):
         leaves = self._group_tasks(summarize_blocks, (SUMMARY_BLOCK_ROWS, self.weighted))
         graph, keys = self._reduction(f"{self._name}-summary", leaves, combine_summaries)
-        return data_summaries(combine_summaries(self._compute(graph, keys)))
+        return data_summaries(combine_summaries(self._compute(graph, keys)), parent)
 
     @property
     def route(self) -> str:
@@ -370,14 +375,14 @@ class DaskEngine(Engine):
     def sample_engine(self, n_rows: int, seed: int):
         if n_rows * self.X.shape[1] * 8 <= driver_sample_bytes(self._client is not None):
             with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled,
-                                 weighted=self.weighted) as engine:
+                                 weighted=self.weighted, parent=self.summaries) as engine:
                 yield engine
             return
         rows = self.persisted_sample(n_rows, seed)
         try:
             with DaskEngine(rows, split_every=self.split_every, compiled=self.compiled,
                             persist=self.persist, actors=self.actors,
-                            weighted=self.weighted) as engine:
+                            weighted=self.weighted, parent=self.summaries) as engine:
                 yield engine
         finally:
             del rows  # the last reference: the workers drop the sample

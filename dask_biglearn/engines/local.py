@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 
 from ..kernels.features import FeatureCache
+from ..kernels.missing import filled
 from ..kernels.passes import pass_stats_batch
 from ..kernels.sampling import in_index_order, sample_blocks
 from ..kernels.stats import SuffStats
@@ -41,17 +42,23 @@ class InProcessEngine(Engine):
         The last column of ``X`` is the rows' weights (``sample_weight``), not a feature:
         the summaries and every pass are weighted, and rows (samples included) keep their
         weight in that column.
+    parent : DataSummaries, optional
+        The summaries of the data ``X`` is a row sample of (a sample engine's): a feature
+        with no observed value in the sample takes them (:func:`~dask_biglearn.engines.base.
+        data_summaries`).
     """
 
     def __init__(self, X: np.ndarray, *, block_rows: int | None = None,
                  compiled: bool | None = None, feature_cache_bytes: int = FEATURE_CACHE_BYTES,
-                 weighted: bool = False):
+                 weighted: bool = False, parent=None):
         super().__init__(X, weighted=weighted, compiled=compiled, block_rows=block_rows)
         self.X = X
-        self.summaries = data_summaries(summarize_blocks([X], weighted=self.weighted))
+        self.summaries = data_summaries(summarize_blocks([X], weighted=self.weighted), parent)
         self.n_data_passes = 1  # the summary pass
-        self._cache = FeatureCache(X[:, :-1] if self.weighted else X, self.summaries.shift,
-                                   self.block_rows,
+        values = X[:, :-1] if self.weighted else X
+        if self.missing:  # the passes read incomplete rows filled (kernels/missing.py)
+            values = filled(values, np.isnan(values), self.summaries.shift)
+        self._cache = FeatureCache(values, self.summaries.shift, self.block_rows,
                                    feature_cache_bytes, compiled=self.compiled,
                                    dtype=np.float32 if self.float32_products else np.float64)
 
@@ -95,7 +102,7 @@ class InProcessEngine(Engine):
     @contextlib.contextmanager
     def sample_engine(self, n_rows: int, seed: int):
         with InProcessEngine(self.take_sample(n_rows, seed), compiled=self.compiled,
-                             weighted=self.weighted) as engine:
+                             weighted=self.weighted, parent=self.summaries) as engine:
             yield engine
 
     def close(self) -> None:

@@ -66,8 +66,9 @@ def fit_identity(estimator: str, hyper_parameters: dict, shape, dtype, summaries
         The data's ``(n_samples, n_features)`` (without a weight column).
     dtype : numpy.dtype or str
     summaries : DataSummaries
-        The summary pass: its row count, mean, variance, minimum and maximum are the data's
-        fingerprint, the same whatever the chunking.
+        The summary pass: its row count, mean, variance, minimum and maximum (and, with
+        missing values, their counts) are the data's fingerprint, the same whatever the
+        chunking.
     start : dict or None, default=None
         A warm start's model (``weights_init``, ``means_init``, ``precisions_init``).
     weighted : bool, default=False
@@ -92,6 +93,11 @@ def fit_identity(estimator: str, hyper_parameters: dict, shape, dtype, summaries
     fingerprint = {"n_samples": int(summaries.n_samples),
                    **{name: [float(v) for v in getattr(summaries, name)]
                       for name in ("shift", "var", "min", "max")}}
+    # The counts of missing values are left out for complete data, so that checkpoints
+    # written before NaN was allowed keep matching.
+    if summaries.missing:
+        fingerprint.update({name: int(getattr(summaries, name))
+                            for name in ("n_missing", "n_incomplete", "n_empty", "n_nan")})
     identity = {"estimator": estimator, "hyper_parameters": params,
                 "shape": [int(n) for n in shape], "dtype": str(dtype), DATA_KEY: fingerprint}
     if weighted:

@@ -260,12 +260,13 @@ def pass_spec(engine, params: MixtureParams, projection: np.ndarray | None, mome
         theta = diagonal_estep_coefficients(params.weights, means_y, variances, shift_y)
         return PassSpec(theta, shift, projection, moments, engine.compiled,
                         engine.float32_products, diagonal=True,
-                        weighted=engine.weighted), shift_y
+                        weighted=engine.weighted, missing=engine.missing), shift_y
     means_y, covs_y = project_params(params.means, params.covariances, projection)
     theta = estep_coefficients(params.weights, means_y, covs_y, shift_y,
                                compiled=engine.compiled)
     return PassSpec(theta, shift, projection, moments, engine.compiled,
-                    engine.float32_products, weighted=engine.weighted), shift_y
+                    engine.float32_products, weighted=engine.weighted,
+                    missing=engine.missing), shift_y
 
 
 def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentration,
@@ -296,9 +297,13 @@ def m_step(params, projection, stats, shift_y, covariance_floor, weight_concentr
     params : MixtureParams
         The updated full-space parameters.
     mean_log_likelihood : float
-        Of the incoming parameters in the projected space, per row the pass covered.
+        Of the incoming parameters in the projected space, per row the pass covered (NaN,
+        and the parameters unchanged, when no row took part: a pass over data with missing
+        values leaves out the rows it cannot see).
     """
     _check_finite(stats.log_lik_sum, stats.resp_sum)
+    if not stats.n_rows > 0:  # no row took part (a rotated pass over data with holes there)
+        return params, float("nan")
     P = projection.matrix
     new_means_y, new_covs_y = projected_m_step(stats, shift_y, covariance_floor, reg_covar,
                                                covariance_type)

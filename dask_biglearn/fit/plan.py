@@ -229,6 +229,8 @@ def draw_starts(engine, plan: FitPlan, rng, sample=None
     sample : ndarray of shape (n_rows, n_features) or None, default=None
         The rows the k-means starts work on, when the caller drew them (a sweep's one sample
         for all its programs); None draws them from ``engine`` when the starts need them.
+        Either way with no NaN: a missing value is its column's mean, and rows with no
+        observed value are left out (:func:`~dask_biglearn.initialization.start_rows`).
 
     Returns
     -------
@@ -397,13 +399,21 @@ def check_positive_rows(summaries, n_components: int) -> None:
     Raises
     ------
     ValueError
-        If fewer rows than ``n_components`` have a positive ``sample_weight``.
+        If fewer rows than ``n_components`` have a positive ``sample_weight`` and an
+        observed value (rows with no observed value take no part in a fit).
     """
     positive = summaries.n_positive_rows
-    if positive < n_components:
+    if positive >= n_components:
+        return
+    if not summaries.n_empty:
         raise ValueError(f"sample_weight is positive on only {positive} of the "
                          f"{summaries.n_samples} rows, fewer than n_components={n_components}: "
                          f"fit fewer components, or give more rows a positive weight.")
+    weighted = summaries.n_counted_rows < summaries.n_samples
+    raise ValueError(f"only {positive} of the {summaries.n_samples} rows have an observed "
+                     f"value{' and a positive sample_weight' if weighted else ''} (every value "
+                     f"of {summaries.n_empty} rows is NaN: they are ignored), fewer than "
+                     f"n_components={n_components}: fit fewer components.")
 
 
 def conclude(engine, plan: FitPlan, exploration: Exploration, n_sample_passes,

@@ -13,8 +13,9 @@ In the scalable mode one row sample (of the largest plan's size) serves every ex
 the full-data refinements then share their passes the same way. The k-means starts, the
 moves and the re-seeding of every program rank on one row sample too (of the largest plan's
 size, drawn once from the sweep's generator and handed to each program: the ``sample``
-argument of :func:`~dask_biglearn.fit.plan.explore`), so a program's k-means starts are
-not those it draws alone. The threads only take turns: the passes run one at a time, in the
+argument of :func:`~dask_biglearn.fit.plan.explore`; like every start's rows, a missing
+value in it is its column's mean, and rows with no observed value are left out), so a
+program's k-means starts are not those it draws alone. The threads only take turns: the passes run one at a time, in the
 thread of the last program to ask, while the others wait; every program draws from its own
 generator, so a program whose starts need no sample gets the result it gets alone.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import threading
 
-from ..initialization import SAMPLE_STARTS, init_sample_size, unweighted
+from ..initialization import SAMPLE_STARTS, init_sample_size, start_rows
 from .plan import check_positive_rows, conclude, explore
 
 __all__ = ["SharedPasses", "run_plans"]
@@ -103,6 +104,7 @@ class _SharedEngine:
         self.compiled = engine.compiled
         self.float32_products = engine.float32_products
         self.weighted = engine.weighted
+        self.missing = engine.missing
         self.take_rows = engine.take_rows
         self.take_sample = engine.take_sample
 
@@ -171,7 +173,7 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
         if not ranks:
             return None
         size = init_sample_size(on.summaries.n_positive_rows, largest)
-        return unweighted(on.take_sample(on.summaries.rows_holding(size),
+        return start_rows(on.take_sample(on.summaries.rows_holding(size),
                                          int(rng.integers(2**63 - 1))), on)
 
     def program(plan, generator, rows):

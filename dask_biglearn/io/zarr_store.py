@@ -280,8 +280,8 @@ def open_zarr_array(url, array: str | None = None, storage_options: dict | None 
 
 def _first_problem(node, first, stop):
     """The first chunk of row chunks ``first`` to ``stop - 1`` of ``node`` (in C order) that
-    cannot be read or holds NaN or infinity: ``(coords, problem)``, or None (run where the
-    chunks are read)."""
+    cannot be read or holds infinity (NaN is a missing value, not a problem):
+    ``(coords, problem)``, or None (run where the chunks are read)."""
     per_key = node.chunks
     grid = [math.ceil(n / c) for n, c in zip(node.shape, per_key, strict=True)]
     floating = np.dtype(node.dtype).kind == "f"
@@ -294,13 +294,14 @@ def _first_problem(node, first, stop):
                 block = np.asarray(node[where])
             except Exception as exc:  # noqa: BLE001 - a chunk that cannot be read, whatever why
                 return coords, f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if floating and not np.isfinite(block).all():
-                return coords, "NaN or infinity"
+            if floating and np.isinf(block).any():
+                return coords, "infinity"
     return None
 
 
 def first_bad_chunk(url, array: str | None = None, storage_options: dict | None = None):
-    """Find the first chunk of an array that cannot be read or holds NaN or infinity.
+    """Find the first chunk of an array that cannot be read or holds infinity (NaN marks a
+    missing value: not a problem).
 
     Every chunk is read (on the active Dask scheduler, a run of row chunks per task), so this
     is for explaining an error, not for checking a store before use.
@@ -317,8 +318,8 @@ def first_bad_chunk(url, array: str | None = None, storage_options: dict | None 
     Returns
     -------
     description : str or None
-        ``chunk (i, j) of array 'X' (rows a to b): PROBLEM``, or None when every chunk reads
-        and is finite.
+        ``chunk (i, j) of array 'X' (rows a to b) holds infinity`` (or ``cannot be read:
+        PROBLEM``), or None when every chunk reads and holds no infinity.
     """
     import dask
 
@@ -336,7 +337,7 @@ def first_bad_chunk(url, array: str | None = None, storage_options: dict | None 
     start = coords[0] * rows
     stop = min(start + rows, node.shape[0])
     return (f"chunk {coords} of {_array_name(node)} (rows {start} to {stop - 1}) "
-            f"{'holds' if problem == 'NaN or infinity' else 'cannot be read:'} {problem}")
+            f"{'holds' if problem == 'infinity' else 'cannot be read:'} {problem}")
 
 
 # ---- writing every chunk ----------------------------------------------------------------------

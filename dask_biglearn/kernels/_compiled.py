@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 
 import numpy as np
 
@@ -184,19 +185,182 @@ def _estep_coefficients_py(log_weights, means, covariances, shift, log_2pi, thet
     return -1
 
 
+def _missing_pattern_py(missing, r, M, O):
+    """The missing (``M``) and observed (``O``) coordinates of row ``r``; returns ``q``."""
+    q = 0
+    o = 0
+    for i in range(missing.shape[1]):
+        if missing[r, i]:
+            M[q] = i
+            q += 1
+        else:
+            O[o] = i
+            o += 1
+    return q
+
+
+def _same_pattern_py(missing, r):
+    """Whether row ``r`` misses the same coordinates as row ``r - 1``."""
+    if r == 0:
+        return False
+    for i in range(missing.shape[1]):
+        if missing[r, i] != missing[r - 1, i]:
+            return False
+    return True
+
+
+def _factor_missing_blocks_py(L, M, q, chol, log_det):
+    """Cholesky factors (lower, in ``chol[k, :q, :q]``) and log-determinants of every
+    component's ``L_MM``."""
+    for k in range(L.shape[0]):
+        for a in range(q):
+            for b in range(a + 1):
+                acc = L[k, M[a], M[b]]
+                for t in range(b):
+                    acc -= chol[k, a, t] * chol[k, b, t]
+                if a == b:
+                    chol[k, a, a] = np.sqrt(acc)
+                else:
+                    chol[k, a, b] = acc / chol[k, b, b]
+        total = 0.0
+        for a in range(q):
+            total += np.log(chol[k, a, a])
+        log_det[k] = 2.0 * total
+
+
+def _chol_solve_py(chol, k, q, w, z):
+    """``z = L_MM^-1 w`` from the lower factor ``chol[k, :q, :q]``."""
+    for a in range(q):
+        acc = w[a]
+        for t in range(a):
+            acc -= chol[k, a, t] * z[t]
+        z[a] = acc / chol[k, a, a]
+    for a in range(q - 1, -1, -1):
+        acc = z[a]
+        for t in range(a + 1, q):
+            acc -= chol[k, t, a] * z[t]
+        z[a] = acc / chol[k, a, a]
+
+
+def _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z):
+    """For row ``r`` and component ``k``: ``d = y' - c``, ``w = L_MO d_O`` and
+    ``z = L_MM^-1 w`` (in ``d``, ``w``, ``z``)."""
+    m = Y.shape[1]
+    for i in range(m):
+        d[i] = Y[r, i] - c[k, i]
+    for a in range(q):
+        acc = 0.0
+        for b in range(m - q):
+            acc += L[k, M[a], O[b]] * d[O[b]]
+        w[a] = acc
+    _chol_solve_py(chol, k, q, w, z)
+
+
+def _missing_log_prob_corrections_py(Y, missing, L, c, out):
+    """Compiled counterpart of :func:`dask_biglearn.kernels.missing.log_prob_corrections`
+    (full covariances): ``out[k, r]``, rows that miss the same coordinates consecutive."""
+    n, m = Y.shape
+    n_comp = c.shape[0]
+    M = np.empty(m, dtype=np.int64)
+    O = np.empty(m, dtype=np.int64)
+    chol = np.zeros((n_comp, m, m))
+    log_det = np.empty(n_comp)
+    d = np.empty(m)
+    w = np.empty(m)
+    z = np.empty(m)
+    q = 0
+    half_log_2pi = 0.5 * np.log(2.0 * np.pi)
+    for r in range(n):
+        if not _same_pattern_py(missing, r):
+            q = _missing_pattern_py(missing, r, M, O)
+            _factor_missing_blocks_py(L, M, q, chol, log_det)
+        for k in range(n_comp):
+            _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z)
+            total = q * half_log_2pi - 0.5 * log_det[k]
+            for a in range(q):
+                total += d[M[a]] * w[a] + 0.5 * w[a] * z[a]
+                quad = 0.0
+                for b in range(q):
+                    quad += L[k, M[a], M[b]] * d[M[b]]
+                total += 0.5 * d[M[a]] * quad
+            out[k, r] = total
+
+
+def _missing_conditional_moments_py(Y, missing, L, c, resp, first, cross, mm):
+    """Compiled counterpart of :func:`dask_biglearn.kernels.missing.add_conditional_moments`
+    (full covariances): adds ``r e`` to ``first``, ``r y' e^T`` to ``cross`` (rows observed,
+    columns missing) and ``r (e e^T + C)`` to ``mm``."""
+    n, m = Y.shape
+    n_comp = c.shape[0]
+    M = np.empty(m, dtype=np.int64)
+    O = np.empty(m, dtype=np.int64)
+    chol = np.zeros((n_comp, m, m))
+    log_det = np.empty(n_comp)
+    cov = np.zeros((n_comp, m, m))  # L_MM^-1 per component
+    d = np.empty(m)
+    w = np.empty(m)
+    z = np.empty(m)
+    unit = np.zeros(m)
+    col = np.empty(m)
+    e = np.empty(m)
+    q = 0
+    for r in range(n):
+        if not _same_pattern_py(missing, r):
+            q = _missing_pattern_py(missing, r, M, O)
+            _factor_missing_blocks_py(L, M, q, chol, log_det)
+            for k in range(n_comp):
+                for b in range(q):
+                    for a in range(q):
+                        unit[a] = 1.0 if a == b else 0.0
+                    _chol_solve_py(chol, k, q, unit, col)
+                    for a in range(q):
+                        cov[k, a, b] = col[a]
+        for k in range(n_comp):
+            weight = resp[k, r]
+            if weight == 0.0:
+                continue
+            _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z)
+            for a in range(q):
+                e[a] = c[k, M[a]] - z[a]
+                first[k, M[a]] += weight * e[a]
+            for b in range(m - q):
+                y = weight * Y[r, O[b]]
+                for a in range(q):
+                    cross[k, O[b], M[a]] += y * e[a]
+            for a in range(q):
+                for b in range(q):
+                    mm[k, M[a], M[b]] += weight * (e[a] * e[b] + cov[k, a, b])
+
+
 #: Whether numba is installed (the compiled kernels exist); found without importing it.
 NUMBA_AVAILABLE = importlib.util.find_spec("numba") is not None
 
 
-@functools.cache
+_COMPILING = threading.Lock()
+
+
 def _kernels():
-    """The compiled kernels ``(softmax_columns, quadratic_features, estep_coefficients)``,
-    numba imported on the first call."""
+    """The compiled kernels, built once (under a lock: a sweep's threads may ask together)."""
+    with _COMPILING:
+        return _compile()
+
+
+@functools.cache
+def _compile():
+    """The compiled kernels ``(softmax_columns, quadratic_features, estep_coefficients,
+    missing_log_prob_corrections, missing_conditional_moments)``, numba imported on the first
+    call."""
     import numba
 
     jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
+    # The helpers of the missing-value kernels are compiled first, so that those kernels
+    # call their compiled versions (numba resolves the globals of a function it compiles).
+    for name in ("_missing_pattern_py", "_same_pattern_py", "_factor_missing_blocks_py",
+                 "_chol_solve_py", "_row_conditional_py"):
+        globals()[name] = jit(globals()[name])
     return (jit(_softmax_columns_py), jit(_quadratic_features_py),
-            jit(_estep_coefficients_py))
+            jit(_estep_coefficients_py), jit(_missing_log_prob_corrections_py),
+            jit(_missing_conditional_moments_py))
 
 
 def numba_version() -> str | None:
@@ -251,6 +415,49 @@ def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> in
     work = np.empty((2, m, m))
     return int(_kernels()[2](log_weights, means, covariances, shift,
                              float(np.log(2.0 * np.pi)), theta, work))
+
+
+def missing_log_prob_corrections(Y, missing, precisions, centres, out) -> None:
+    """Compiled log-density corrections of incomplete rows (full covariances): see
+    :func:`dask_biglearn.kernels.missing.log_prob_corrections`.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_rows, n_dims)
+        The rows, filled and centred, those that miss the same coordinates consecutive.
+    missing : ndarray of bool of shape (n_rows, n_dims)
+    precisions : ndarray of shape (n_components, n_dims, n_dims)
+    centres : ndarray of shape (n_components, n_dims)
+    out : ndarray of shape (n_components, n_rows)
+        Written in full.
+    """
+    _kernels()[3](Y, missing, np.ascontiguousarray(precisions, dtype=np.float64),
+                  np.ascontiguousarray(centres, dtype=np.float64), out)
+
+
+def missing_conditional_moments(Y, missing, precisions, centres, resp, first, cross,
+                                mm) -> None:
+    """Compiled conditional moments of incomplete rows (full covariances): see
+    :func:`dask_biglearn.kernels.missing.add_conditional_moments`.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_rows, n_dims)
+        The rows, filled and centred, those that miss the same coordinates consecutive.
+    missing : ndarray of bool of shape (n_rows, n_dims)
+    precisions : ndarray of shape (n_components, n_dims, n_dims)
+    centres : ndarray of shape (n_components, n_dims)
+    resp : ndarray of shape (n_components, n_rows)
+        The rows' (weighted) responsibilities.
+    first : ndarray of shape (n_components, n_dims)
+        Gains ``r e`` (added to).
+    cross : ndarray of shape (n_components, n_dims, n_dims)
+        Gains ``r y'_O e_M^T`` (added to).
+    mm : ndarray of shape (n_components, n_dims, n_dims)
+        Gains ``r (e e^T + C)`` on the missing block (added to).
+    """
+    _kernels()[4](Y, missing, np.ascontiguousarray(precisions, dtype=np.float64),
+                  np.ascontiguousarray(centres, dtype=np.float64), resp, first, cross, mm)
 
 
 def warm_up() -> bool:

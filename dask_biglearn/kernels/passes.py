@@ -21,6 +21,13 @@ A *diagonal* pass (``PassSpec.diagonal``: a diagonal or spherical mixture seen t
 identity or a coordinate subset) uses the diagonal features ``[1, y', y'^2]`` instead: the
 same two products over ``1 + 2m`` features, ``O(N K m)``, and its statistics carry only the
 diagonals of the second moments.
+
+A pass over data with missing values (``PassSpec.missing``) reads each sub-block filled (a
+missing value replaced by its column's shift), so that its features and both products are
+those of complete data, then corrects the log-densities of the incomplete rows to those of
+their observed coordinates before the softmax and adds their conditional moments to the
+statistics after it (:mod:`dask_biglearn.kernels.missing`); the rows it cannot use are
+left out through their weights. A sub-block with no hole costs what it costs on complete data.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ from .features import (
     row_blocks,
     scratch_buffer,
     unpack_second_moments,
+)
+from .missing import (
+    add_conditional_moments,
+    filled,
+    gaussians_from_theta,
+    log_prob_corrections,
+    pass_holes,
 )
 from .stats import SuffStats
 
@@ -69,6 +83,9 @@ class PassSpec:
         ``[1, y', y'^2]`` and its second moments are diagonals, ``(n_components, n_dims)``.
     weighted : bool
         The last column of every block is the rows' weights (``sample_weight``).
+    missing : bool
+        The data has missing values (NaN): incomplete rows are read through their observed
+        coordinates (:mod:`dask_biglearn.kernels.missing`).
     """
 
     theta: np.ndarray
@@ -79,6 +96,7 @@ class PassSpec:
     float32: bool = False
     diagonal: bool = False
     weighted: bool = False
+    missing: bool = False
 
     @property
     def n_dims(self) -> int:
@@ -167,7 +185,7 @@ def feature_pass(F_t: np.ndarray, theta_t: np.ndarray, moments: bool = True, *,
 
 
 def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: bool = True, *,
-                         compiled: bool = False, weights=None):
+                         compiled: bool = False, weights=None, holes=None, model=None):
     """:func:`feature_pass` of several models at once, over the same features.
 
     The models' coefficients are stacked, so that both matrix products of the pass are one
@@ -193,6 +211,11 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
         Use the numba twin of the softmax.
     weights : ndarray of shape (n_rows,), optional
         The rows' weights (see :func:`responsibilities_from_log_prob`).
+    holes : Holes, optional
+        The rows of the sub-block that miss coordinates (their features are those of the
+        filled rows): see :mod:`dask_biglearn.kernels.missing`.
+    model : Gaussians, optional
+        The stacked models' precisions and centres, with ``holes``.
 
     Returns
     -------
@@ -210,6 +233,11 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
         log_prob_t[...] = narrow
     else:
         np.matmul(theta_t, F_t, out=log_prob_t)
+    Y = None
+    if holes is not None and len(holes.rows):
+        m = model.centres.shape[1]
+        Y = np.asarray(F_t[1 : 1 + m].T, dtype=np.float64)  # the filled rows, centred
+        log_prob_t[:, holes.rows] += log_prob_corrections(Y, holes, model)
     log_lik_sums, start = [], 0
     for size in sizes:
         _, log_lik_sum = responsibilities_from_log_prob(log_prob_t[start : start + size],
@@ -219,9 +247,13 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
     if not moments:
         return None, log_lik_sums
     if narrow is None:
-        return log_prob_t @ F_t.T, log_lik_sums
-    narrow[...] = log_prob_t
-    return (narrow @ F_t.T).astype(np.float64), log_lik_sums
+        G = log_prob_t @ F_t.T
+    else:
+        narrow[...] = log_prob_t
+        G = (narrow @ F_t.T).astype(np.float64)
+    if Y is not None:
+        add_conditional_moments(G, Y, log_prob_t, holes, model)
+    return G, log_lik_sums
 
 
 def unpack_stats(G: np.ndarray, log_lik_sum: float, n_rows: int,
@@ -286,12 +318,14 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
     first = specs[0]
     sizes = [spec.n_components for spec in specs]
     theta_t = np.ascontiguousarray(np.concatenate([spec.theta.T for spec in specs]))
+    model = gaussians_from_theta(theta_t.T, first.diagonal) if first.missing else None
     G_total, ll_totals, n_rows = None, np.zeros(len(specs)), 0
-    for F_t, weights in _features_and_weights(blocks, first, block_rows, cache):
+    for F_t, weights, holes in _features_and_weights(blocks, first, block_rows, cache):
         if theta_t.dtype != F_t.dtype:  # the features decide (the cache keeps its own type)
             theta_t = theta_t.astype(F_t.dtype)
         G, lls = stacked_feature_pass(F_t, theta_t, sizes, first.moments,
-                                      compiled=first.compiled, weights=weights)
+                                      compiled=first.compiled, weights=weights, holes=holes,
+                                      model=model)
         ll_totals += lls
         n_rows += F_t.shape[1] if weights is None else float(weights.sum())
         if first.moments:
@@ -309,33 +343,54 @@ def _shared_feature_stats(blocks, specs, block_rows, cache) -> list[SuffStats]:
 
 
 def _features_and_weights(blocks, spec: PassSpec, block_rows, cache):
-    """Yield each sub-block's features and its rows' weights (None without weights): from
-    the cache when it holds them (the in-process route's one block), else computed."""
+    """Yield each sub-block's features, its rows' weights (None without weights, nor rows
+    left out) and its holes (None when complete in the pass's space): features from the
+    cache when it holds them (the in-process route's one block), else computed."""
     weighted = spec.weighted
     cached = None if cache is None else cache.features_of(spec.shift, spec.projection,
                                                           spec.diagonal)
     if cached is not None:
-        if not weighted:
-            yield from ((F_t, None) for F_t in cached)
-            return
         (X,) = blocks
-        w = np.asarray(X[:, -1], dtype=np.float64)
-        for F_t, (start, stop) in zip(cached, row_blocks(len(w), cache.block_rows),
+        for F_t, (start, stop) in zip(cached, row_blocks(X.shape[0], cache.block_rows),
                                       strict=True):
-            yield F_t, w[start:stop]
+            yield (F_t, *_weights_and_holes(X[start:stop], spec))
         return
     dtype = np.float32 if spec.float32 else np.float64
     for X in blocks:
         rows = block_rows or default_block_rows(X.shape[1] - weighted)
-        features = block_features(X[:, :-1] if weighted else X, spec.shift, spec.projection,
-                                  rows, compiled=spec.compiled, dtype=dtype,
-                                  diagonal=spec.diagonal)
-        if not weighted:
-            yield from ((F_t, None) for F_t in features)
+        if not spec.missing:  # the features of whole blocks, sub-block by sub-block
+            features = block_features(X[:, :-1] if weighted else X, spec.shift,
+                                      spec.projection, rows, compiled=spec.compiled,
+                                      dtype=dtype, diagonal=spec.diagonal)
+            for F_t, (start, stop) in zip(features, row_blocks(X.shape[0], rows),
+                                          strict=True):
+                yield (F_t, *_weights_and_holes(X[start:stop], spec))
             continue
-        w = np.asarray(X[:, -1], dtype=np.float64)
-        for F_t, (start, stop) in zip(features, row_blocks(len(w), rows), strict=True):
-            yield F_t, w[start:stop]
+        for start, stop in row_blocks(X.shape[0], rows):
+            sub = X[start:stop]
+            values = sub[:, :-1] if weighted else sub
+            nan = np.isnan(values)
+            if nan.any():
+                values = filled(values, nan, spec.shift)
+            F_t = next(block_features(values, spec.shift, spec.projection, stop - start,
+                                      compiled=spec.compiled, dtype=dtype,
+                                      diagonal=spec.diagonal))
+            yield (F_t, *_weights_and_holes(sub, spec, nan))
+
+
+def _weights_and_holes(sub, spec: PassSpec, nan=None):
+    """A sub-block's rows' weights (None when they are all 1) and its holes in the pass's
+    space (None without), the rows a pass leaves out given weight 0."""
+    weights = np.asarray(sub[:, -1], dtype=np.float64) if spec.weighted else None
+    if not spec.missing:
+        return weights, None
+    if nan is None:
+        nan = np.isnan(sub[:, :-1] if spec.weighted else sub)
+    holes = pass_holes(nan, spec.projection) if nan.any() else None
+    if holes is not None and holes.left_out is not None:
+        weights = np.ones(len(sub)) if weights is None else weights.copy()
+        weights[holes.left_out] = 0.0
+    return weights, holes
 
 
 def _n_dims(width: int, diagonal: bool = False) -> int:
@@ -389,8 +444,8 @@ def pass_stats_batch(blocks, specs, block_rows: int | None = None,
 
 def _same_features(a: PassSpec, b: PassSpec) -> bool:
     """Whether two passes read the rows through the same features and compute the same."""
-    if ((a.moments, a.compiled, a.float32, a.diagonal, a.weighted)
-            != (b.moments, b.compiled, b.float32, b.diagonal, b.weighted)):
+    if ((a.moments, a.compiled, a.float32, a.diagonal, a.weighted, a.missing)
+            != (b.moments, b.compiled, b.float32, b.diagonal, b.weighted, b.missing)):
         return False
     if (a.projection is None) != (b.projection is None):
         return False

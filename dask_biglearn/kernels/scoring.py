@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .features import default_block_rows, row_blocks
+from .missing import Gaussians, filled, log_prob_corrections, pass_holes
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -270,14 +271,46 @@ def log_sum_exp_rows(a: np.ndarray, work: Workspace | None = None) -> np.ndarray
 def _log_prob_by_sub_block(X, params, block_rows, out=None):
     """Yield ``(start, stop, log_prob, work)`` for each sub-block of ``X``: its weighted
     log-densities, written into ``out[start:stop]`` when given, else into a buffer of
-    ``work`` (valid until the next sub-block), and the block's :class:`Workspace`."""
+    ``work`` (valid until the next sub-block), and the block's :class:`Workspace`.
+
+    A row with missing values (NaN) gets the log-densities of its observed coordinates: the
+    sub-block is scored filled (each missing value replaced by the means' centre), then its
+    incomplete rows corrected (:mod:`dask_biglearn.kernels.missing`); a row with no observed
+    value gets the log-weights (the density of nothing is 1)."""
     terms = component_terms(*params)
     rows = sub_block_rows(X.shape[1], block_rows)
     work = Workspace(min(rows, X.shape[0]))
     k = len(terms.offset)
+    model = fill = None
     for start, stop in row_blocks(X.shape[0], rows):
         target = work.get("log_prob", stop - start, k) if out is None else out[start:stop]
-        yield start, stop, sub_block_log_prob(X[start:stop], terms, target, work), work
+        sub = X[start:stop]
+        nan = np.isnan(sub)
+        if not nan.any():
+            yield start, stop, sub_block_log_prob(sub, terms, target, work), work
+            continue
+        if model is None:
+            model, fill = _gaussians(*params)
+        sub = filled(sub, nan, fill)
+        log_prob = sub_block_log_prob(sub, terms, target, work)
+        holes = pass_holes(nan, None, keep_empty=True)
+        log_prob[holes.rows] += log_prob_corrections(sub - fill, holes, model).T
+        yield start, stop, log_prob, work
+
+
+def _gaussians(weights, means, precisions_cholesky, covariance_type):
+    """The model as the missing-value corrections read it, about the means' centre (the fill
+    value of missing coordinates): ``(Gaussians, centre)``."""
+    means = np.asarray(means, dtype=np.float64)
+    k, d = means.shape
+    centre = means.mean(axis=0)
+    if covariance_type in ("diag", "spherical"):
+        prec = np.broadcast_to(np.reshape(precisions_cholesky, (k, -1)), (k, d)) ** 2
+        return Gaussians(np.ascontiguousarray(prec), means - centre, True), centre
+    factors = np.asarray(precisions_cholesky, dtype=np.float64)
+    precisions = factors @ np.swapaxes(factors, -1, -2)
+    precisions = np.broadcast_to(precisions, (k, d, d))  # tied: one for all
+    return Gaussians(np.ascontiguousarray(precisions), means - centre, False), centre
 
 
 def score_block(X, weights, means, precisions_cholesky, covariance_type="full", *,
@@ -414,7 +447,7 @@ def predict_block(X, weights, means, precisions_cholesky, covariance_type="full"
 
 
 def checked_block(X, block_fn, *args, block_rows: int | None = None):
-    """Run ``block_fn`` on a block after checking it for NaN and infinity.
+    """Run ``block_fn`` on a block after checking it for infinity.
 
     Dask input is checked chunk by chunk, as it is scored, and each chunk sub-block by
     sub-block (no mask of the whole chunk).
@@ -440,11 +473,12 @@ def checked_block(X, block_fn, *args, block_rows: int | None = None):
     Raises
     ------
     ValueError
-        If ``X`` contains NaN or infinity.
+        If ``X`` contains infinity (NaN is a missing value).
     """
     X = np.asarray(X)
     rows = sub_block_rows(X.shape[1], block_rows)
     for start, stop in row_blocks(X.shape[0], rows):
-        if not np.isfinite(X[start:stop]).all():
-            raise ValueError("Input X contains NaN or infinity (found while scoring a chunk).")
+        if np.isinf(X[start:stop]).any():
+            raise ValueError("Input X contains infinity (found while scoring a chunk; NaN "
+                             "marks a missing value).")
     return block_fn(X, *args, block_rows=rows)

@@ -101,8 +101,8 @@ def test_predictions_are_written_chunk_by_chunk_and_atomically(store, tmp_path, 
     with pytest.raises(StoreError, match="exists"):
         write_predictions(model, Xz, out)
     # a write that fails leaves nothing behind
-    bad = da.from_array(np.full((10, 3), np.nan), chunks=5)
-    with pytest.raises(ValueError, match="NaN"):
+    bad = da.from_array(np.full((10, 3), np.inf), chunks=5)
+    with pytest.raises(ValueError, match="infinity"):
         write_predictions(model, bad, tmp_path / "failed.zarr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "pred.zarr"]
 
@@ -187,15 +187,20 @@ def test_a_missing_chunk_is_told_apart_by_who_wrote_the_store(tmp_path, client):
                                f"dask_biglearn, stores every chunk.")
 
 
-def test_the_first_chunk_with_nan_or_that_cannot_be_read_is_found(store, tmp_path, client):
+def test_the_first_chunk_with_infinity_or_that_cannot_be_read_is_found(store, tmp_path,
+                                                                       client):
     X, path = store
     assert first_bad_chunk(path) is None
     bad = X.copy()
+    bad[100, 1] = np.nan  # a missing value: not a problem
+    holey = tmp_path / "holey.zarr"
+    da.from_array(bad, chunks=(700, 3)).to_zarr(str(holey), component="X")
+    assert first_bad_chunk(holey) is None
     bad[1500, 2] = np.inf
-    nan = tmp_path / "nan.zarr"
-    da.from_array(bad, chunks=(700, 3)).to_zarr(str(nan), component="X")
-    assert first_bad_chunk(nan) == ("chunk (2, 0) of array 'X' (rows 1400 to 2099) holds NaN "
-                                    "or infinity")
+    inf = tmp_path / "inf.zarr"
+    da.from_array(bad, chunks=(700, 3)).to_zarr(str(inf), component="X")
+    assert first_bad_chunk(inf) == ("chunk (2, 0) of array 'X' (rows 1400 to 2099) holds "
+                                    "infinity")
     chunk = path / "X" / "c" / "3" / "0"
     chunk.write_bytes(chunk.read_bytes()[:40])  # cut short
     found = first_bad_chunk(path)
@@ -206,32 +211,33 @@ def test_the_first_chunk_with_nan_or_that_cannot_be_read_is_found(store, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def nan_store(tmp_path_factory):
-    """40 chunks of 1000 rows, a NaN in chunk 25: its tasks fail while the others write."""
+def inf_store(tmp_path_factory):
+    """40 chunks of 1000 rows, an infinity in chunk 25: its tasks fail while the others
+    write."""
     X = np.random.default_rng(1).normal(size=(40_000, 3))
-    path = tmp_path_factory.mktemp("nan") / "in.zarr"
+    path = tmp_path_factory.mktemp("inf") / "in.zarr"
     bad = X.copy()
-    bad[25_500, 1] = np.nan
+    bad[25_500, 1] = np.inf
     da.from_array(bad, chunks=(1000, 3)).to_zarr(str(path), component="X")
     model = db.GaussianMixture(3, random_state=0).fit(X[:3000])
     return model, path
 
 
 def _fail_to_write_predictions(model, path, folder):
-    with pytest.raises(ValueError, match="NaN") as info:
+    with pytest.raises(ValueError, match="infinity") as info:
         write_predictions(model, open_zarr_array(path), folder / "pred.zarr",
                           log_likelihood=True, responsibilities=True)
     assert "\n" not in str(info.value)
 
 
-def test_a_failed_write_leaves_neither_the_output_nor_a_staging_group(nan_store, tmp_path,
+def test_a_failed_write_leaves_neither_the_output_nor_a_staging_group(inf_store, tmp_path,
                                                                       client):
     """On a real LocalCluster (2 worker processes). The race was intermittent (3 runs in 4):
     tasks still running after the failure wrote into the removed staging group and made it
     again. Five tries, each given the time to."""
     import time
 
-    model, path = nan_store
+    model, path = inf_store
     for attempt in range(5):
         folder = tmp_path / f"try{attempt}"
         folder.mkdir()

@@ -112,7 +112,7 @@ def test_an_empty_block_gives_empty_results():
     assert predict_block(X, *model).shape == (0,)
 
 
-def test_checked_block_finds_a_nan_in_the_last_sub_block_and_passes_on_the_sub_block_size():
+def test_checked_block_finds_an_infinity_in_the_last_sub_block_and_passes_on_the_sub_block_size():
     model = typed_model("full")[:4]
     X = rows(100, model)
     seen = []
@@ -124,8 +124,10 @@ def test_checked_block_finds_a_nan_in_the_last_sub_block_and_passes_on_the_sub_b
     np.testing.assert_array_equal(checked_block(X, kernel, *model, block_rows=30),
                                   score_block(X, *model))
     assert seen == [30]
+    X[-1, 2] = np.nan  # a missing value: scored through the row's observed coordinates
+    assert np.isfinite(checked_block(X, kernel, *model, block_rows=30)).all()
     X[-1, 2] = np.inf
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="contains infinity"):
         checked_block(X, kernel, *model, block_rows=30)
 
 

@@ -58,8 +58,12 @@ def test_summaries_of_a_concatenation_are_the_combination_of_its_parts(data, see
     np.testing.assert_allclose(whole.m2, grouped.m2, rtol=1e-9, atol=1e-12 * spread**2)
 
 
-def test_summary_sees_non_finite_values():
+def test_summary_sees_infinite_values_and_takes_nan_as_missing():
     X = np.ones((10, 2))
-    X[3, 1] = np.nan
+    X[3, 1] = np.inf
     assert not summarize_blocks([X[:5], X[5:]]).finite
     assert not combine_summaries([summarize_blocks([X[:2]]), summarize_blocks([X[2:]])]).finite
+    X[3, 1] = np.nan
+    summary = combine_summaries([summarize_blocks([X[:2]]), summarize_blocks([X[2:]])])
+    assert summary.finite and summary.n_missing == 1
+    np.testing.assert_array_equal(summary.feature_weights, [10.0, 9.0])
