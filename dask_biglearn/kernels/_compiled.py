@@ -209,127 +209,138 @@ def _same_pattern_py(missing, r):
     return True
 
 
-def _factor_missing_blocks_py(L, M, q, chol, log_det):
-    """Cholesky factors (lower, in ``chol[k, :q, :q]``) and log-determinants of every
-    component's ``L_MM``."""
-    for k in range(L.shape[0]):
-        for a in range(q):
-            for b in range(a + 1):
-                acc = L[k, M[a], M[b]]
+def _factor_missing_blocks_py(Lt, M, q, chol, log_det):
+    """Cholesky factors (lower, ``chol[a, b, k]``) and log-determinants of every component's
+    ``L_MM``, the components innermost (``Lt[i, j, k]``) so that the loops vectorise."""
+    n_comp = Lt.shape[2]
+    for a in range(q):
+        for b in range(a + 1):
+            for k in range(n_comp):
+                acc = Lt[M[a], M[b], k]
                 for t in range(b):
-                    acc -= chol[k, a, t] * chol[k, b, t]
+                    acc -= chol[a, t, k] * chol[b, t, k]
                 if a == b:
-                    chol[k, a, a] = np.sqrt(acc)
+                    chol[a, a, k] = np.sqrt(acc)
                 else:
-                    chol[k, a, b] = acc / chol[k, b, b]
-        total = 0.0
-        for a in range(q):
-            total += np.log(chol[k, a, a])
-        log_det[k] = 2.0 * total
-
-
-def _chol_solve_py(chol, k, q, w, z):
-    """``z = L_MM^-1 w`` from the lower factor ``chol[k, :q, :q]``."""
+                    chol[a, b, k] = acc / chol[b, b, k]
+    for k in range(n_comp):
+        log_det[k] = 0.0
     for a in range(q):
-        acc = w[a]
-        for t in range(a):
-            acc -= chol[k, a, t] * z[t]
-        z[a] = acc / chol[k, a, a]
+        for k in range(n_comp):
+            log_det[k] += 2.0 * np.log(chol[a, a, k])
+
+
+def _chol_solve_py(chol, q, w, z):
+    """``z[:q, k] = L_MM^-1 w[:q, k]`` for every component, from the lower factors."""
+    n_comp = chol.shape[2]
+    for a in range(q):
+        for k in range(n_comp):
+            acc = w[a, k]
+            for t in range(a):
+                acc -= chol[a, t, k] * z[t, k]
+            z[a, k] = acc / chol[a, a, k]
     for a in range(q - 1, -1, -1):
-        acc = z[a]
-        for t in range(a + 1, q):
-            acc -= chol[k, t, a] * z[t]
-        z[a] = acc / chol[k, a, a]
+        for k in range(n_comp):
+            acc = z[a, k]
+            for t in range(a + 1, q):
+                acc -= chol[t, a, k] * z[t, k]
+            z[a, k] = acc / chol[a, a, k]
 
 
-def _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z):
-    """For row ``r`` and component ``k``: ``d = y' - c``, ``w = L_MO d_O`` and
-    ``z = L_MM^-1 w`` (in ``d``, ``w``, ``z``)."""
-    m = Y.shape[1]
-    for i in range(m):
-        d[i] = Y[r, i] - c[k, i]
-    for a in range(q):
-        acc = 0.0
-        for b in range(m - q):
-            acc += L[k, M[a], O[b]] * d[O[b]]
-        w[a] = acc
-    _chol_solve_py(chol, k, q, w, z)
-
-
-def _missing_log_prob_corrections_py(Y, missing, L, c, out):
-    """Compiled counterpart of :func:`dask_biglearn.kernels.missing.log_prob_corrections`
-    (full covariances): ``out[k, r]``, rows that miss the same coordinates consecutive."""
+def _missing_rows_conditionals_py(Y, missing, Lt, ct, corr, completed, e_offsets):
+    """Compiled counterpart of :class:`dask_biglearn.kernels.missing.Completion` for rows
+    whose pattern few others share (full covariances; rows that miss the same coordinates
+    consecutive, so each run factorises once). ``Lt[i, j, k]`` and ``ct[i, k]``: the
+    precisions and centres, components innermost. Writes ``corr[r, k]`` and, from
+    ``e_offsets[r]``, each row's completed values ``(q, K)``, flat."""
     n, m = Y.shape
-    n_comp = c.shape[0]
+    n_comp = Lt.shape[2]
     M = np.empty(m, dtype=np.int64)
     O = np.empty(m, dtype=np.int64)
-    chol = np.zeros((n_comp, m, m))
+    chol = np.zeros((m, m, n_comp))
     log_det = np.empty(n_comp)
-    d = np.empty(m)
-    w = np.empty(m)
-    z = np.empty(m)
+    const = np.empty(n_comp)
+    d = np.empty((m, n_comp))
+    w = np.empty((m, n_comp))
+    z = np.empty((m, n_comp))
     q = 0
     half_log_2pi = 0.5 * np.log(2.0 * np.pi)
     for r in range(n):
         if not _same_pattern_py(missing, r):
             q = _missing_pattern_py(missing, r, M, O)
-            _factor_missing_blocks_py(L, M, q, chol, log_det)
-        for k in range(n_comp):
-            _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z)
-            total = q * half_log_2pi - 0.5 * log_det[k]
+            _factor_missing_blocks_py(Lt, M, q, chol, log_det)
+            for k in range(n_comp):  # q log(2 pi) / 2 - log det L_MM / 2 + c_M L_MM c_M / 2
+                const[k] = q * half_log_2pi - 0.5 * log_det[k]
             for a in range(q):
-                total += d[M[a]] * w[a] + 0.5 * w[a] * z[a]
-                quad = 0.0
                 for b in range(q):
-                    quad += L[k, M[a], M[b]] * d[M[b]]
-                total += 0.5 * d[M[a]] * quad
-            out[k, r] = total
+                    for k in range(n_comp):
+                        const[k] += 0.5 * ct[M[a], k] * Lt[M[a], M[b], k] * ct[M[b], k]
+        o = m - q
+        for b in range(o):  # d_O = y'_O - c_O
+            i = O[b]
+            for k in range(n_comp):
+                d[i, k] = Y[r, i] - ct[i, k]
+        for a in range(q):  # w = L_MO d_O
+            for k in range(n_comp):
+                w[a, k] = 0.0
+            for b in range(o):
+                i = O[b]
+                for k in range(n_comp):
+                    w[a, k] += Lt[M[a], i, k] * d[i, k]
+        _chol_solve_py(chol, q, w, z)
+        e_at = e_offsets[r]
+        for k in range(n_comp):
+            corr[r, k] = const[k]
+        for a in range(q):
+            for k in range(n_comp):
+                corr[r, k] += -ct[M[a], k] * w[a, k] + 0.5 * w[a, k] * z[a, k]
+                completed[e_at + a * n_comp + k] = ct[M[a], k] - z[a, k]
 
 
-def _missing_conditional_moments_py(Y, missing, L, c, resp, first, cross, mm):
-    """Compiled counterpart of :func:`dask_biglearn.kernels.missing.add_conditional_moments`
-    (full covariances): adds ``r e`` to ``first``, ``r y' e^T`` to ``cross`` (rows observed,
-    columns missing) and ``r (e e^T + C)`` to ``mm``."""
+def _missing_rows_moments_py(Y, missing, Lt, resp, completed, e_offsets, first, cross_t, mm):
+    """Compiled counterpart of :meth:`dask_biglearn.kernels.missing.Completion.add_moments`
+    for the rows of :func:`_missing_rows_conditionals_py` (components innermost: ``resp[r,
+    k]``, ``first[i, k]``, ``cross_t[a, i, k]``, ``mm[a, b, k]``): adds ``r e`` to ``first``,
+    ``r e y'^T`` to ``cross_t`` (missing rows, every column: ``y'_M = 0``) and ``r (e e^T +
+    C)`` to ``mm``."""
     n, m = Y.shape
-    n_comp = c.shape[0]
+    n_comp = Lt.shape[2]
     M = np.empty(m, dtype=np.int64)
     O = np.empty(m, dtype=np.int64)
-    chol = np.zeros((n_comp, m, m))
+    chol = np.zeros((m, m, n_comp))
+    inverse = np.zeros((m, m, n_comp))  # L_MM^-1
     log_det = np.empty(n_comp)
-    cov = np.zeros((n_comp, m, m))  # L_MM^-1 per component
-    d = np.empty(m)
-    w = np.empty(m)
-    z = np.empty(m)
-    unit = np.zeros(m)
-    col = np.empty(m)
-    e = np.empty(m)
+    unit = np.zeros((m, n_comp))
+    column = np.empty((m, n_comp))
+    ea = np.empty(n_comp)
     q = 0
     for r in range(n):
         if not _same_pattern_py(missing, r):
             q = _missing_pattern_py(missing, r, M, O)
-            _factor_missing_blocks_py(L, M, q, chol, log_det)
-            for k in range(n_comp):
-                for b in range(q):
-                    for a in range(q):
-                        unit[a] = 1.0 if a == b else 0.0
-                    _chol_solve_py(chol, k, q, unit, col)
-                    for a in range(q):
-                        cov[k, a, b] = col[a]
-        for k in range(n_comp):
-            weight = resp[k, r]
-            if weight == 0.0:
-                continue
-            _row_conditional_py(Y, r, L, c, k, M, O, q, chol, d, w, z)
-            for a in range(q):
-                e[a] = c[k, M[a]] - z[a]
-                first[k, M[a]] += weight * e[a]
-            for b in range(m - q):
-                y = weight * Y[r, O[b]]
+            _factor_missing_blocks_py(Lt, M, q, chol, log_det)
+            for b in range(q):
                 for a in range(q):
-                    cross[k, O[b], M[a]] += y * e[a]
-            for a in range(q):
-                for b in range(q):
-                    mm[k, M[a], M[b]] += weight * (e[a] * e[b] + cov[k, a, b])
+                    for k in range(n_comp):
+                        unit[a, k] = 1.0 if a == b else 0.0
+                _chol_solve_py(chol, q, unit, column)
+                for a in range(q):
+                    for k in range(n_comp):
+                        inverse[a, b, k] = column[a, k]
+        e_at = e_offsets[r]
+        for a in range(q):
+            base = e_at + a * n_comp
+            for k in range(n_comp):
+                ea[k] = resp[r, k] * completed[base + k]
+                first[M[a], k] += ea[k]
+            for i in range(m):
+                y = Y[r, i]
+                for k in range(n_comp):
+                    cross_t[M[a], i, k] += ea[k] * y
+            for b in range(q):
+                other = e_at + b * n_comp
+                for k in range(n_comp):
+                    mm[M[a], M[b], k] += (ea[k] * completed[other + k]
+                                          + resp[r, k] * inverse[a, b, k])
 
 
 #: Whether numba is installed (the compiled kernels exist); found without importing it.
@@ -348,19 +359,23 @@ def _kernels():
 @functools.cache
 def _compile():
     """The compiled kernels ``(softmax_columns, quadratic_features, estep_coefficients,
-    missing_log_prob_corrections, missing_conditional_moments)``, numba imported on the first
-    call."""
+    missing_rows_conditionals, missing_rows_moments)``, numba imported on the first call."""
     import numba
 
     jit = numba.njit(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
-    # The helpers of the missing-value kernels are compiled first, so that those kernels
-    # call their compiled versions (numba resolves the globals of a function it compiles).
+    # The missing-value kernels are small loops over a row's coordinates: reassociating
+    # their sums lets them vectorise (a few units in the last place of their results).
+    # Their helpers are compiled first, inlined, so that the kernels call the compiled
+    # versions (numba resolves the globals of a function it compiles).
+    loose = numba.njit(fastmath=True, nogil=True, cache=True, error_model="numpy")
+    helper = numba.njit(fastmath=True, nogil=True, cache=True, error_model="numpy",
+                        inline="always")
     for name in ("_missing_pattern_py", "_same_pattern_py", "_factor_missing_blocks_py",
-                 "_chol_solve_py", "_row_conditional_py"):
-        globals()[name] = jit(globals()[name])
+                 "_chol_solve_py"):
+        globals()[name] = helper(globals()[name])
     return (jit(_softmax_columns_py), jit(_quadratic_features_py),
-            jit(_estep_coefficients_py), jit(_missing_log_prob_corrections_py),
-            jit(_missing_conditional_moments_py))
+            jit(_estep_coefficients_py), loose(_missing_rows_conditionals_py),
+            loose(_missing_rows_moments_py))
 
 
 def numba_version() -> str | None:
@@ -417,47 +432,52 @@ def estep_coefficients_into(log_weights, means, covariances, shift, theta) -> in
                              float(np.log(2.0 * np.pi)), theta, work))
 
 
-def missing_log_prob_corrections(Y, missing, precisions, centres, out) -> None:
-    """Compiled log-density corrections of incomplete rows (full covariances): see
-    :func:`dask_biglearn.kernels.missing.log_prob_corrections`.
+def missing_rows_conditionals(Y, missing, precisions_t, centres_t, corr, completed,
+                              e_offsets) -> None:
+    """Compiled completion of incomplete rows (full covariances): see
+    :class:`dask_biglearn.kernels.missing.Completion`.
 
     Parameters
     ----------
     Y : ndarray of shape (n_rows, n_dims)
         The rows, filled and centred, those that miss the same coordinates consecutive.
     missing : ndarray of bool of shape (n_rows, n_dims)
-    precisions : ndarray of shape (n_components, n_dims, n_dims)
-    centres : ndarray of shape (n_components, n_dims)
-    out : ndarray of shape (n_components, n_rows)
-        Written in full.
+    precisions_t : ndarray of shape (n_dims, n_dims, n_components)
+        The precisions, components innermost.
+    centres_t : ndarray of shape (n_dims, n_components)
+    corr : ndarray of shape (n_rows, n_components)
+        The log-density corrections (written).
+    completed : ndarray of shape (e_offsets[-1],)
+        Each row's completed values on its ``q`` missing coordinates, ``(q, K)`` from
+        ``e_offsets[r]`` (written).
+    e_offsets : ndarray of int of shape (n_rows + 1,)
     """
-    _kernels()[3](Y, missing, np.ascontiguousarray(precisions, dtype=np.float64),
-                  np.ascontiguousarray(centres, dtype=np.float64), out)
+    _kernels()[3](Y, missing, precisions_t, centres_t, corr, completed, e_offsets)
 
 
-def missing_conditional_moments(Y, missing, precisions, centres, resp, first, cross,
-                                mm) -> None:
-    """Compiled conditional moments of incomplete rows (full covariances): see
-    :func:`dask_biglearn.kernels.missing.add_conditional_moments`.
+def missing_rows_moments(Y, missing, precisions_t, resp, completed, e_offsets, first, cross_t,
+                         mm) -> None:
+    """Compiled moments that complete incomplete rows (full covariances), components
+    innermost: see :meth:`dask_biglearn.kernels.missing.Completion.add_moments`.
 
     Parameters
     ----------
     Y : ndarray of shape (n_rows, n_dims)
-        The rows, filled and centred, those that miss the same coordinates consecutive.
+        The rows, filled and centred, in :func:`missing_rows_conditionals`'s order.
     missing : ndarray of bool of shape (n_rows, n_dims)
-    precisions : ndarray of shape (n_components, n_dims, n_dims)
-    centres : ndarray of shape (n_components, n_dims)
-    resp : ndarray of shape (n_components, n_rows)
+    precisions_t : ndarray of shape (n_dims, n_dims, n_components)
+    resp : ndarray of shape (n_rows, n_components)
         The rows' (weighted) responsibilities.
-    first : ndarray of shape (n_components, n_dims)
+    completed, e_offsets : ndarray
+        What :func:`missing_rows_conditionals` wrote.
+    first : ndarray of shape (n_dims, n_components)
         Gains ``r e`` (added to).
-    cross : ndarray of shape (n_components, n_dims, n_dims)
-        Gains ``r y'_O e_M^T`` (added to).
-    mm : ndarray of shape (n_components, n_dims, n_dims)
+    cross_t : ndarray of shape (n_dims, n_dims, n_components)
+        Gains ``r e y'^T`` in its missing rows (added to).
+    mm : ndarray of shape (n_dims, n_dims, n_components)
         Gains ``r (e e^T + C)`` on the missing block (added to).
     """
-    _kernels()[4](Y, missing, np.ascontiguousarray(precisions, dtype=np.float64),
-                  np.ascontiguousarray(centres, dtype=np.float64), resp, first, cross, mm)
+    _kernels()[4](Y, missing, precisions_t, resp, completed, e_offsets, first, cross_t, mm)
 
 
 def warm_up() -> bool:

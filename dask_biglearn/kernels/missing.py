@@ -30,11 +30,11 @@ by pattern); the compiled twins are in :mod:`dask_biglearn.kernels._compiled`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._compiled import missing_conditional_moments, missing_log_prob_corrections
+from ._compiled import missing_rows_conditionals, missing_rows_moments
 from .features import triu_indices
 
 LOG_2PI = np.log(2.0 * np.pi)
@@ -128,11 +128,15 @@ class Gaussians:
         ``c_k``, the projected means less the projected shift.
     diagonal : bool
         Whether the covariances (and ``precisions``) are diagonal.
+    by_pattern : dict, optional
+        What each pattern's completion needs, filled as patterns are met and kept for the
+        other sub-blocks of the pass.
     """
 
     precisions: np.ndarray
     centres: np.ndarray
     diagonal: bool
+    by_pattern: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def gaussians_from_theta(theta: np.ndarray, diagonal: bool = False) -> Gaussians:
@@ -168,6 +172,12 @@ def gaussians_from_theta(theta: np.ndarray, diagonal: bool = False) -> Gaussians
     return Gaussians(L, np.linalg.solve(L, b[..., None])[..., 0], False)
 
 
+#: A run of at least this many rows that miss the same coordinates is completed with matrix
+#: products for all its rows at once; shorter runs (random holes: mostly single rows) row by
+#: row in the compiled twin.
+GROUP_ROWS = 32
+
+
 def _patterns(missing: np.ndarray):
     """Groups of rows that miss the same coordinates: ``(rows, M, O)`` index arrays."""
     keys = np.packbits(missing, axis=1)
@@ -178,39 +188,83 @@ def _patterns(missing: np.ndarray):
         yield np.flatnonzero(inverse == g), np.flatnonzero(M), np.flatnonzero(~M)
 
 
-def _conditionals(Y: np.ndarray, M: np.ndarray, model: Gaussians):
-    """For rows ``Y`` (filled, centred; ``(r, m)``) that miss ``M``: the log-density
-    corrections ``(K, r)``, the completed values on ``M`` ``(K, r, q)`` and the conditional
-    covariances ``(K, q, q)``."""
+def _pattern_ids(missing: np.ndarray):
+    """Each row's pattern (an id shared by the rows that miss the same coordinates) and each
+    pattern's number of rows: ``(ids, counts)``."""
+    m = missing.shape[1]
+    if m <= 62:  # the pattern as the bits of one integer
+        keys = missing @ (np.int64(1) << np.arange(m, dtype=np.int64))
+        _, ids, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    else:
+        _, ids, counts = np.unique(np.packbits(missing, axis=1), axis=0, return_inverse=True,
+                                   return_counts=True)
+    return ids.reshape(-1), counts
+
+
+def _group_conditionals(Y: np.ndarray, M: np.ndarray, O: np.ndarray, model: Gaussians):
+    """For rows ``Y`` (filled, centred; ``(r, m)``) that all miss ``M`` (and observe ``O``):
+    the log-density corrections ``(K, r)``, the completed values on ``M`` ``(r, K, q)`` and
+    the conditional covariances ``(K, q, q)``, through matrix products for all the rows and
+    components (the conditional covariances of every component as one block-diagonal
+    matrix, kept for the pass's other sub-blocks).
+
+    As ``y'_M = 0``, ``d_M = -c_M`` is the same for every row: ``w = L_MO (y'_O - c_O)`` is
+    one product of the rows' observed values with every component's ``L_MO``."""
     q = len(M)
     c = model.centres
+    k = len(c)
     if model.diagonal:
         prec = model.precisions[:, M]  # (K, q)
         cM = c[:, M]
         corr = (0.5 * q * LOG_2PI + 0.5 * np.sum(prec * cM * cM - np.log(prec), axis=1))
         r = Y.shape[0]
-        completed = np.broadcast_to(cM[:, None, :], (len(c), r, q))
-        cond = np.zeros((len(c), q, q))
+        completed = np.broadcast_to(cM[None, :, :], (r, k, q))
+        cond = np.zeros((k, q, q))
         cond[:, np.arange(q), np.arange(q)] = 1.0 / prec
-        return np.broadcast_to(corr[:, None], (len(c), r)), completed, cond
-    L = model.precisions
-    L_MM = L[:, M][:, :, M]  # (K, q, q)
-    chol = np.linalg.cholesky(L_MM)
-    log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-    d = Y[None, :, :] - c[:, None, :]  # (K, r, m)
-    d_M = d[:, :, M]
-    w = np.einsum("kjm,krm->krj", L[:, M, :], d) - np.einsum("kjl,krl->krj", L_MM, d_M)
-    z = np.linalg.solve(L_MM[:, None], w[..., None])[..., 0]  # L_MM^-1 w, (K, r, q)
-    quad_M = np.einsum("krj,kjl,krl->kr", d_M, L_MM, d_M)
-    corr = (0.5 * q * LOG_2PI - 0.5 * log_det[:, None] + np.einsum("krj,krj->kr", d_M, w)
-            + 0.5 * quad_M + 0.5 * np.einsum("krj,krj->kr", w, z))
-    return corr, c[:, None, M] - z, np.linalg.inv(L_MM)
+        return np.broadcast_to(corr[:, None], (k, r)), completed, cond
+    key = M.tobytes()
+    terms = model.by_pattern.get(key)
+    if terms is None:  # once per pattern and pass
+        L = model.precisions
+        L_MM = L[:, M][:, :, M]  # (K, q, q)
+        L_MO = L[:, M][:, :, O]  # (K, q, o)
+        cM, cO = c[:, M], c[:, O]
+        chol = np.linalg.cholesky(L_MM)
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        cond = np.linalg.inv(L_MM)  # (K, q, q)
+        offset = np.einsum("kqo,ko->kq", L_MO, cO)  # L_MO c_O
+        const = (0.5 * q * LOG_2PI - 0.5 * log_det
+                 + 0.5 * np.einsum("kq,kql,kl->k", cM, L_MM, cM))
+        blocks = np.zeros((k * q, k * q))  # the K conditional covariances, block-diagonal
+        for j in range(k):
+            blocks[j * q : (j + 1) * q, j * q : (j + 1) * q] = cond[j]
+        terms = model.by_pattern[key] = (np.ascontiguousarray(L_MO.reshape(k * q, -1).T),
+                                         offset.reshape(-1), blocks, const, cM.reshape(-1),
+                                         cond)
+    L_MO_t, offset, blocks, const, cM, cond = terms
+    r = Y.shape[0]
+    w = Y[:, O] @ L_MO_t - offset  # L_MO (y'_O - c_O), (r, K q)
+    z = w @ blocks  # L_MM^-1 w, every component at once
+    corr = const[:, None] + 0.5 * (w * (z - 2.0 * cM)).reshape(r, k, q).sum(axis=2).T
+    return corr, (cM - z).reshape(r, k, q), cond
 
 
-def log_prob_corrections(Y: np.ndarray, holes: Holes, model: Gaussians,
-                         compiled: bool = False) -> np.ndarray:
-    """What to add to the log-densities of a sub-block's incomplete rows (filled rows) to
-    make them those of their observed coordinates.
+def _conditionals(Y: np.ndarray, M: np.ndarray, model: Gaussians):
+    """For rows ``Y`` that all miss ``M`` (their observed coordinates the others): the
+    log-density corrections ``(K, r)``, the completed values on ``M`` ``(K, r, q)`` and the
+    conditional covariances ``(K, q, q)`` (:func:`_group_conditionals`)."""
+    O = np.setdiff1d(np.arange(model.centres.shape[1]), M)
+    corr, completed, cond = _group_conditionals(Y, M, O, model)
+    return corr, np.swapaxes(completed, 0, 1), cond
+
+
+class Completion:
+    """The incomplete rows of a sub-block under every component of a pass: the corrections
+    of their log-densities, and what completes their statistics (see the module docstring).
+
+    Runs of at least :data:`GROUP_ROWS` rows that miss the same coordinates are completed
+    with matrix products; the other rows with the compiled twin (``compiled``), else
+    pattern by pattern in NumPy (the reference).
 
     Parameters
     ----------
@@ -220,90 +274,132 @@ def log_prob_corrections(Y: np.ndarray, holes: Holes, model: Gaussians,
     holes : Holes
     model : Gaussians
     compiled : bool, default=False
-        Use the numba twin (full covariances); ``False`` runs this NumPy code, the reference.
+
+    Attributes
+    ----------
+    corrections : ndarray of shape (n_components, n_incomplete)
+        What to add to the log-densities of the rows of ``holes.rows``, in that order.
+    """
+
+    def __init__(self, Y, holes: Holes, model: Gaussians, compiled: bool = False):
+        self.Y, self.holes, self.model = Y, holes, model
+        k = len(model.centres)
+        self.corrections = np.empty((k, len(holes.rows)))
+        self._groups = []  # (positions among the incomplete rows, M, O, completed, cond)
+        self._rows = None  # the compiled twin's rows: (positions, ragged results)
+        if model.diagonal:  # a sum over the missing coordinates: one product
+            c, prec = model.centres, model.precisions
+            per_coordinate = 0.5 * (LOG_2PI - np.log(prec) + prec * c * c)  # (K, m)
+            self.corrections[...] = per_coordinate @ holes.missing.T.astype(np.float64)
+            return
+        if not compiled:
+            for group, M, O in _patterns(holes.missing):
+                self._complete_group(group, M, O)
+            return
+        pattern, counts = _pattern_ids(holes.missing)
+        in_runs = counts[pattern] >= GROUP_ROWS
+        for run in np.unique(pattern[in_runs]):
+            group = np.flatnonzero(pattern == run)
+            seen = holes.missing[group[0]]
+            self._complete_group(group, np.flatnonzero(seen), np.flatnonzero(~seen))
+        rare = np.flatnonzero(~in_runs)
+        if len(rare):
+            self._complete_rows(rare[np.argsort(pattern[rare], kind="stable")])
+
+    def _complete_group(self, group, M, O):
+        """Matrix products for the rows ``group`` (positions among the incomplete rows), which
+        all miss ``M``."""
+        corr, completed, cond = _group_conditionals(self.Y[self.holes.rows[group]], M, O,
+                                                    self.model)
+        self.corrections[:, group] = corr
+        self._groups.append((group, M, O, completed, cond))
+
+    def _complete_rows(self, positions):
+        """The compiled twin over the rows ``positions`` (ordered by pattern)."""
+        holes, model = self.holes, self.model
+        k = len(model.centres)
+        missing = np.ascontiguousarray(holes.missing[positions])
+        e_offsets = np.concatenate([[0], np.cumsum(k * missing.sum(axis=1))])
+        completed = np.empty(e_offsets[-1])
+        corr = np.empty((len(positions), k))
+        Y = np.ascontiguousarray(self.Y[holes.rows[positions]])
+        precisions_t = np.ascontiguousarray(np.moveaxis(model.precisions, 0, -1))
+        missing_rows_conditionals(Y, missing, precisions_t, np.ascontiguousarray(
+            model.centres.T), corr, completed, e_offsets)
+        self.corrections[:, positions] = corr.T
+        self._rows = (positions, Y, missing, completed, e_offsets, precisions_t)
+
+    def add_moments(self, G: np.ndarray, resp_t: np.ndarray) -> None:
+        """Add to the sub-block's packed statistics what completes its incomplete rows.
+
+        ``G = resp^T F`` holds the statistics of the filled rows; a row completed for
+        component ``k`` differs from its filled row on its missing coordinates, by ``e_k``
+        (the centred conditional mean there, as the filled value is 0), and brings its
+        conditional covariance ``C_k``: per component, the sums gain ``r e``, the second
+        moments ``r (y' e^T + e y'^T + e e^T + C)``.
+
+        Parameters
+        ----------
+        G : ndarray of shape (n_components, feature_width(n_dims, diagonal))
+            The packed statistics, updated in place.
+        resp_t : ndarray of shape (n_components, n_rows)
+            The sub-block's (weighted) responsibilities.
+        """
+        holes, model = self.holes, self.model
+        k, m = model.centres.shape
+        if model.diagonal:  # completed by the means, with the variances
+            mass = resp_t[:, holes.rows] @ holes.missing.astype(np.float64)  # (K, m)
+            c = model.centres
+            G[:, 1 : 1 + m] += mass * c
+            G[:, 1 + m :] += mass * (c * c + 1.0 / model.precisions)
+            return
+        first, cross, mm = np.zeros((k, m)), np.zeros((k, m, m)), np.zeros((k, m, m))
+        for group, M, O, completed, cond in self._groups:
+            rows = holes.rows[group]
+            R = resp_t[:, rows]  # (K, r)
+            q = len(M)
+            re = (R.T[:, :, None] * completed).reshape(len(rows), k * q)  # r e, (r, K q)
+            first[:, M] += re.sum(axis=0).reshape(k, q)
+            # y'_O e^T and e e^T of every component: one product each (the latter's
+            # off-diagonal blocks, between components, are not used)
+            cross[:, O[:, None], M] += (self.Y[rows][:, O].T @ re).reshape(-1, k, q
+                                                                           ).transpose(1, 0, 2)
+            outer = (re.T @ completed.reshape(len(rows), k * q)).reshape(k, q, k, q)
+            mm[:, M[:, None], M] += (outer[np.arange(k), :, np.arange(k), :]
+                                     + R.sum(axis=1)[:, None, None] * cond)
+        if self._rows is not None:  # components innermost in the compiled twin
+            positions, Y, missing, completed, e_offsets, precisions_t = self._rows
+            first_t, cross_t, mm_t = (np.zeros((m, k)), np.zeros((m, m, k)),
+                                      np.zeros((m, m, k)))
+            missing_rows_moments(Y, missing, precisions_t,
+                                 np.ascontiguousarray(resp_t[:, holes.rows[positions]].T),
+                                 completed, e_offsets, first_t, cross_t, mm_t)
+            first += first_t.T
+            cross += np.moveaxis(cross_t, -1, 0).swapaxes(1, 2)
+            mm += np.moveaxis(mm_t, -1, 0)
+        iu, ju = triu_indices(m)
+        G[:, 1 : 1 + m] += first
+        G[:, 1 + m :] += (cross + np.swapaxes(cross, 1, 2) + mm)[:, iu, ju]
+
+
+def log_prob_corrections(Y: np.ndarray, holes: Holes, model: Gaussians,
+                         compiled: bool = False) -> np.ndarray:
+    """What to add to the log-densities of a sub-block's incomplete rows (filled rows) to
+    make them those of their observed coordinates (:class:`Completion`'s corrections).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_rows, n_dims)
+        The sub-block's rows in the pass's space, filled and centred (``y'``, 0 where a
+        coordinate is missing).
+    holes : Holes
+    model : Gaussians
+    compiled : bool, default=False
+        Use the numba twin for rows whose pattern few others share.
 
     Returns
     -------
     ndarray of shape (n_components, n_incomplete)
         One column per row of ``holes.rows``.
     """
-    if model.diagonal:  # a sum over the missing coordinates: one product
-        c, prec = model.centres, model.precisions
-        per_coordinate = 0.5 * (LOG_2PI - np.log(prec) + prec * c * c)  # (K, m)
-        return per_coordinate @ holes.missing.T.astype(np.float64)
-    out = np.empty((len(model.centres), len(holes.rows)))
-    if compiled:
-        order = _pattern_order(holes.missing)
-        missing_log_prob_corrections(np.ascontiguousarray(Y[holes.rows[order]]),
-                                     np.ascontiguousarray(holes.missing[order]),
-                                     model.precisions, model.centres, out)
-        out[:, order] = out.copy()
-        return out
-    for group, M, _ in _patterns(holes.missing):
-        out[:, group] = _conditionals(Y[holes.rows[group]], M, model)[0]
-    return out
-
-
-def _pattern_order(missing: np.ndarray) -> np.ndarray:
-    """An order of the rows in which those that miss the same coordinates are consecutive
-    (the compiled twins factorise once per run of a pattern)."""
-    keys = np.packbits(missing, axis=1)
-    return np.lexsort(keys.T[::-1])
-
-
-def add_conditional_moments(G: np.ndarray, Y: np.ndarray, resp_t: np.ndarray, holes: Holes,
-                            model: Gaussians, compiled: bool = False) -> None:
-    """Add to a sub-block's packed statistics what completes its incomplete rows.
-
-    ``G = resp^T F`` holds the statistics of the filled rows; a row completed for component
-    ``k`` differs from its filled row on its missing coordinates, by ``e_k`` (the centred
-    conditional mean there, as the filled value is 0), and brings its conditional covariance
-    ``C_k``: per component, the sums gain ``r e``, the second moments ``r (y' e^T + e y'^T +
-    e e^T + C)``.
-
-    Parameters
-    ----------
-    G : ndarray of shape (n_components, feature_width(n_dims, diagonal))
-        The packed statistics (:func:`~dask_biglearn.kernels.passes.stacked_feature_pass`),
-        updated in place.
-    Y : ndarray of shape (n_rows, n_dims)
-        The sub-block's rows in the pass's space, filled and centred.
-    resp_t : ndarray of shape (n_components, n_rows)
-        The (weighted) responsibilities.
-    holes : Holes
-    model : Gaussians
-    compiled : bool, default=False
-        Use the numba twin (full covariances); ``False`` runs this NumPy code, the reference.
-    """
-    k, m = model.centres.shape
-    if model.diagonal:  # completed by the means, with the variances: sums over the rows
-        mass = resp_t[:, holes.rows] @ holes.missing.astype(np.float64)  # (K, m)
-        c = model.centres
-        G[:, 1 : 1 + m] += mass * c
-        G[:, 1 + m :] += mass * (c * c + 1.0 / model.precisions)
-        return
-    iu, ju = triu_indices(m)
-    if compiled:
-        order = _pattern_order(holes.missing)
-        rows = holes.rows[order]
-        first, cross, mm = np.zeros((k, m)), np.zeros((k, m, m)), np.zeros((k, m, m))
-        missing_conditional_moments(np.ascontiguousarray(Y[rows]),
-                                    np.ascontiguousarray(holes.missing[order]),
-                                    model.precisions, model.centres,
-                                    np.ascontiguousarray(resp_t[:, rows]), first, cross, mm)
-        G[:, 1 : 1 + m] += first
-        G[:, 1 + m :] += (cross + np.swapaxes(cross, 1, 2) + mm)[:, iu, ju]
-        return
-    delta = np.zeros((k, m, m))
-    for group, M, _ in _patterns(holes.missing):
-        rows = holes.rows[group]
-        _, completed, cond = _conditionals(Y[rows], M, model)
-        R = resp_t[:, rows]  # (K, r)
-        re = R[..., None] * completed  # (K, r, q)
-        G[:, 1 + M] += re.sum(axis=1)
-        cross = np.einsum("ri,krj->kij", Y[rows], re)  # y' e^T, (K, m, q)
-        delta[:, :, M] += cross
-        delta[:, M, :] += np.swapaxes(cross, 1, 2)
-        delta[:, M[:, None], M] += (np.einsum("krj,krl->kjl", re, completed)
-                                    + R.sum(axis=1)[:, None, None] * cond)
-    G[:, 1 + m :] += delta[:, iu, ju]
+    return Completion(Y, holes, model, compiled).corrections

@@ -44,13 +44,7 @@ from .features import (
     scratch_buffer,
     unpack_second_moments,
 )
-from .missing import (
-    add_conditional_moments,
-    filled,
-    gaussians_from_theta,
-    log_prob_corrections,
-    pass_holes,
-)
+from .missing import Completion, filled, gaussians_from_theta, pass_holes
 from .stats import SuffStats
 
 #: Log-responsibilities below this (relative to the row maximum) are clipped before ``exp``:
@@ -233,11 +227,12 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
         log_prob_t[...] = narrow
     else:
         np.matmul(theta_t, F_t, out=log_prob_t)
-    Y = None
+    completion = None
     if holes is not None and len(holes.rows):
         m = model.centres.shape[1]
         Y = np.asarray(F_t[1 : 1 + m].T, dtype=np.float64)  # the filled rows, centred
-        log_prob_t[:, holes.rows] += log_prob_corrections(Y, holes, model)
+        completion = Completion(Y, holes, model, compiled)
+        log_prob_t[:, holes.rows] += completion.corrections
     log_lik_sums, start = [], 0
     for size in sizes:
         _, log_lik_sum = responsibilities_from_log_prob(log_prob_t[start : start + size],
@@ -251,8 +246,8 @@ def stacked_feature_pass(F_t: np.ndarray, theta_t: np.ndarray, sizes, moments: b
     else:
         narrow[...] = log_prob_t
         G = (narrow @ F_t.T).astype(np.float64)
-    if Y is not None:
-        add_conditional_moments(G, Y, log_prob_t, holes, model)
+    if completion is not None:
+        completion.add_moments(G, log_prob_t)
     return G, log_lik_sums
 
 

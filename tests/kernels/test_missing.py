@@ -13,12 +13,7 @@ from dask_biglearn.covariances import type_entry
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.fit.loop import em_updates, mean_log_likelihoods
 from dask_biglearn.kernels.features import n_quadratic_features
-from dask_biglearn.kernels.missing import (
-    Gaussians,
-    add_conditional_moments,
-    log_prob_corrections,
-    pass_holes,
-)
+from dask_biglearn.kernels.missing import Completion, Gaussians, pass_holes
 from dask_biglearn.kernels.scoring import proba_block, score_block
 from dask_biglearn.model import MixtureParams
 from dask_biglearn.projection import MATCHING_KINDS, Projection
@@ -157,7 +152,9 @@ def test_a_rotated_pass_with_no_complete_row_changes_nothing():
 
 @needs_numba
 @pytest.mark.parametrize("fraction", [0.2, 0.6])
-def test_the_compiled_corrections_are_the_numpy_reference_s(fraction):
+def test_the_compiled_completion_is_the_numpy_reference_s(fraction):
+    """Rows of rare patterns go through the compiled twin, runs of a pattern through matrix
+    products: both equal the NumPy reference, pattern by pattern."""
     rng = np.random.default_rng(0)
     k, m, n = 5, 6, 300
     A = rng.normal(size=(k, m, m))
@@ -168,12 +165,14 @@ def test_the_compiled_corrections_are_the_numpy_reference_s(fraction):
     nan[:40, :2] = True  # a run of one pattern
     Y = np.where(nan, 0.0, rng.normal(size=(n, m)))
     holes = pass_holes(nan, None)
-    np.testing.assert_allclose(log_prob_corrections(Y, holes, model, compiled=True),
-                               log_prob_corrections(Y, holes, model), rtol=0, atol=1e-10)
+    compiled, reference = Completion(Y, holes, model, True), Completion(Y, holes, model)
+    assert compiled._rows is not None and compiled._groups  # both routes were taken
+    np.testing.assert_allclose(compiled.corrections, reference.corrections, rtol=0,
+                               atol=1e-10)
     resp = rng.random((k, n))
     G = [np.zeros((k, n_quadratic_features(m))) for _ in range(2)]
-    add_conditional_moments(G[0], Y, resp, holes, model, compiled=True)
-    add_conditional_moments(G[1], Y, resp, holes, model)
+    compiled.add_moments(G[0], resp)
+    reference.add_moments(G[1], resp)
     np.testing.assert_allclose(G[0], G[1], rtol=1e-12, atol=1e-10)
 
 
