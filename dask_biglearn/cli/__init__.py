@@ -9,6 +9,8 @@ The commands:
   best model, draw the criterion against K;
 - ``predict``: write a model's labels (log-likelihoods, responsibilities) for a Zarr array
   to a new Zarr group;
+- ``impute``: write a Zarr array with its missing values (NaN) imputed under a model
+  (conditional means, or one draw of a multiple imputation) to a new Zarr group;
 - ``info``: describe a model file;
 - ``demo``: the real job, in small, on a LocalCluster (``demo --grid``: the paper's 2-D
   simulation).
@@ -41,7 +43,7 @@ if TYPE_CHECKING:  # at run time argparse comes with the parser, inside main's h
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The subcommands, in the order of ``--help``.
-COMMANDS = ("make-data", "fit", "select", "predict", "info", "demo")
+COMMANDS = ("make-data", "fit", "select", "predict", "impute", "info", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser : argparse.ArgumentParser
         The parser of :data:`COMMANDS`.
     """
-    from .commands import add_fit, add_info, add_make_data, add_predict
+    from .commands import add_fit, add_impute, add_info, add_make_data, add_predict
     from .demo import add_demo
     from .options import OneLineParser
     from .select import add_select
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gaussian mixtures fitted with BigLearn-EM on Dask.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_make_data, add_fit, add_select, add_predict, add_info, add_demo):
+    for add in (add_make_data, add_fit, add_select, add_predict, add_impute, add_info,
+                add_demo):
         add(sub)
     return parser
 

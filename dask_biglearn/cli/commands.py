@@ -1,4 +1,5 @@
-"""The batch commands: ``make-data``, ``fit``, ``predict``, ``info`` (io -> estimator -> io).
+"""The batch commands: ``make-data``, ``fit``, ``predict``, ``impute``, ``info`` (io -> estimator
+-> io).
 
 Before a command starts any work it checks its arguments (:mod:`.options`: a bad value or
 options that do not go together exit with code 2) and its outputs (:mod:`.outputs`: an
@@ -513,6 +514,110 @@ def predict(args) -> int:
                                   responsibilities=args.responsibilities)
     say(args)(f"Wrote {', '.join(names)} for {X.shape[0]} rows to {args.out} in "
               f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+# ---- impute -----------------------------------------------------------------------------------
+
+
+def add_impute(sub):
+    """Add the ``impute`` subcommand, which calls :func:`impute`.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The subcommands of the ``dask-biglearn`` parser (what ``add_subparsers`` returns).
+    """
+    p = sub.add_parser("impute", help="write a Zarr array with its missing values (NaN) "
+                                      "imputed under a model")
+    p.add_argument("model", metavar="MODEL", type=path,
+                   help="a saved model (fit --model, select --model)")
+    add_store_options(p)
+    p.add_argument("--out", required=True, type=path,
+                   help="the Zarr group to create, holding the completed array under the "
+                        "input's name (must not exist, unless --overwrite; never inside the "
+                        "input store nor holding it)")
+    p.add_argument("--sample-posterior", action="store_true",
+                   help="draw each row's missing values from their conditional distribution "
+                        "(one draw of a multiple imputation) instead of their conditional mean")
+    p.add_argument("--seed", type=seed, default=None,
+                   help="the draw's seed, with --sample-posterior (default 0): the same seed "
+                        "draws the same values, whatever the chunks and the workers")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (only)")
+    add_overwrite_option(p, "--out (a Zarr group)")
+    add_cluster_options(p)
+    p.set_defaults(func=impute)
+
+
+def impute(args) -> int:
+    """Write a Zarr array with its missing values imputed under a saved model (``impute``).
+
+    Each missing value (NaN) gets its conditional mean given the row's observed values under
+    the model (:class:`dask_biglearn.GaussianMixtureImputer`), or with ``--sample-posterior``
+    a draw from its conditional distribution, seeded by ``--seed`` and the rows' global
+    indices (the same draw whatever the chunking). The completed array is written chunk by
+    chunk on the workers (:func:`dask_biglearn.io.zarr_store.write_imputed`) under the input
+    array's name, with the input's chunk shape and float dtype (an integer array, which has
+    nothing missing, is written as float64), in a new group staged beside ``--out`` and
+    renamed into place once complete: a failed or interrupted write (Ctrl-C, SIGTERM) leaves
+    nothing. The outputs are checked as ``predict`` checks them, before any work: an
+    ``--out`` that is the input store, lies inside it or holds it is refused (exit code 2),
+    an existing one unless ``--overwrite`` (and it is a Zarr group); a write that fails for
+    lack of space names ``--out``. A one-line summary, or with ``--json`` a JSON one.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments of ``impute``.
+
+    Returns
+    -------
+    exit_code : int
+        0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
+    """
+    from .. import GaussianMixtureImputer, __version__
+    from ..io.zarr_store import StoreError, open_zarr_array, stored_chunks, write_imputed
+
+    check_cluster_options(args)
+    if args.seed is not None and not args.sample_posterior:
+        raise UsageError("--seed seeds the draw of --sample-posterior: give both, or neither "
+                         "(the conditional means need no seed).")
+    draw_seed = (0 if args.seed is None else args.seed) if args.sample_posterior else None
+    options = storage_options(args.storage_option)
+    refuse_outputs_in_store(args.store, {"--out": args.out})
+    check_group_output(args.out, args.overwrite, options, option="--out")
+    model = load_model(args.model)
+    X = open_zarr_array(args.store, args.array, options,
+                        allow_missing_chunks=args.allow_missing_chunks)
+    if X.shape[1] != model.n_features_in_:
+        raise StoreError(f"{args.store} has {X.shape[1]} features; the model was fitted on "
+                         f"{model.n_features_in_}.")
+    imputer = GaussianMixtureImputer.from_model(model, sample_posterior=args.sample_posterior,
+                                                random_state=draw_seed)
+    name = args.array or "X"
+    chunks = stored_chunks(args.store, args.array, options)
+    attributes = {"dask_biglearn_impute": {
+        "model": str(args.model), "store": str(args.store), "array": name,
+        "sample_posterior": bool(args.sample_posterior), "seed": draw_seed,
+        "package_version": __version__}}
+    started = time.perf_counter()
+    with connect(args, log=say(args)), replacing(args.out, args.overwrite), \
+            computing_on(args.store, (args.out,), (args.out,), _store_arrays(args, options)):
+        counts = write_imputed(imputer, X, args.out, name=name, chunks=chunks,
+                               attributes=attributes, storage_options=options)
+    seconds = time.perf_counter() - started
+    dtype = X.dtype if X.dtype.kind == "f" else "float64"
+    summary = {"out": str(args.out), "array": name, "model": str(args.model),
+               "store": str(args.store), "n_samples": int(X.shape[0]),
+               "n_features": int(X.shape[1]), "dtype": str(dtype), "chunks": list(chunks),
+               **counts, "sample_posterior": bool(args.sample_posterior), "seed": draw_seed,
+               "seconds": seconds, "warnings": []}
+    how = (f"drawn from their conditional distribution (seed {draw_seed})"
+           if args.sample_posterior else "set to their conditional means")
+    report(args, summary, closing=(
+        f"Wrote {args.out}: {name} {tuple(X.shape)} {dtype} with {counts['n_missing']} missing "
+        f"values in {counts['n_incomplete_rows']} rows {how}, in {seconds:.1f} s"))
     return 0
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -161,14 +160,18 @@ def probe_folder(path: Path) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise OutputError(f"{path}: cannot create its folder, {folder} is not a directory.")
+    probe = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.probe"
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        try:
-            os.write(fd, b"\0" * 4096)
-            os.fsync(fd)
+        try:  # named first, so that an interruption at any point leaves no probe behind
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"\0" * 4096)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         finally:
-            os.close(fd)
-            os.unlink(probe)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise OutputError(f"{path}: cannot write in {folder} ({reason}).") from None

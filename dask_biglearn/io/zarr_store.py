@@ -482,15 +482,19 @@ class _StopOnFailure:
 
     @staticmethod
     def _on_client(client, dsk, keys, **kwargs):
-        from distributed import futures_of
+        from dask.core import flatten
+        from distributed import Future, futures_of
 
         graph = dsk.__dask_graph__() if hasattr(dsk, "__dask_graph__") else dsk
-        packed = client.get(graph, keys, sync=False, **kwargs)
-        futures = futures_of(packed)
+        futures = None
         try:
+            packed = client.get(graph, keys, sync=False, **kwargs)
+            futures = futures_of(packed)
             _wait_here(client, futures)
             return client.gather(packed)
         except BaseException:
+            if futures is None:  # interrupted while submitting: what was sent, by its keys
+                futures = [Future(key, client) for key in flatten(keys)]
             _stop_on_client(client, futures, graph.keys())
             raise
 
@@ -589,8 +593,26 @@ def staged_group(out, storage_options=None):
             os.replace(staging, target)
     except BaseException:
         if local:
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_settled(staging)
         raise
+
+
+def _remove_settled(folder: Path, settle: float = 0.1, timeout: float = 5.0) -> None:
+    """Remove ``folder``, again until it stays absent for two looks ``settle`` seconds apart.
+
+    Zarr writes metadata from an event loop of its own: an interrupted ``open_group`` or
+    ``create_array`` in this thread leaves its write running there, and it may create the
+    folder again after a first removal.
+    """
+    deadline = time.monotonic() + timeout
+    absent = 0
+    while absent < 2 and time.monotonic() < deadline:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            absent = 0
+        else:
+            absent += 1
+        time.sleep(settle)
 
 
 def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=False,
@@ -634,3 +656,74 @@ def write_predictions(model, X, out, *, log_likelihood=False, responsibilities=F
         compute_writes(*[to_zarr_every_chunk(a, url, name, storage_options)
                          for name, a in outputs.items()])
     return list(outputs)
+
+
+def stored_chunks(url, array: str | None = None,
+                  storage_options: dict | None = None) -> tuple[int, ...]:
+    """The chunk shape of a Zarr array as stored (before :func:`open_zarr_array` joins its
+    feature chunks into one).
+
+    Parameters
+    ----------
+    url : str or path-like
+        The store, as :func:`open_zarr_array` takes it.
+    array : str, optional
+        The array's name inside the group at ``url`` (default ``"X"``).
+    storage_options : dict, optional
+        The fsspec storage options for a remote store.
+
+    Returns
+    -------
+    chunks : tuple of int
+        Rows and columns of one chunk.
+    """
+    return tuple(int(c) for c in _open_node(url, array, storage_options).chunks)
+
+
+def write_imputed(imputer, X, out, *, name: str = "X", chunks=None, attributes=None,
+                  storage_options=None) -> dict:
+    """Write ``imputer.transform(X)`` to the array ``name`` of a new Zarr group, chunk by chunk.
+
+    The chunks are imputed and written by whoever computes them (the workers), into a group
+    staged by :func:`staged_group` and computed by :func:`compute_writes`: a failed or
+    interrupted write stops all its tasks and leaves nothing, at ``out`` or beside it. Every
+    chunk is stored (:func:`to_zarr_every_chunk`). The missing values are counted in the same
+    computation (each chunk of ``X`` is read once).
+
+    Parameters
+    ----------
+    imputer : GaussianMixtureImputer
+        Fitted; its ``transform`` gives the lazy imputed array.
+    X : dask.array.Array of shape (n_samples, n_features)
+        The rows to impute (NaN marks a missing value).
+    out : str or path-like
+        The Zarr group to create: a local path or an fsspec URL.
+    name : str, default="X"
+        The array's name in the group.
+    chunks : tuple of int, optional
+        The chunk shape to write (default: ``X``'s chunks).
+    attributes : dict, optional
+        JSON-able attributes of the group (what wrote it, and how).
+    storage_options : dict, optional
+        The fsspec storage options for a remote ``out``.
+
+    Returns
+    -------
+    counts : dict
+        ``n_missing`` (values imputed) and ``n_incomplete_rows`` (rows with at least one).
+    """
+    import dask.array as da
+    import zarr
+
+    imputed = imputer.transform(X)
+    if chunks is not None:
+        imputed = imputed.rechunk(tuple(chunks))
+    holes = da.isnan(X)
+    with staged_group(out, storage_options) as url:
+        if attributes:
+            zarr.open_group(store=url, mode="a",
+                            storage_options=storage_options).attrs.update(attributes)
+        _, n_missing, n_incomplete = compute_writes(
+            to_zarr_every_chunk(imputed, url, name, storage_options), holes.sum(),
+            holes.any(axis=1).sum())
+    return {"n_missing": int(n_missing), "n_incomplete_rows": int(n_incomplete)}
