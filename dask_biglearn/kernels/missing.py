@@ -205,11 +205,12 @@ def _group_conditionals(Y: np.ndarray, M: np.ndarray, O: np.ndarray, model: Gaus
     """For rows ``Y`` (filled, centred; ``(r, m)``) that all miss ``M`` (and observe ``O``):
     the log-density corrections ``(K, r)``, the completed values on ``M`` ``(r, K, q)`` and
     the conditional covariances ``(K, q, q)``, through matrix products for all the rows and
-    components (the conditional covariances of every component as one block-diagonal
-    matrix, kept for the pass's other sub-blocks).
+    components (the pattern's factorisations kept for the pass's other sub-blocks).
 
-    As ``y'_M = 0``, ``d_M = -c_M`` is the same for every row: ``w = L_MO (y'_O - c_O)`` is
-    one product of the rows' observed values with every component's ``L_MO``."""
+    As ``y'_M = 0``, ``d_M = -c_M`` is the same for every row, and ``w = L_MO (y'_O - c_O)``
+    is linear in the rows' observed values: the completed values and the corrections are
+    three matrix products of ``y'_O`` with every component's terms side by side
+    (:func:`_pattern_terms`), about ``3 r o K q`` operations."""
     q = len(M)
     c = model.centres
     k = len(c)
@@ -225,28 +226,46 @@ def _group_conditionals(Y: np.ndarray, M: np.ndarray, O: np.ndarray, model: Gaus
     key = M.tobytes()
     terms = model.by_pattern.get(key)
     if terms is None:  # once per pattern and pass
-        L = model.precisions
-        L_MM = L[:, M][:, :, M]  # (K, q, q)
-        L_MO = L[:, M][:, :, O]  # (K, q, o)
-        cM, cO = c[:, M], c[:, O]
-        chol = np.linalg.cholesky(L_MM)
-        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        cond = np.linalg.inv(L_MM)  # (K, q, q)
-        offset = np.einsum("kqo,ko->kq", L_MO, cO)  # L_MO c_O
-        const = (0.5 * q * LOG_2PI - 0.5 * log_det
-                 + 0.5 * np.einsum("kq,kql,kl->k", cM, L_MM, cM))
-        blocks = np.zeros((k * q, k * q))  # the K conditional covariances, block-diagonal
-        for j in range(k):
-            blocks[j * q : (j + 1) * q, j * q : (j + 1) * q] = cond[j]
-        terms = model.by_pattern[key] = (np.ascontiguousarray(L_MO.reshape(k * q, -1).T),
-                                         offset.reshape(-1), blocks, const, cM.reshape(-1),
-                                         cond)
-    L_MO_t, offset, blocks, const, cM, cond = terms
+        terms = model.by_pattern[key] = _pattern_terms(model, M, O)
+    Z_t, base, V_t, voff, P, const, sums, cond = terms
     r = Y.shape[0]
-    w = Y[:, O] @ L_MO_t - offset  # L_MO (y'_O - c_O), (r, K q)
-    z = w @ blocks  # L_MM^-1 w, every component at once
-    corr = const[:, None] + 0.5 * (w * (z - 2.0 * cM)).reshape(r, k, q).sum(axis=2).T
-    return corr, (cM - z).reshape(r, k, q), cond
+    Y_O = Y[:, O]
+    v = Y_O @ V_t - voff  # R^-1 w per component (L_MM = R R^T): w^T L_MM^-1 w = |v|^2
+    corr = (const + 0.5 * ((v * v) @ sums) - Y_O @ P).T  # const' + w^T L_MM^-1 w / 2 - w^T c_M
+    completed = (base - Y_O @ Z_t).reshape(r, k, q)  # c_M - L_MM^-1 w
+    return corr, completed, cond
+
+
+def _pattern_terms(model: Gaussians, M: np.ndarray, O: np.ndarray):
+    """What :func:`_group_conditionals` needs of rows missing ``M`` (observing ``O``), made
+    once per pattern and pass: with ``w = L_MO y'_O - L_MO c_O`` linear in the rows, each of
+    ``L_MM^-1 w``, ``R^-1 w`` (``L_MM = R R^T``) and ``w^T c_M`` is one matrix product of
+    the rows' observed values for every component at once.
+
+    Returns ``(Z_t, base, V_t, voff, P, const, sums, cond)``: ``c_M - L_MM^-1 w = base - y'_O
+    Z_t`` and ``R^-1 w = y'_O V_t - voff`` (both ``(K q)`` wide), ``w^T c_M = y'_O P -
+    w_0^T c_M`` (folded into ``const``), ``sums`` adds up each component's ``q`` columns, and
+    ``cond`` the conditional covariances ``L_MM^-1`` (``(K, q, q)``)."""
+    L, c = model.precisions, model.centres
+    k, q = len(c), len(M)
+    L_MM = L[:, M][:, :, M]  # (K, q, q)
+    L_MO = L[:, M][:, :, O]  # (K, q, o)
+    cM, cO = c[:, M], c[:, O]
+    chol = np.linalg.cholesky(L_MM)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    cond = np.linalg.inv(L_MM)
+    inv_chol_t = np.swapaxes(np.linalg.inv(chol), 1, 2)  # R^-T: v^T = w^T R^-T
+    offset = np.einsum("kqo,ko->kq", L_MO, cO)  # L_MO c_O
+    Z_t = np.einsum("kqo,kql->okl", L_MO, cond).reshape(len(O), k * q)
+    base = (cM + np.einsum("kq,kql->kl", offset, cond)).reshape(-1)
+    V_t = np.einsum("kqo,kql->okl", L_MO, inv_chol_t).reshape(len(O), k * q)
+    voff = np.einsum("kq,kql->kl", offset, inv_chol_t).reshape(-1)
+    P = np.einsum("kqo,kq->ok", L_MO, cM)
+    const = (0.5 * q * LOG_2PI - 0.5 * log_det + 0.5 * np.einsum("kq,kql,kl->k", cM, L_MM, cM)
+             + np.einsum("kq,kq->k", offset, cM))
+    sums = np.kron(np.eye(k), np.ones((q, 1)))  # (K q, K)
+    return (np.ascontiguousarray(Z_t), base, np.ascontiguousarray(V_t), voff,
+            np.ascontiguousarray(P), const, sums, cond)
 
 
 def _conditionals(Y: np.ndarray, M: np.ndarray, model: Gaussians):
@@ -364,9 +383,9 @@ class Completion:
             # off-diagonal blocks, between components, are not used)
             cross[:, O[:, None], M] += (self.Y[rows][:, O].T @ re).reshape(-1, k, q
                                                                            ).transpose(1, 0, 2)
-            outer = (re.T @ completed.reshape(len(rows), k * q)).reshape(k, q, k, q)
-            mm[:, M[:, None], M] += (outer[np.arange(k), :, np.arange(k), :]
-                                     + R.sum(axis=1)[:, None, None] * cond)
+            outer = np.matmul(re.reshape(len(rows), k, q).transpose(1, 2, 0),
+                              completed.transpose(1, 0, 2))  # sum_r r e e^T, (K, q, q)
+            mm[:, M[:, None], M] += outer + R.sum(axis=1)[:, None, None] * cond
         if self._rows is not None:  # components innermost in the compiled twin
             positions, Y, missing, completed, e_offsets, precisions_t = self._rows
             first_t, cross_t, mm_t = (np.zeros((m, k)), np.zeros((m, m, k)),
