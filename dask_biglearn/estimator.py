@@ -241,7 +241,8 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             statistics completed with their conditional expectations given them. A row with
             no observed value is ignored (it counts neither in the fit nor in
             ``lower_bound_``); a column with no observed value is refused, naming it. The
-            starts see a missing value as its column's mean. ``missing_fraction_``,
+            k-means starts work on the sample's complete rows when there are at least 20
+            per component, else on all its rows completed by k-POD. ``missing_fraction_``,
             ``n_incomplete_rows_`` and ``n_empty_rows_`` say how much was missing.
         y : None
             Ignored.
@@ -689,9 +690,11 @@ _COMMON_PARAMS_DOC = """
         directions that look multimodal (``FastICA``, the most platykurtic ones): the start
         for clusters that Euclidean k-means cuts the wrong way, such as parallel cigars
         (:func:`dask_biglearn.initialization.pursuit_params`).
-        With missing values, every start sees a missing value as its column's mean and
-        leaves out the rows with no observed value; ``"random"`` spans each column's
-        observed values.
+        With missing values, the sample starts work on the sample's complete rows when
+        there are at least 20 per component, else on all its rows completed by k-POD
+        (:func:`dask_biglearn.initialization.completed`); ``"random_from_data"`` sees a
+        missing value as its column's mean; rows with no observed value are left out;
+        ``"random"`` spans each column's observed values.
     weights_init, means_init, precisions_init : array-like, default=None
         User-provided initial weights ``(n_components,)``, means
         ``(n_components, n_features)`` and precisions of scikit-learn's shape for the

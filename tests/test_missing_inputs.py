@@ -18,7 +18,13 @@ import dask_biglearn as db
 from dask_biglearn.engines import DaskEngine, InProcessEngine
 from dask_biglearn.engines.base import order_free
 from dask_biglearn.fit.sweep import _SharedEngine
-from dask_biglearn.initialization import init_sample, initial_params, start_rows
+from dask_biglearn.initialization import (
+    COMPLETE_ROWS_PER_COMPONENT,
+    completed,
+    init_sample,
+    initial_params,
+    start_rows,
+)
 from dask_biglearn.kernels.summaries import combine_summaries, summarize_blocks
 from dask_biglearn.validation import with_sample_weight
 
@@ -255,17 +261,46 @@ def test_numpy_input_with_nan_passes_validation_where_dask_input_is_not_computed
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_the_starts_sample_has_no_nan_and_no_empty_row(weighted):
-    X = _holey(n=500, fraction=0.3, n_empty=40)
+def test_the_starts_sample_is_its_complete_rows_when_there_are_enough(weighted):
+    X = _holey(n=500, fraction=0.1, n_empty=40)
     data = with_sample_weight(X, _weights(len(X))) if weighted else X
     with InProcessEngine(data, weighted=weighted) as engine:
         sample = init_sample("kmeans", np.random.default_rng(0), 3, engine)
-        shift = engine.summaries.shift
-    assert not np.isnan(sample).any()
+    kept = X if not weighted else X[_weights(len(X)) > 0]
+    complete = kept[~np.isnan(kept).any(axis=1)]
+    assert len(complete) >= COMPLETE_ROWS_PER_COMPONENT * 3
+    np.testing.assert_array_equal(sample, complete)  # all rows of data this small
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_else_every_row_but_the_empty_ones_with_its_holes_filled_by_k_pod(weighted):
+    X = _holey(n=500, fraction=0.3, n_empty=40)
+    data = with_sample_weight(X, _weights(len(X))) if weighted else X
+    k = 10  # more than the complete rows can seed: COMPLETE_ROWS_PER_COMPONENT each
+    with InProcessEngine(data, weighted=weighted) as engine:
+        sample = init_sample("kmeans", np.random.default_rng(0), k, engine)
     kept = X if not weighted else X[_weights(len(X)) > 0]
     kept = kept[~np.isnan(kept).all(axis=1)]
-    assert len(sample) == len(kept)  # all rows of data this small, less the empty ones
-    np.testing.assert_array_equal(sample, np.where(np.isnan(kept), shift, kept))
+    assert (~np.isnan(kept).any(axis=1)).sum() < COMPLETE_ROWS_PER_COMPONENT * k
+    assert not np.isnan(sample).any() and len(sample) == len(kept)
+    observed = ~np.isnan(kept)
+    np.testing.assert_array_equal(sample[observed], kept[observed])
+
+
+def test_k_pod_fills_a_hole_from_its_cluster_where_a_column_mean_falls_between():
+    rng = np.random.default_rng(3)
+    centres = np.array([[-10.0, -10.0], [10.0, 10.0]])
+    truth = centres[rng.integers(2, size=400)] + rng.normal(size=(400, 2))
+    X = truth.copy()
+    holes = np.zeros(X.shape, dtype=bool)
+    holes[::4, 1] = True  # a quarter of the rows miss column 1; column 0 says the cluster
+    X[holes] = np.nan
+    shift = np.nanmean(X, axis=0)
+    by_means = completed(X, shift)
+    by_kpod = completed(X, shift, n_components=20, seed=0)  # too few complete rows for 20
+    assert np.abs(by_means[holes] - truth[holes]).mean() > 8  # between the clusters
+    assert np.abs(by_kpod[holes] - truth[holes]).mean() < 2  # in its own
+    assert completed(X, shift, n_components=2).shape == (300, 2)  # the complete rows
 
 
 def test_every_start_is_drawn_from_rows_without_nan():

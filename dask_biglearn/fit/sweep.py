@@ -173,8 +173,9 @@ def run_plans(engine, plans, rng, callbacks=()) -> list:
         if not ranks:
             return None
         size = init_sample_size(on.summaries.n_positive_rows, largest)
-        return start_rows(on.take_sample(on.summaries.rows_holding(size),
-                                         int(rng.integers(2**63 - 1))), on)
+        seed = int(rng.integers(2**63 - 1))
+        return start_rows(on.take_sample(on.summaries.rows_holding(size), seed), on, largest,
+                          seed)
 
     def program(plan, generator, rows):
         def run(on):
