@@ -242,7 +242,7 @@ class _BaseGaussianMixture(DensityMixin, BaseEstimator):
             no observed value is ignored (it counts neither in the fit nor in
             ``lower_bound_``); a column with no observed value is refused, naming it. The
             k-means starts work on the sample's complete rows when there are at least 20
-            per component, else on all its rows completed by k-POD. ``missing_fraction_``,
+            per component and 2,000 in all, else on all its rows completed by k-POD. ``missing_fraction_``,
             ``n_incomplete_rows_`` and ``n_empty_rows_`` say how much was missing.
         y : None
             Ignored.
@@ -691,7 +691,7 @@ _COMMON_PARAMS_DOC = """
         for clusters that Euclidean k-means cuts the wrong way, such as parallel cigars
         (:func:`dask_biglearn.initialization.pursuit_params`).
         With missing values, the sample starts work on the sample's complete rows when
-        there are at least 20 per component, else on all its rows completed by k-POD
+        there are at least 20 per component and 2,000 in all, else on all its rows completed by k-POD
         (:func:`dask_biglearn.initialization.completed`); ``"random_from_data"`` sees a
         missing value as its column's mean; rows with no observed value are left out;
         ``"random"`` spans each column's observed values.
