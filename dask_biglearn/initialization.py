@@ -493,7 +493,7 @@ COMPLETE_ROWS_AT_LEAST = 2000
 
 #: Lloyd rounds, at most, of the k-means of observed values that completes a start's sample
 #: of incomplete rows.
-KPOD_ROUNDS = 10
+OBSERVED_KMEANS_ROUNDS = 10
 
 
 def completed(rows, shift, n_components=None, seed=0):
@@ -538,10 +538,10 @@ def completed(rows, shift, n_components=None, seed=0):
     filled = np.where(missing, np.asarray(shift, dtype=np.float64), rows[kept])
     if n_components is None or n_components < 2 or len(filled) <= n_components:
         return filled
-    return _kpod(filled, missing, n_components, seed)
+    return _kmeans_of_observed(filled, missing, n_components, seed)
 
 
-def _kpod(filled, missing, n_components, seed):
+def _kmeans_of_observed(filled, missing, n_components, seed):
     """k-means of the observed values (see :func:`completed`): rows assigned by their
     distances to the centres over their observed coordinates, centres the means of their
     rows' observed values; then each missing value is its row's centre there."""
@@ -559,7 +559,7 @@ def _kpod(filled, missing, n_components, seed):
     else:
         centres, _ = kmeans_plusplus(filled, n_components, random_state=seed % 2**31)
     labels = None
-    for _ in range(KPOD_ROUNDS):
+    for _ in range(OBSERVED_KMEANS_ROUNDS):
         distances = (squares.sum(axis=1, keepdims=True) - 2.0 * values @ centres.T
                      + observed @ (centres * centres).T)
         new = distances.argmin(axis=1)

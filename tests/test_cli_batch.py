@@ -19,10 +19,7 @@ from test_cli import _run
 
 import dask_biglearn as db
 from dask_biglearn.cli import main
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
+from dask_biglearn.testing.cli import nonempty_lines as _lines
 
 
 def _listing(folder):

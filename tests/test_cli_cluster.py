@@ -17,15 +17,12 @@ import pytest
 
 import dask_biglearn as db
 from dask_biglearn.cli.cluster import add_cluster_options, connect
+from dask_biglearn.testing.cli import nonempty_lines as _lines
 
 
 def _run(*argv, **kwargs):
     return subprocess.run([sys.executable, "-m", "dask_biglearn", *map(str, argv)],
                           check=False, capture_output=True, text=True, timeout=180, **kwargs)
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def _interrupted(argv, sig, cwd, after=1.0):

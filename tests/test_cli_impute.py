@@ -4,7 +4,6 @@ outputs are as safe as ``predict``'s (never inside or around the input, never an
 without ``--overwrite``, all or nothing, a full disk names ``--out``, SIGTERM leaves
 nothing)."""
 
-import hashlib
 import json
 import os
 import resource
@@ -12,32 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
 import dask_biglearn as db
-from dask_biglearn.cli import main
 from dask_biglearn.datasets import random_mixture, sample_mixture
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def _run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _tree(folder):
-    """Every file under ``folder`` with a digest of its bytes."""
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+from dask_biglearn.testing.cli import file_tree as _tree
+from dask_biglearn.testing.cli import nonempty_lines as _lines
+from dask_biglearn.testing.cli import run_cli as _run
 
 
 def _holed(n_samples, seed, fraction=0.15):

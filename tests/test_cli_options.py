@@ -16,19 +16,11 @@ import pytest
 import zarr
 
 import dask_biglearn
-from dask_biglearn.cli import COMMANDS, build_parser, main
+from dask_biglearn.cli import COMMANDS, build_parser
+from dask_biglearn.testing.cli import nonempty_lines as _lines
+from dask_biglearn.testing.cli import run_cli as _run
 
 CLI = Path(dask_biglearn.__file__).parent / "cli"
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def _run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _fit(tmp_path, *extra):

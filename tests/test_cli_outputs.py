@@ -2,36 +2,19 @@
 it or around it; ``--overwrite`` replaces only what it says; every output checked before any
 work and written all or nothing; a failed write names the output."""
 
-import hashlib
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
 import dask_biglearn as db
-from dask_biglearn.cli import main
 from dask_biglearn.datasets import random_mixture, sample_mixture
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def _run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _tree(folder):
-    """Every file under ``folder`` with a digest of its bytes."""
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+from dask_biglearn.testing.cli import file_tree as _tree
+from dask_biglearn.testing.cli import nonempty_lines as _lines
+from dask_biglearn.testing.cli import run_cli as _run
 
 
 def _store(path, X):

@@ -10,6 +10,7 @@ from dask_biglearn import load
 from dask_biglearn.cli import main
 from dask_biglearn.cli.select import parse_components
 from dask_biglearn.datasets import random_mixture, sample_mixture
+from dask_biglearn.testing.cli import nonempty_lines as _lines
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +74,6 @@ def test_parse_components():
 
 
 # ---- the red team's select (L1, L2, P1, H2, heldout-fraction 0) -----------------------------
-
-
-def _lines(text):
-    return [line for line in text.splitlines() if line.strip()]
 
 
 def _select(store, model, *extra):

@@ -475,6 +475,23 @@ def add_predict(sub):
     p.set_defaults(func=predict)
 
 
+def _model_and_rows(args, options):
+    """What ``predict`` and ``impute`` read, after checking ``--out`` (never in the input
+    store; an existing one only with ``--overwrite``): the saved model and the store's lazy
+    array, of the model's number of features."""
+    from ..io.zarr_store import StoreError, open_zarr_array
+
+    refuse_outputs_in_store(args.store, {"--out": args.out})
+    check_group_output(args.out, args.overwrite, options, option="--out")
+    model = load_model(args.model)
+    X = open_zarr_array(args.store, args.array, options,
+                        allow_missing_chunks=args.allow_missing_chunks)
+    if X.shape[1] != model.n_features_in_:
+        raise StoreError(f"{args.store} has {X.shape[1]} features; the model was fitted on "
+                         f"{model.n_features_in_}.")
+    return model, X
+
+
 def predict(args) -> int:
     """Write a saved model's predictions for a Zarr array to a new Zarr group (``predict``).
 
@@ -495,23 +512,17 @@ def predict(args) -> int:
     exit_code : int
         0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
     """
-    from ..io.zarr_store import StoreError, open_zarr_array, write_predictions
+    from ..io.zarr_store import write_predictions
 
     check_cluster_options(args)
     options = storage_options(args.storage_option)
-    refuse_outputs_in_store(args.store, {"--out": args.out})
-    check_group_output(args.out, args.overwrite, options, option="--out")
-    model = load_model(args.model)
-    X = open_zarr_array(args.store, args.array, options,
-                        allow_missing_chunks=args.allow_missing_chunks)
-    if X.shape[1] != model.n_features_in_:
-        raise StoreError(f"{args.store} has {X.shape[1]} features; the model was fitted on "
-                         f"{model.n_features_in_}.")
+    model, X = _model_and_rows(args, options)
     started = time.perf_counter()
     with connect(args, log=say(args)), replacing(args.out, args.overwrite), \
             computing_on(args.store, (args.out,), (args.out,), _store_arrays(args, options)):
         names = write_predictions(model, X, args.out, log_likelihood=args.log_likelihood,
-                                  responsibilities=args.responsibilities)
+                                  responsibilities=args.responsibilities,
+                                  storage_options=options)
     say(args)(f"Wrote {', '.join(names)} for {X.shape[0]} rows to {args.out} in "
               f"{time.perf_counter() - started:.1f} s")
     return 0
@@ -577,7 +588,7 @@ def impute(args) -> int:
         0 (failures raise, and :func:`dask_biglearn.cli.main` reports them).
     """
     from .. import GaussianMixtureImputer, __version__
-    from ..io.zarr_store import StoreError, open_zarr_array, stored_chunks, write_imputed
+    from ..io.zarr_store import stored_chunks, write_imputed
 
     check_cluster_options(args)
     if args.seed is not None and not args.sample_posterior:
@@ -585,14 +596,7 @@ def impute(args) -> int:
                          "(the conditional means need no seed).")
     draw_seed = (0 if args.seed is None else args.seed) if args.sample_posterior else None
     options = storage_options(args.storage_option)
-    refuse_outputs_in_store(args.store, {"--out": args.out})
-    check_group_output(args.out, args.overwrite, options, option="--out")
-    model = load_model(args.model)
-    X = open_zarr_array(args.store, args.array, options,
-                        allow_missing_chunks=args.allow_missing_chunks)
-    if X.shape[1] != model.n_features_in_:
-        raise StoreError(f"{args.store} has {X.shape[1]} features; the model was fitted on "
-                         f"{model.n_features_in_}.")
+    model, X = _model_and_rows(args, options)
     imputer = GaussianMixtureImputer.from_model(model, sample_posterior=args.sample_posterior,
                                                 random_state=draw_seed)
     name = args.array or "X"

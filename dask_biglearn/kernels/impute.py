@@ -119,7 +119,7 @@ def _draw(resp, completed, conditional, uniforms):
     rows = np.arange(n)
     for j in np.unique(chosen):
         mine = rows[chosen == j]
-        # XXX: the conditional covariance L_MM^-1 is positive definite up to rounding;
+        # The conditional covariance L_MM^-1 is positive definite up to rounding:
         # symmetrised first, its Cholesky factor turns the normals into the draw.
         factor = np.linalg.cholesky(0.5 * (conditional[j] + conditional[j].T))
         values[mine] = completed[j, mine] + normals[mine] @ factor.T
