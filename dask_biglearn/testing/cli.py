@@ -10,13 +10,36 @@ __all__ = ["file_tree", "nonempty_lines", "run_cli"]
 
 
 def nonempty_lines(text: str) -> list[str]:
-    """The lines of ``text`` that hold more than white space."""
+    """The lines of ``text`` that hold more than white space.
+
+    Parameters
+    ----------
+    text : str
+        What a command printed.
+
+    Returns
+    -------
+    lines : list of str
+    """
     return [line for line in text.splitlines() if line.strip()]
 
 
 def run_cli(argv, capsys):
-    """``dask_biglearn.cli.main(argv)`` (each argument as a string) and what it printed:
-    ``(exit_code, stdout, stderr)``, read through pytest's ``capsys``."""
+    """Run ``dask_biglearn.cli.main`` in this process and read what it printed.
+
+    Parameters
+    ----------
+    argv : sequence
+        The command's arguments (each passed as a string).
+    capsys : pytest.CaptureFixture
+        pytest's ``capsys``.
+
+    Returns
+    -------
+    exit_code : int
+    stdout : str
+    stderr : str
+    """
     from ..cli import main
 
     code = main([str(a) for a in argv])
@@ -26,7 +49,17 @@ def run_cli(argv, capsys):
 
 def file_tree(folder) -> dict[str, str]:
     """Every file under ``folder`` with a digest of its bytes (what a command must leave
-    unchanged)."""
+    unchanged).
+
+    Parameters
+    ----------
+    folder : str or path-like
+
+    Returns
+    -------
+    tree : dict of str to str
+        Each file's path relative to ``folder``, to the SHA-256 of its bytes.
+    """
     folder = Path(folder)
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
